@@ -1,0 +1,491 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * netrec kernel side: TCP bytes sent and consumed, state transitions, RTT
+ * samples, retransmits, process exec/exit -> one ring buffer.
+ *
+ * Attribution: send/recv run in the calling process, which owns the socket
+ * at that moment; we remember it per socket so events raised later in
+ * softirq (state changes, RTT, retransmits) carry the owner, not whatever
+ * task the CPU happened to be running. A passively opened socket inherits
+ * the owner of its listener until the server touches it.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "netrec.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define MSG_PEEK 2
+#define IPPROTO_TCP 6
+
+/* Set by user space before load. */
+const volatile bool filter_pid = false;
+const volatile bool filter_comm = false;
+const volatile bool filter_cgroup = false;
+const volatile bool filter_port = false;
+const volatile char targ_comm[TASK_COMM_LEN] = {};
+/* Wake user space only once this much is queued; it also polls on a timer. */
+const volatile __u64 wakeup_bytes = 1 << 20;
+
+/* Dummy instances so the skeleton generates the record types. */
+struct netrec_sock_event _netrec_sock_event = {};
+struct netrec_proc_event _netrec_proc_event = {};
+enum event_kind _event_kind = 0;
+enum counter _counter = 0;
+
+/* Capture-unique socket ids; 0 is never handed out. */
+__u64 next_sock_id = 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20); /* resized by user space */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct sock_info {
+	__u64 id;
+	__u32 pid;
+	__u32 tid;
+	__u32 last_srtt_us;
+	__u8 owner_known;
+	__u8 selected; /* owner passes the pid/comm/cgroup filters */
+	__u8 pad[2];
+	char comm[TASK_COMM_LEN];
+};
+
+/* LRU: a socket we never see close (e.g. one closed before the capture
+ * started reading) must not leak a slot forever. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072); /* resized by user space */
+	__type(key, __u64);          /* struct sock * */
+	__type(value, struct sock_info);
+} socks SEC(".maps");
+
+struct listener_key {
+	__u32 netns;
+	__u16 port;
+	__u16 pad;
+};
+
+struct owner {
+	__u32 pid;
+	__u32 tid;
+	__u8 selected;
+	__u8 pad[7];
+	char comm[TASK_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct listener_key);
+	__type(value, struct owner);
+} listeners SEC(".maps");
+
+/* Threads inside splice(2): the socket tcp_read_sock() consumed from. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* tid */
+	__type(value, __u64); /* struct sock *, 0 until seen */
+} splicing SEC(".maps");
+
+/* Filters filled by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8);
+} targ_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16); /* port, host order */
+	__type(value, __u8);
+} targ_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} targ_cgroup SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &which);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline void submit(void *rec)
+{
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP;
+
+	bpf_ringbuf_submit(rec, flags);
+}
+
+/* Does the current task pass the process filters? */
+static __always_inline bool current_selected(void)
+{
+	if (filter_pid) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+		if (!bpf_map_lookup_elem(&targ_pids, &tgid))
+			return false;
+	}
+	if (filter_comm) {
+		char comm[TASK_COMM_LEN];
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		for (int i = 0; i < TASK_COMM_LEN; i++) {
+			if (comm[i] != targ_comm[i])
+				return false;
+			if (!comm[i])
+				break;
+		}
+	}
+	if (filter_cgroup && bpf_current_task_under_cgroup(&targ_cgroup, 0) != 1)
+		return false;
+	return true;
+}
+
+static __always_inline bool port_selected(__u16 lport, __u16 rport)
+{
+	if (!filter_port)
+		return true;
+	return bpf_map_lookup_elem(&targ_ports, &lport) || bpf_map_lookup_elem(&targ_ports, &rport);
+}
+
+static __always_inline bool is_inet_tcp(const struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	if (family != AF_INET && family != AF_INET6)
+		return false;
+	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
+}
+
+static __always_inline struct sock_info *sock_info_get(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
+
+	if (si)
+		return si;
+	struct sock_info fresh = {};
+
+	fresh.id = __sync_fetch_and_add(&next_sock_id, 1);
+	/* Losing a race with another CPU only wastes an id. */
+	bpf_map_update_elem(&socks, &key, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&socks, &key);
+}
+
+/* Only call from the owner's own context (a syscall on this socket). */
+static __always_inline void learn_owner(struct sock_info *si)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	si->pid = pid_tgid >> 32;
+	si->tid = (__u32)pid_tgid;
+	si->owner_known = 1;
+	si->selected = current_selected();
+	bpf_get_current_comm(si->comm, sizeof(si->comm));
+}
+
+static __always_inline void fill_addrs(struct netrec_sock_event *e, const struct sock *sk)
+{
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (e->family == AF_INET) {
+		bpf_core_read(e->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(e->daddr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+}
+
+/*
+ * The one body behind every socket event. `si` may be NULL when the socket
+ * table is full: the event is still recorded, attributed to the current
+ * task only if `in_owner_context`.
+ */
+static __always_inline void emit_sock_event(const struct sock *sk, struct sock_info *si, __u32 kind,
+					    __u64 value, __u8 old_state, __u8 new_state,
+					    bool in_owner_context)
+{
+	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	bool known, selected;
+
+	if (si) {
+		known = si->owner_known;
+		selected = si->selected;
+	} else {
+		count(COUNTER_SOCK_UNTRACKED);
+		known = in_owner_context;
+		selected = in_owner_context && current_selected();
+	}
+	if ((filter_pid || filter_comm || filter_cgroup) && !(known && selected))
+		return;
+	if (!port_selected(lport, rport))
+		return;
+
+	struct netrec_sock_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(COUNTER_LOST_BASE + kind);
+		return;
+	}
+	e->kind = kind;
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->value = value;
+	e->old_state = old_state;
+	e->new_state = new_state;
+	e->owner_known = known;
+	e->pad = 0;
+	if (si) {
+		e->sock_id = si->id;
+		e->pid = si->pid;
+		e->tid = si->tid;
+		__builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
+	} else {
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+		e->sock_id = 0;
+		e->pid = known ? pid_tgid >> 32 : 0;
+		e->tid = known ? (__u32)pid_tgid : 0;
+		if (known)
+			bpf_get_current_comm(e->comm, sizeof(e->comm));
+		else
+			__builtin_memset(e->comm, 0, sizeof(e->comm));
+	}
+	if (!known) {
+		e->pid = 0;
+		e->tid = 0;
+		__builtin_memset(e->comm, 0, sizeof(e->comm));
+	}
+	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+	fill_addrs(e, sk);
+	submit(e);
+}
+
+/* Bytes moved by the application itself: the caller owns the socket. */
+static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64 bytes)
+{
+	if (!is_inet_tcp(sk))
+		return;
+	struct sock_info *si = sock_info_get(sk);
+
+	if (si)
+		learn_owner(si);
+	emit_sock_event(sk, si, kind, bytes, 0, 0, true);
+}
+
+SEC("raw_tp/sock_send_length")
+int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
+{
+	if (ret > 0)
+		handle_data(sk, EVENT_SEND, ret);
+	return 0;
+}
+
+/* MSG_PEEK leaves the data in the queue: nothing was consumed. */
+SEC("raw_tp/sock_recv_length")
+int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
+{
+	if (ret > 0 && !(flags & MSG_PEEK))
+		handle_data(sk, EVENT_RECV, ret);
+	return 0;
+}
+
+/*
+ * splice(2) from a TCP socket consumes through tcp_read_sock(), which never
+ * reaches sock_recv_length. tcp_read_sock() calls tcp_rcv_space_adjust() on
+ * the socket it drains; the syscall's return value is what was consumed.
+ */
+SEC("tp/syscalls/sys_enter_splice")
+int splice_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 none = 0;
+
+	bpf_map_update_elem(&splicing, &tid, &none, BPF_ANY);
+	return 0;
+}
+
+SEC("raw_tp/tcp_rcv_space_adjust")
+int BPF_PROG(tcp_rcv_space_adjust, struct sock *sk)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *slot = bpf_map_lookup_elem(&splicing, &tid);
+
+	if (slot)
+		*slot = (__u64)sk;
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_splice")
+int splice_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *slot = bpf_map_lookup_elem(&splicing, &tid);
+	struct sock *sk;
+
+	if (!slot)
+		return 0;
+	sk = (struct sock *)*slot;
+	bpf_map_delete_elem(&splicing, &tid);
+	if (sk && ctx->ret > 0)
+		handle_data(sk, EVENT_RECV, ctx->ret);
+	return 0;
+}
+
+static __always_inline struct listener_key listener_key_of(const struct sock *sk)
+{
+	struct listener_key k = {};
+
+	k.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	k.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	return k;
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (!is_inet_tcp(sk))
+		return 0;
+	struct sock_info *si = sock_info_get(sk);
+
+	if (si) {
+		/* connect() and listen() run in the owner's context. */
+		if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN))
+			learn_owner(si);
+		if (newstate == TCP_LISTEN) {
+			struct listener_key k = listener_key_of(sk);
+			struct owner o = {};
+
+			o.pid = si->pid;
+			o.tid = si->tid;
+			o.selected = si->selected;
+			__builtin_memcpy(o.comm, si->comm, sizeof(o.comm));
+			bpf_map_update_elem(&listeners, &k, &o, BPF_ANY);
+		}
+		/* A passive open: until accept(), the listener's owner owns it. */
+		if (!si->owner_known && (newstate == TCP_SYN_RECV || oldstate == TCP_SYN_RECV)) {
+			struct listener_key k = listener_key_of(sk);
+			struct owner *o = bpf_map_lookup_elem(&listeners, &k);
+
+			if (o) {
+				si->pid = o->pid;
+				si->tid = o->tid;
+				si->selected = o->selected;
+				si->owner_known = 1;
+				__builtin_memcpy(si->comm, o->comm, sizeof(si->comm));
+			}
+		}
+	}
+	emit_sock_event(sk, si, EVENT_STATE, 0, oldstate, newstate, false);
+	if (newstate == TCP_CLOSE) {
+		__u64 key = (__u64)sk;
+
+		if (oldstate == TCP_LISTEN) {
+			struct listener_key k = listener_key_of(sk);
+
+			bpf_map_delete_elem(&listeners, &k);
+		}
+		bpf_map_delete_elem(&socks, &key);
+	}
+	return 0;
+}
+
+/* tcp_probe fires for every segment received on an established socket;
+ * record srtt only when it changed. */
+SEC("raw_tp/tcp_probe")
+int BPF_PROG(tcp_probe, struct sock *sk, struct sk_buff *skb)
+{
+	if (!is_inet_tcp(sk))
+		return 0;
+	__u32 srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+	struct sock_info *si = sock_info_get(sk);
+
+	if (!srtt_us)
+		return 0;
+	if (si) {
+		if (si->last_srtt_us == srtt_us)
+			return 0;
+		si->last_srtt_us = srtt_us;
+	}
+	emit_sock_event(sk, si, EVENT_RTT, srtt_us, 0, 0, false);
+	return 0;
+}
+
+SEC("raw_tp/tcp_retransmit_skb")
+int BPF_PROG(tcp_retransmit_skb, const struct sock *sk)
+{
+	if (!is_inet_tcp(sk))
+		return 0;
+	emit_sock_event(sk, sock_info_get(sk), EVENT_RETRANSMIT, 0, 0, 0, false);
+	return 0;
+}
+
+static __always_inline void emit_proc_event(__u32 kind, struct task_struct *task,
+					    struct linux_binprm *bprm)
+{
+	if (!current_selected())
+		return;
+	struct netrec_proc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(COUNTER_LOST_BASE + kind);
+		return;
+	}
+	e->kind = kind;
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->pid = BPF_CORE_READ(task, tgid);
+	e->tid = BPF_CORE_READ(task, pid);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->exit_status = kind == EVENT_EXIT ? BPF_CORE_READ(task, exit_code) : 0;
+	e->pad = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->filename[0] = 0;
+	if (bprm)
+		bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	submit(e);
+}
+
+SEC("raw_tp/sched_process_exec")
+int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	emit_proc_event(EVENT_EXEC, task, bprm);
+	return 0;
+}
+
+/* One exit per process: the last thread out, whichever it is. */
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(sched_process_exit, struct task_struct *task)
+{
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	emit_proc_event(EVENT_EXIT, task, NULL);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one definition of every record that crosses the ring buffer.
+ * User space reads these through the skeleton's generated `types` module;
+ * nobody writes a mirror struct by hand.
+ */
+#ifndef NETREC_H
+#define NETREC_H
+
+#define TASK_COMM_LEN 16
+#define FILENAME_LEN 256
+
+/* Every record starts with a u32 kind; user space switches on it. */
+enum event_kind {
+	EVENT_SEND = 1,
+	EVENT_RECV = 2,
+	EVENT_STATE = 3,
+	EVENT_RTT = 4,
+	EVENT_RETRANSMIT = 5,
+	EVENT_EXEC = 6,
+	EVENT_EXIT = 7,
+	EVENT_KIND_MAX = 8,
+};
+
+/*
+ * Counters kept in the kernel (per-CPU array indexed by these):
+ * LOST_* + kind counts records dropped because the ring buffer was full;
+ * SOCK_UNTRACKED counts events whose socket did not fit the socket table
+ * (they are still recorded, without a sock_id).
+ */
+enum counter {
+	COUNTER_SOCK_UNTRACKED = 0,
+	COUNTER_LOST_BASE = 1, /* + event_kind */
+	COUNTER_MAX = COUNTER_LOST_BASE + EVENT_KIND_MAX,
+};
+
+/* send, recv, state, rtt, retransmit */
+struct netrec_sock_event {
+	__u32 kind;
+	__u32 pid;         /* owner's tgid; meaningless unless owner_known */
+	__u32 tid;
+	__u8 owner_known;
+	__u8 family;       /* AF_INET or AF_INET6 */
+	__u8 old_state;    /* state events: TCP_* numbers */
+	__u8 new_state;
+	__u64 ts_ns;       /* CLOCK_BOOTTIME */
+	__u64 sock_id;     /* 0: socket table was full */
+	__u64 value;       /* bytes for send/recv, srtt in us for rtt */
+	__u8 saddr[16];    /* local address; IPv4 in the first 4 bytes */
+	__u8 daddr[16];    /* remote address */
+	__u16 sport;       /* local port, host order */
+	__u16 dport;       /* remote port, host order */
+	__u32 pad;
+	char comm[TASK_COMM_LEN];
+};
+
+/* exec, exit */
+struct netrec_proc_event {
+	__u32 kind;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u64 ts_ns;
+	__s32 exit_status; /* exit: raw wait(2) status */
+	__u32 pad;
+	char comm[TASK_COMM_LEN];
+	char filename[FILENAME_LEN]; /* exec only */
+};
+
+#endif /* NETREC_H */

@@ -1,0 +1,258 @@
+//! Command-line flags, turned into a validated [`Config`] before any work starts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  # Record everything for 30 seconds
+  netrec-capture --output /var/tmp/netrec --duration 30s
+
+  # One MySQL server, printing per-second traffic while recording
+  netrec-capture -o /var/tmp/netrec --pid $(pidof mariadbd) --live
+
+  # Flight recorder: 1-minute segments, keep at most 2 GiB
+  netrec-capture -o /var/tmp/netrec --port 3306 --rotate-seconds 60 --max-disk 2GiB
+
+Segments are written as <dir>/netrec-<host>-<start>-<n>.parquet; a segment being
+written is named *.parquet.inprogress and renamed when complete. Stop with Ctrl-C or
+SIGTERM: the current segment is finalized and the exit status is 0.
+
+Exit status: 0 success, 2 error (bad flag, missing privilege, unwritable output).";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Attach {
+    /// Best mechanism this kernel offers, probe by probe
+    Auto,
+    /// fentry/fexit programs
+    Fentry,
+    /// kprobe/kretprobe programs
+    Kprobe,
+    /// tracepoints and raw tracepoints
+    Tracepoint,
+}
+
+/// Record TCP traffic, connection states, RTT and process events with eBPF into
+/// zstd-compressed Parquet segments.
+#[derive(Debug, Parser)]
+#[command(name = "netrec-capture", version, after_help = EXAMPLES)]
+pub struct Args {
+    /// Directory for the segments (created with mode 0700 if missing)
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Stop after this long (30s, 5m, 1h); default: until Ctrl-C or SIGTERM
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Only processes with this pid (repeatable)
+    #[arg(short, long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Only processes whose command name is exactly NAME (at most 15 bytes)
+    #[arg(short, long, value_name = "NAME")]
+    pub comm: Option<String>,
+
+    /// Only sockets whose local or remote port is PORT (repeatable)
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Only processes in this cgroup v2 directory or below it
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+
+    /// Start a new segment after this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub rotate_seconds: u64,
+
+    /// Start a new segment once the current one reaches this size (64MiB, 1GB)
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_bytes)]
+    pub rotate_size: u64,
+
+    /// Delete the oldest segments of this capture to stay under this total size
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub max_disk: Option<u64>,
+
+    /// Keep at most this many segments of this capture, deleting the oldest
+    #[arg(long, value_name = "N")]
+    pub max_segments: Option<usize>,
+
+    /// Size of the kernel ring buffer: a power of two, at least 4KiB
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_bytes)]
+    pub ringbuf_size: u64,
+
+    /// Sockets the kernel tracks at once to attribute events to their owner
+    #[arg(long, value_name = "N", default_value_t = 131072)]
+    pub max_sockets: u32,
+
+    /// Events per Arrow batch handed to the segment writer
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    pub batch_rows: usize,
+
+    /// Which kind of kernel hook to use
+    #[arg(long, value_enum, default_value_t = Attach::Auto)]
+    pub attach: Attach,
+
+    /// Print bytes sent and received per process every second while capturing
+    #[arg(long)]
+    pub live: bool,
+
+    /// Print nothing but errors and lost-event warnings
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    parse_size::parse_size(s).map_err(|e| format!("{e} (examples: 64MiB, 1GB, 4096)"))
+}
+
+/// What a capture run does, every value checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub output: PathBuf,
+    pub duration: Option<Duration>,
+    pub pids: Vec<u32>,
+    pub comm: Option<String>,
+    pub ports: Vec<u16>,
+    pub cgroup: Option<PathBuf>,
+    pub rotate_every: Duration,
+    pub rotate_size: u64,
+    pub max_disk: Option<u64>,
+    pub max_segments: Option<usize>,
+    pub ringbuf_size: u32,
+    pub max_sockets: u32,
+    pub batch_rows: usize,
+    pub attach: Attach,
+    pub live: bool,
+    pub quiet: bool,
+    pub command_line: Vec<String>,
+}
+
+impl Config {
+    pub fn from_args(args: Args, command_line: Vec<String>) -> Result<Config> {
+        for pid in &args.pids {
+            if !PathBuf::from(format!("/proc/{pid}")).exists() {
+                bail!("--pid {pid}: no such process");
+            }
+        }
+        if let Some(comm) = &args.comm {
+            if comm.is_empty() || comm.len() > 15 {
+                bail!("--comm {comm:?}: must be 1 to 15 bytes (the kernel keeps 15 bytes of a command name)");
+            }
+        }
+        if let Some(cg) = &args.cgroup {
+            let meta = std::fs::metadata(cg).with_context(|| format!("--cgroup {}", cg.display()))?;
+            if !meta.is_dir() || !cg.join("cgroup.procs").exists() {
+                bail!("--cgroup {}: not a cgroup v2 directory (expected something under /sys/fs/cgroup)", cg.display());
+            }
+        }
+        if args.rotate_seconds == 0 {
+            bail!("--rotate-seconds: must be at least 1");
+        }
+        if args.rotate_size < 4096 {
+            bail!("--rotate-size {}: must be at least 4KiB", args.rotate_size);
+        }
+        if args.max_segments == Some(0) {
+            bail!("--max-segments: must be at least 1");
+        }
+        if let Some(max) = args.max_disk {
+            if max < args.rotate_size {
+                bail!("--max-disk {max}: must be at least --rotate-size ({})", args.rotate_size);
+            }
+        }
+        let rb = args.ringbuf_size;
+        if !rb.is_power_of_two() || rb < 4096 || rb > (1 << 30) {
+            bail!("--ringbuf-size {rb}: must be a power of two between 4KiB and 1GiB");
+        }
+        if args.max_sockets < 1024 {
+            bail!("--max-sockets {}: must be at least 1024", args.max_sockets);
+        }
+        if args.batch_rows == 0 || args.batch_rows > 1 << 24 {
+            bail!("--batch-rows {}: must be between 1 and 16777216", args.batch_rows);
+        }
+        Ok(Config {
+            output: args.output,
+            duration: args.duration,
+            pids: args.pids,
+            comm: args.comm,
+            ports: args.ports,
+            cgroup: args.cgroup,
+            rotate_every: Duration::from_secs(args.rotate_seconds),
+            rotate_size: args.rotate_size,
+            max_disk: args.max_disk,
+            max_segments: args.max_segments,
+            ringbuf_size: rb as u32,
+            max_sockets: args.max_sockets,
+            batch_rows: args.batch_rows,
+            attach: args.attach,
+            live: args.live,
+            quiet: args.quiet,
+            command_line,
+        })
+    }
+
+    /// The filters as recorded in segment metadata.
+    pub fn filters_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "pid": self.pids,
+            "comm": self.comm,
+            "port": self.ports,
+            "cgroup": self.cgroup.as_ref().map(|p| p.display().to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &[&str]) -> Result<Config> {
+        let mut argv = vec!["netrec-capture", "--output", "/tmp/x"];
+        argv.extend_from_slice(extra);
+        let args = Args::try_parse_from(&argv).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Config::from_args(args, vec![])
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.ringbuf_size, 16 << 20);
+        assert_eq!(c.rotate_every, Duration::from_secs(60));
+        assert_eq!(c.rotate_size, 256 << 20);
+    }
+
+    #[test]
+    fn durations_and_sizes_parse() {
+        let c = config(&["--duration", "5m", "--rotate-size", "1MiB", "--max-disk", "10MB"]).unwrap();
+        assert_eq!(c.duration, Some(Duration::from_secs(300)));
+        assert_eq!(c.rotate_size, 1 << 20);
+        assert_eq!(c.max_disk, Some(10_000_000));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for (flags, needle) in [
+            (&["--ringbuf-size", "3000"][..], "--ringbuf-size"),
+            (&["--comm", "a-name-longer-than-15"], "--comm"),
+            (&["--rotate-seconds", "0"], "--rotate-seconds"),
+            (&["--max-segments", "0"], "--max-segments"),
+            (&["--duration", "soon"], "--duration"),
+            (&["--pid", "4294967295"], "--pid"),
+            (&["--cgroup", "/nonexistent"], "--cgroup"),
+        ] {
+            let err = format!("{:#}", config(flags).unwrap_err());
+            assert!(err.contains(needle), "{flags:?}: {err}");
+        }
+    }
+}

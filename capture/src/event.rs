@@ -1,0 +1,180 @@
+//! Ring-buffer records, decoded from the skeleton's generated types.
+
+use crate::probe::skel::types::{event_kind, netrec_proc_event, netrec_sock_event};
+
+// SAFETY: both are #[repr(C)] plain-old-data generated from bpf/netrec.h.
+unsafe impl plain::Plain for netrec_sock_event {}
+unsafe impl plain::Plain for netrec_proc_event {}
+
+/// What happened; the `kind` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Send,
+    Recv,
+    State,
+    Rtt,
+    Retransmit,
+    Exec,
+    Exit,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [Kind::Send, Kind::Recv, Kind::State, Kind::Rtt, Kind::Retransmit, Kind::Exec, Kind::Exit];
+
+    pub fn from_raw(raw: u32) -> Option<Kind> {
+        Some(match event_kind(raw) {
+            event_kind::EVENT_SEND => Kind::Send,
+            event_kind::EVENT_RECV => Kind::Recv,
+            event_kind::EVENT_STATE => Kind::State,
+            event_kind::EVENT_RTT => Kind::Rtt,
+            event_kind::EVENT_RETRANSMIT => Kind::Retransmit,
+            event_kind::EVENT_EXEC => Kind::Exec,
+            event_kind::EVENT_EXIT => Kind::Exit,
+            _ => return None,
+        })
+    }
+
+    /// The kernel's number for this kind (index of its loss counter).
+    pub fn raw(self) -> u32 {
+        match self {
+            Kind::Send => event_kind::EVENT_SEND.0,
+            Kind::Recv => event_kind::EVENT_RECV.0,
+            Kind::State => event_kind::EVENT_STATE.0,
+            Kind::Rtt => event_kind::EVENT_RTT.0,
+            Kind::Retransmit => event_kind::EVENT_RETRANSMIT.0,
+            Kind::Exec => event_kind::EVENT_EXEC.0,
+            Kind::Exit => event_kind::EVENT_EXIT.0,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Send => "send",
+            Kind::Recv => "recv",
+            Kind::State => "state",
+            Kind::Rtt => "rtt",
+            Kind::Retransmit => "retransmit",
+            Kind::Exec => "exec",
+            Kind::Exit => "exit",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counts kept per kind (events written, events lost).
+pub type PerKind = [u64; Kind::ALL.len()];
+
+pub enum Record<'a> {
+    Sock(Kind, &'a netrec_sock_event),
+    Proc(Kind, &'a netrec_proc_event),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    TooShort,
+    UnknownKind(u32),
+}
+
+pub fn decode(data: &[u8]) -> Result<Record<'_>, DecodeError> {
+    let raw = data.get(..4).ok_or(DecodeError::TooShort)?;
+    let raw = u32::from_ne_bytes(raw.try_into().expect("4 bytes"));
+    let kind = Kind::from_raw(raw).ok_or(DecodeError::UnknownKind(raw))?;
+    match kind {
+        Kind::Exec | Kind::Exit => {
+            plain::from_bytes(data).map(|e| Record::Proc(kind, e)).map_err(|_| DecodeError::TooShort)
+        }
+        _ => plain::from_bytes(data).map(|e| Record::Sock(kind, e)).map_err(|_| DecodeError::TooShort),
+    }
+}
+
+/// A NUL-terminated kernel string as text (lossy: comm may hold any bytes).
+pub fn c_str(bytes: &[i8]) -> std::borrow::Cow<'_, str> {
+    // SAFETY: i8 and u8 have the same layout.
+    let bytes: &[u8] = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len()) };
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end])
+}
+
+/// Linux TCP state numbers (include/net/tcp_states.h).
+pub fn tcp_state_name(state: u8) -> &'static str {
+    match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        13 => "BOUND_INACTIVE",
+        _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of<T: Copy>(v: &T) -> Vec<u64> {
+        // u64 storage keeps the buffer 8-byte aligned like the ring buffer's.
+        let mut buf = vec![0u64; std::mem::size_of::<T>().div_ceil(8)];
+        unsafe { std::ptr::copy_nonoverlapping(v as *const T as *const u8, buf.as_mut_ptr() as *mut u8, std::mem::size_of::<T>()) };
+        buf
+    }
+
+    fn as_bytes(buf: &[u64], len: usize) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, len) }
+    }
+
+    #[test]
+    fn decodes_a_send_record() {
+        let mut e = netrec_sock_event::default();
+        e.kind = event_kind::EVENT_SEND.0;
+        e.pid = 42;
+        e.value = 1000;
+        let buf = bytes_of(&e);
+        match decode(as_bytes(&buf, std::mem::size_of_val(&e))).unwrap() {
+            Record::Sock(Kind::Send, got) => {
+                assert_eq!(got.pid, 42);
+                assert_eq!(got.value, 1000);
+            }
+            _ => panic!("wrong record"),
+        }
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        let buf = [0u64; 1];
+        assert_eq!(decode(as_bytes(&buf, 2)).err(), Some(DecodeError::TooShort));
+        let mut e = netrec_sock_event::default();
+        e.kind = 99;
+        let buf = bytes_of(&e);
+        assert_eq!(decode(as_bytes(&buf, std::mem::size_of_val(&e))).err(), Some(DecodeError::UnknownKind(99)));
+        e.kind = event_kind::EVENT_EXEC.0; // a proc record needs more bytes than a sock record
+        let buf = bytes_of(&e);
+        assert_eq!(decode(as_bytes(&buf, std::mem::size_of_val(&e))).err(), Some(DecodeError::TooShort));
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_raw(k.raw()), Some(k));
+        }
+    }
+
+    #[test]
+    fn comm_stops_at_nul() {
+        let mut comm = [0i8; 16];
+        for (i, b) in b"curl".iter().enumerate() {
+            comm[i] = *b as i8;
+        }
+        assert_eq!(c_str(&comm), "curl");
+    }
+}

@@ -1,0 +1,209 @@
+//! Loading the BPF object, choosing and attaching its programs, reading its counters.
+
+pub mod tracefs;
+
+#[allow(clippy::all, dead_code, non_camel_case_types, non_snake_case, non_upper_case_globals, unused_imports)]
+pub mod skel {
+    include!(concat!(env!("OUT_DIR"), "/netrec.skel.rs"));
+}
+
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+
+use crate::cli::{Attach, Config};
+use crate::event::{Kind, PerKind};
+use skel::types::counter;
+use skel::{NetrecSkel, NetrecSkelBuilder};
+
+/// Which hook feeds each probe: recorded in every segment.
+const TRACEPOINT_MECHANISMS: &[(&str, &str)] = &[
+    ("send", "raw_tracepoint:sock/sock_send_length"),
+    ("recv", "raw_tracepoint:sock/sock_recv_length"),
+    ("recv_splice", "tracepoint:syscalls/sys_enter_splice+sys_exit_splice, raw_tracepoint:tcp/tcp_rcv_space_adjust"),
+    ("state", "raw_tracepoint:sock/inet_sock_set_state"),
+    ("rtt", "raw_tracepoint:tcp/tcp_probe"),
+    ("retransmit", "raw_tracepoint:tcp/tcp_retransmit_skb"),
+    ("exec", "raw_tracepoint:sched/sched_process_exec"),
+    ("exit", "raw_tracepoint:sched/sched_process_exit"),
+];
+
+/// Kernel-side counters, cumulative since load.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub lost: PerKind,
+    pub untracked: u64,
+}
+
+impl Counters {
+    /// What was counted since `earlier`.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let mut lost = PerKind::default();
+        for (i, v) in lost.iter_mut().enumerate() {
+            *v = self.lost[i] - earlier.lost[i];
+        }
+        Counters { lost, untracked: self.untracked - earlier.untracked }
+    }
+}
+
+pub struct Probes<'obj> {
+    pub skel: NetrecSkel<'obj>,
+    links: Vec<Link>,
+    pub mechanisms: serde_json::Value,
+    _tracefs: tracefs::TracefsGuard,
+}
+
+fn check_kernel() -> Result<()> {
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        bail!(
+            "this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): \
+             netrec needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions since 2020)"
+        );
+    }
+    if !Path::new("/sys/kernel/tracing/events/sock/sock_send_length").exists() {
+        bail!(
+            "this kernel ({}) has no sock:sock_send_length tracepoint (added in Linux 6.3); \
+             the kprobe and fentry programs for older kernels are not in this build yet",
+            crate::host::kernel_release()
+        );
+    }
+    Ok(())
+}
+
+/// Names the capabilities this process lacks for loading BPF tracing programs.
+fn missing_capabilities() -> String {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    let has = |cap: u32| eff & (1 << cap) != 0;
+    if has(CAP_SYS_ADMIN) {
+        return "CAP_SYS_ADMIN is present, so a security module or sysctl (kernel.unprivileged_bpf_disabled, lockdown) refused it".into();
+    }
+    let missing: Vec<&str> =
+        [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")].iter().filter(|(c, _)| !has(*c)).map(|(_, n)| *n).collect();
+    if missing.is_empty() {
+        "CAP_BPF and CAP_PERFMON are present, so a security module or sysctl refused it".into()
+    } else {
+        format!("missing capability {} (or run as root)", missing.join(" and "))
+    }
+}
+
+fn set_filters(skel: &NetrecSkel<'_>, cfg: &Config) -> Result<()> {
+    for pid in &cfg.pids {
+        skel.maps
+            .targ_pids
+            .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
+            .context("filling the --pid filter map")?;
+    }
+    for port in &cfg.ports {
+        skel.maps
+            .targ_ports
+            .update(&port.to_ne_bytes(), &[1], MapFlags::ANY)
+            .context("filling the --port filter map")?;
+    }
+    if let Some(path) = &cfg.cgroup {
+        let dir = std::fs::File::open(path).with_context(|| format!("--cgroup {}", path.display()))?;
+        let fd = dir.as_raw_fd() as u32;
+        skel.maps
+            .targ_cgroup
+            .update(&0u32.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+            .with_context(|| format!("--cgroup {}: not a cgroup v2 directory", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens, configures, loads and attaches every probe.
+pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config) -> Result<Probes<'obj>> {
+    match cfg.attach {
+        Attach::Auto | Attach::Tracepoint => {}
+        other => bail!(
+            "--attach {}: this build has tracepoint programs only; use --attach auto or --attach tracepoint",
+            format!("{other:?}").to_lowercase()
+        ),
+    }
+    let tracefs = tracefs::ensure_mounted()?;
+    check_kernel()?;
+
+    let mut open = NetrecSkelBuilder::default().open(open_object).context("opening the BPF object")?;
+    open.maps.events.set_max_entries(cfg.ringbuf_size).context("sizing the ring buffer")?;
+    open.maps.socks.set_max_entries(cfg.max_sockets).context("sizing the socket table")?;
+    let rodata = open.maps.rodata_data.as_deref_mut().ok_or_else(|| anyhow!("BPF .rodata is not mmapped"))?;
+    rodata.filter_pid = !cfg.pids.is_empty();
+    rodata.filter_port = !cfg.ports.is_empty();
+    rodata.filter_cgroup = cfg.cgroup.is_some();
+    if let Some(comm) = &cfg.comm {
+        rodata.filter_comm = true;
+        for (dst, src) in rodata.targ_comm.iter_mut().zip(comm.bytes()) {
+            *dst = src as i8;
+        }
+    }
+    rodata.wakeup_bytes = (cfg.ringbuf_size / 16) as u64;
+
+    let skel = open.load().map_err(|e| {
+        if e.kind() == libbpf_rs::ErrorKind::PermissionDenied {
+            anyhow!("the kernel refused to load the BPF programs (EPERM): {}", missing_capabilities())
+        } else {
+            anyhow::Error::new(e).context("loading the BPF programs")
+        }
+    })?;
+    set_filters(&skel, cfg)?;
+
+    let progs = &skel.progs;
+    let mut links = Vec::new();
+    for (name, prog) in [
+        ("sock_send_length", &progs.sock_send_length),
+        ("sock_recv_length", &progs.sock_recv_length),
+        ("sys_enter_splice", &progs.splice_enter),
+        ("tcp_rcv_space_adjust", &progs.tcp_rcv_space_adjust),
+        ("sys_exit_splice", &progs.splice_exit),
+        ("inet_sock_set_state", &progs.inet_sock_set_state),
+        ("tcp_probe", &progs.tcp_probe),
+        ("tcp_retransmit_skb", &progs.tcp_retransmit_skb),
+        ("sched_process_exec", &progs.sched_process_exec),
+        ("sched_process_exit", &progs.sched_process_exit),
+    ] {
+        links.push(prog.attach().with_context(|| format!("attaching the {name} program"))?);
+    }
+    let mechanisms = serde_json::Value::Object(
+        TRACEPOINT_MECHANISMS.iter().map(|(p, m)| (p.to_string(), serde_json::Value::from(*m))).collect(),
+    );
+    Ok(Probes { skel, links, mechanisms, _tracefs: tracefs })
+}
+
+impl Probes<'_> {
+    /// Detaches every program; the maps stay readable.
+    pub fn detach(&mut self) {
+        self.links.clear();
+    }
+
+    /// Reads the kernel's loss counters, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters> {
+        let read = |idx: u32| -> Result<u64> {
+            let per_cpu = self
+                .skel
+                .maps
+                .counters
+                .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+                .context("reading the counters map")?
+                .unwrap_or_default();
+            Ok(per_cpu.iter().map(|v| u64::from_ne_bytes(v[..8].try_into().expect("u64 values"))).sum())
+        };
+        let mut c = Counters { untracked: read(counter::COUNTER_SOCK_UNTRACKED.0)?, ..Default::default() };
+        for k in Kind::ALL {
+            c.lost[k.index()] = read(counter::COUNTER_LOST_BASE.0 + k.raw())?;
+        }
+        Ok(c)
+    }
+}

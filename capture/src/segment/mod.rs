@@ -1,0 +1,6 @@
+//! Parquet segments: schema, batches, writing, retention.
+
+pub mod batch;
+pub mod retention;
+pub mod schema;
+pub mod writer;
