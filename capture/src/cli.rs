@@ -117,6 +117,14 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
     parse_size::parse_size(s).map_err(|e| format!("{e} (examples: 64MiB, 1GB, 4096)"))
 }
 
+fn is_cgroup2(path: &std::path::Path) -> bool {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and out-pointer.
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
+}
+
 /// What a capture run does, every value checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -153,7 +161,7 @@ impl Config {
         }
         if let Some(cg) = &args.cgroup {
             let meta = std::fs::metadata(cg).with_context(|| format!("--cgroup {}", cg.display()))?;
-            if !meta.is_dir() || !cg.join("cgroup.procs").exists() {
+            if !meta.is_dir() || !is_cgroup2(cg) {
                 bail!("--cgroup {}: not a cgroup v2 directory (expected something under /sys/fs/cgroup)", cg.display());
             }
         }

@@ -1,5 +1,6 @@
 //! Loading the BPF object, choosing and attaching its programs, reading its counters.
 
+pub mod listeners;
 pub mod tracefs;
 
 #[allow(clippy::all, dead_code, non_camel_case_types, non_snake_case, non_upper_case_globals, unused_imports)]
@@ -176,6 +177,8 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
     ] {
         links.push(prog.attach().with_context(|| format!("attaching the {name} program"))?);
     }
+    // After attaching, so a listen() in between is seen by one side or the other.
+    listeners::seed(&skel.maps.listeners, cfg);
     let mechanisms = serde_json::Value::Object(
         TRACEPOINT_MECHANISMS.iter().map(|(p, m)| (p.to_string(), serde_json::Value::from(*m))).collect(),
     );
