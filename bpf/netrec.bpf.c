@@ -58,7 +58,11 @@ struct sock_info {
 	__u32 last_srtt_us;
 	__u8 owner_known;
 	__u8 selected; /* owner passes the pid/comm/cgroup filters */
-	__u8 pad[2];
+	/* Last non-zero ports: the kernel zeroes the local port when the
+	 * socket is unhashed, before its final CLOSE transition. */
+	__u16 lport;
+	__u16 rport;
+	__u8 pad[6];
 	char comm[TASK_COMM_LEN];
 };
 
@@ -210,8 +214,6 @@ static __always_inline void learn_owner(struct sock_info *si)
 static __always_inline void fill_addrs(struct netrec_sock_event *e, const struct sock *sk)
 {
 	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (e->family == AF_INET) {
 		bpf_core_read(e->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
 		bpf_core_read(e->daddr, 4, &sk->__sk_common.skc_daddr);
@@ -235,6 +237,14 @@ static __always_inline void emit_sock_event(const struct sock *sk, struct sock_i
 	bool known, selected;
 
 	if (si) {
+		if (lport)
+			si->lport = lport;
+		else
+			lport = si->lport;
+		if (rport)
+			si->rport = rport;
+		else
+			rport = si->rport;
 		known = si->owner_known;
 		selected = si->selected;
 	} else {
@@ -284,6 +294,8 @@ static __always_inline void emit_sock_event(const struct sock *sk, struct sock_i
 	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
 	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
 	fill_addrs(e, sk);
+	e->sport = lport;
+	e->dport = rport;
 	submit(e);
 }
 

@@ -1,5 +1,6 @@
 //! Loading the BPF object, choosing and attaching its programs, reading its counters.
 
+mod libbpf_log;
 pub mod listeners;
 pub mod tracefs;
 
@@ -65,7 +66,9 @@ fn check_kernel() -> Result<()> {
              netrec needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions since 2020)"
         );
     }
-    if !Path::new("/sys/kernel/tracing/events/sock/sock_send_length").exists() {
+    // Tracepoints appear in BTF as btf_trace_<name> typedefs; no tracefs needed to ask.
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux").context("reading /sys/kernel/btf/vmlinux")?;
+    if !btf.windows(27).any(|w| w == b"btf_trace_sock_send_length\0") {
         bail!(
             "this kernel ({}) has no sock:sock_send_length tracepoint (added in Linux 6.3); \
              the kprobe and fentry programs for older kernels are not in this build yet",
@@ -134,8 +137,8 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
             format!("{other:?}").to_lowercase()
         ),
     }
-    let tracefs = tracefs::ensure_mounted()?;
     check_kernel()?;
+    libbpf_log::capture();
 
     let mut open = NetrecSkelBuilder::default().open(open_object).context("opening the BPF object")?;
     open.maps.events.set_max_entries(cfg.ringbuf_size).context("sizing the ring buffer")?;
@@ -156,10 +159,12 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
         if e.kind() == libbpf_rs::ErrorKind::PermissionDenied {
             anyhow!("the kernel refused to load the BPF programs (EPERM): {}", missing_capabilities())
         } else {
-            anyhow::Error::new(e).context("loading the BPF programs")
+            anyhow::Error::new(e).context(format!("loading the BPF programs; libbpf said:\n{}", libbpf_log::recent()))
         }
     })?;
     set_filters(&skel, cfg)?;
+    // Only the splice accounting needs tracefs (syscall tracepoints).
+    let tracefs = tracefs::ensure_mounted()?;
 
     let progs = &skel.progs;
     let mut links = Vec::new();
@@ -175,7 +180,10 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
         ("sched_process_exec", &progs.sched_process_exec),
         ("sched_process_exit", &progs.sched_process_exit),
     ] {
-        links.push(prog.attach().with_context(|| format!("attaching the {name} program"))?);
+        links.push(
+            prog.attach()
+                .with_context(|| format!("attaching the {name} program; libbpf said:\n{}", libbpf_log::recent()))?,
+        );
     }
     // After attaching, so a listen() in between is seen by one side or the other.
     listeners::seed(&skel.maps.listeners, cfg);

@@ -1,0 +1,371 @@
+//! netrec-capture against the real kernel, as root, with real loopback traffic
+//! whose sizes the workload knows exactly (tests/workloads/tcp_workload.py).
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+/// Client and server traffic on every path: send/write/sendmsg/sendfile up,
+/// recv/read/splice down, a MSG_PEEK read, 20 short connections.
+#[test]
+fn bytes_states_and_owners_are_exact() {
+    let _g = serial();
+    let dir = tempdir();
+    let out = dir.path().join("segments");
+    let server = Server::start();
+    let (server_pid, server_port) = (server.pid, server.port);
+    let cap = Capture::start(&out, &[]);
+    let client = server.run_client();
+    let served = server.finish();
+    let (status, _, stderr) = cap.stop();
+    assert!(status.success(), "{stderr:?}");
+
+    let segs = read_segments(&out);
+    assert_eq!(segs.len(), 1);
+    let rows = all_rows(&segs);
+    let client_pid = client["pid"].as_u64().unwrap() as u32;
+
+    // Per-process byte totals equal what the applications counted themselves.
+    assert_eq!(totals_for(&rows, client_pid), expected(&client), "client");
+    assert_eq!(totals_for(&rows, served["pid"].as_u64().unwrap() as u32), expected(&served), "server");
+
+    // Each short connection: its full state sequence on both sides, each row
+    // carrying the owning process even when raised in softirq.
+    let sock_of = |pred: &dyn Fn(&Row) -> bool| -> u64 {
+        let ids: HashSet<u64> = rows.iter().filter(|r| pred(r)).filter_map(|r| r.sock_id).collect();
+        assert_eq!(ids.len(), 1, "exactly one socket matches");
+        *ids.iter().next().unwrap()
+    };
+    let transitions = |id: u64, pid: u32| -> Vec<(String, String)> {
+        let mut sock_rows: Vec<&Row> = rows.iter().filter(|r| r.sock_id == Some(id)).collect();
+        sock_rows.sort_by_key(|r| r.ts_kernel_ns);
+        for r in &sock_rows {
+            assert_eq!(r.pid, Some(pid), "socket {id}: {r:?}");
+        }
+        sock_rows
+            .iter()
+            .filter(|r| r.kind == "state")
+            .map(|r| (r.old_state.clone().unwrap(), r.new_state.clone().unwrap()))
+            .collect()
+    };
+    let st = |a: &str, b: &str| (a.to_string(), b.to_string());
+    let short_ports: Vec<u16> =
+        client["short_ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
+    assert_eq!(short_ports.len(), 20);
+    for cport in short_ports {
+        let c = sock_of(&|r: &Row| r.lport == Some(cport) && r.rport == Some(server_port));
+        let seq = transitions(c, client_pid);
+        assert_eq!(seq.first(), Some(&st("CLOSE", "SYN_SENT")), "client {cport}: {seq:?}");
+        assert!(seq.contains(&st("SYN_SENT", "ESTABLISHED")), "client {cport}: {seq:?}");
+        assert_eq!(seq.last().map(|s| s.1.as_str()), Some("CLOSE"), "client {cport}: {seq:?}");
+
+        let s = sock_of(&|r: &Row| r.lport == Some(server_port) && r.rport == Some(cport));
+        let seq = transitions(s, server_pid);
+        assert_eq!(seq.first(), Some(&st("LISTEN", "SYN_RECV")), "server {cport}: {seq:?}");
+        assert!(seq.contains(&st("SYN_RECV", "ESTABLISHED")), "server {cport}: {seq:?}");
+        assert_eq!(seq.last().map(|s| s.1.as_str()), Some("CLOSE"), "server {cport}: {seq:?}");
+    }
+
+    // The client process was started during the capture: its exec and exit are there.
+    let exec = rows.iter().find(|r| r.kind == "exec" && r.pid == Some(client_pid)).expect("client exec");
+    assert!(exec.filename.as_deref().unwrap_or("").contains("python3"), "{exec:?}");
+    assert!(exec.ppid.is_some());
+    assert!(rows.iter().any(|r| r.kind == "exit" && r.pid == Some(client_pid) && r.comm.as_deref() == Some("nr-client")));
+
+    // Metadata describes the segment.
+    let md = &segs[0].metadata;
+    for key in [
+        "netrec.schema_version",
+        "netrec.version",
+        "netrec.capture_id",
+        "netrec.hostname",
+        "netrec.kernel_release",
+        "netrec.boot_id",
+        "netrec.clock_offset_ns",
+        "netrec.segment_start",
+        "netrec.segment_end",
+        "netrec.events_by_kind",
+        "netrec.lost_events",
+        "netrec.mechanisms",
+        "netrec.filters",
+        "netrec.command_line",
+    ] {
+        assert!(md.contains_key(key), "metadata lacks {key}: {md:?}");
+    }
+    assert_eq!(md["netrec.lost_events"], "0");
+    assert_eq!(md["netrec.events"], rows.len().to_string());
+    let by_kind: BTreeMap<String, u64> = serde_json::from_str(&md["netrec.events_by_kind"]).unwrap();
+    assert_eq!(by_kind.values().sum::<u64>(), rows.len() as u64);
+    assert_eq!(by_kind["send"], rows.iter().filter(|r| r.kind == "send").count() as u64);
+    let mech: serde_json::Value = serde_json::from_str(&md["netrec.mechanisms"]).unwrap();
+    assert!(mech["recv_splice"].as_str().unwrap().contains("splice"), "{mech}");
+    let cmd: Vec<String> = serde_json::from_str(&md["netrec.command_line"]).unwrap();
+    assert!(cmd.iter().any(|a| a == "--output"));
+}
+
+fn assert_only(rows: &[Row], what: &str, keep: impl Fn(&Row) -> bool) {
+    let sock_rows: Vec<&Row> = rows.iter().filter(|r| r.sock_id.is_some()).collect();
+    assert!(!sock_rows.is_empty(), "{what}: no socket events at all");
+    for r in sock_rows {
+        assert!(keep(r), "{what} let through {r:?}");
+    }
+}
+
+#[test]
+fn filters_exclude_what_they_should() {
+    let _g = serial();
+    let dir = tempdir();
+
+    // --pid: the server's own traffic, exact, and nothing of the client.
+    let server = Server::start();
+    let out = dir.path().join("pid");
+    let cap = Capture::start(&out, &["--pid", &server.pid.to_string()]);
+    let client = server.run_client();
+    let served = server.finish();
+    assert!(cap.stop().0.success());
+    let rows = all_rows(&read_segments(&out));
+    assert_only(&rows, "--pid", |r| r.pid == Some(served["pid"].as_u64().unwrap() as u32));
+    assert_eq!(totals_for(&rows, served["pid"].as_u64().unwrap() as u32), expected(&served));
+    assert!(rows.iter().all(|r| r.pid != Some(client["pid"].as_u64().unwrap() as u32)));
+
+    // --comm: only the client.
+    let server = Server::start();
+    let out = dir.path().join("comm");
+    let cap = Capture::start(&out, &["--comm", "nr-client"]);
+    let client = server.run_client();
+    server.finish();
+    assert!(cap.stop().0.success());
+    let rows = all_rows(&read_segments(&out));
+    assert_only(&rows, "--comm", |r| r.comm.as_deref() == Some("nr-client"));
+    assert_eq!(totals_for(&rows, client["pid"].as_u64().unwrap() as u32), expected(&client));
+
+    // --port: the main port only, not the second listener's connection.
+    let server = Server::start();
+    let out = dir.path().join("port");
+    let (port, other) = (server.port, server.other_port);
+    let cap = Capture::start(&out, &["--port", &port.to_string()]);
+    let client = server.run_client();
+    server.finish();
+    assert!(cap.stop().0.success());
+    let rows = all_rows(&read_segments(&out));
+    assert_only(&rows, "--port", |r| r.lport == Some(port) || r.rport == Some(port));
+    let client_pid = client["pid"].as_u64().unwrap() as u32;
+    let on_port = &client["by_port"][port.to_string()];
+    assert_eq!(totals_for(&rows, client_pid), expected(on_port));
+    assert!(rows.iter().all(|r| r.rport != Some(other) && r.lport != Some(other)));
+
+    // --cgroup: only processes inside a cgroup v2 directory we make.
+    let mount = std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[2] == "cgroup2").then(|| f[1].to_string())
+        })
+        .expect("a cgroup2 mount");
+    let cg = Path::new(&mount).join(format!("netrec-test-{}", std::process::id()));
+    std::fs::create_dir(&cg).unwrap();
+    let server = Server::start();
+    std::fs::write(cg.join("cgroup.procs"), server.pid.to_string()).unwrap();
+    let out = dir.path().join("cgroup");
+    let cap = Capture::start(&out, &["--cgroup", cg.to_str().unwrap()]);
+    server.run_client();
+    let served = server.finish();
+    assert!(cap.stop().0.success());
+    let _ = std::fs::remove_dir(&cg);
+    let rows = all_rows(&read_segments(&out));
+    assert_only(&rows, "--cgroup", |r| r.pid == Some(served["pid"].as_u64().unwrap() as u32));
+    assert_eq!(totals_for(&rows, served["pid"].as_u64().unwrap() as u32), expected(&served));
+}
+
+#[test]
+fn rotation_makes_several_readable_segments_and_retention_prunes() {
+    let _g = serial();
+    let dir = tempdir();
+
+    // By size: every segment readable, nothing lost between them.
+    let out = dir.path().join("size");
+    let server = Server::start();
+    let cap = Capture::start(&out, &["--rotate-size", "4KiB", "--batch-rows", "64"]);
+    let clients: Vec<_> = (0..3).map(|_| server.run_client()).collect();
+    let served = server.finish();
+    assert!(cap.stop().0.success());
+    let segs = read_segments(&out);
+    assert!(segs.len() >= 3, "only {} segments", segs.len());
+    let rows = all_rows(&segs);
+    for client in &clients {
+        assert_eq!(totals_for(&rows, client["pid"].as_u64().unwrap() as u32), expected(client));
+    }
+    assert_eq!(totals_for(&rows, served["pid"].as_u64().unwrap() as u32), expected(&served));
+    let ids: HashSet<&String> = segs.iter().map(|s| &s.metadata["netrec.capture_id"]).collect();
+    assert_eq!(ids.len(), 1, "one capture id across segments");
+
+    // By time, with --max-segments keeping the newest two.
+    let out = dir.path().join("time");
+    let cap = Capture::start(&out, &["--rotate-seconds", "1", "--max-segments", "2", "--duration", "4s"]);
+    let (status, _, stderr) = cap.wait();
+    assert!(status.success(), "{stderr:?}");
+    let segs = read_segments(&out);
+    assert_eq!(segs.len(), 2, "{:?}", segs.iter().map(|s| &s.path).collect::<Vec<_>>());
+    let index = |s: &Segment| s.metadata["netrec.segment_index"].parse::<u32>().unwrap();
+    assert!(index(&segs[1]) >= 3, "the oldest segments were deleted, the newest kept");
+    assert!(stderr.iter().any(|l| l.contains("deleted")), "{stderr:?}");
+}
+
+#[test]
+fn sigterm_mid_run_leaves_only_complete_segments() {
+    let _g = serial();
+    let dir = tempdir();
+    let out = dir.path().join("term");
+    let server = Server::start();
+    let cap = Capture::start(&out, &["--rotate-size", "16KiB", "--batch-rows", "32"]);
+    let t = std::thread::spawn(move || {
+        for _ in 0..3 {
+            server.run_client();
+        }
+        server.finish();
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    cap.signal(libc::SIGTERM);
+    let (status, _, stderr) = cap.wait();
+    t.join().unwrap();
+    assert!(status.success(), "SIGTERM exits 0: {stderr:?}");
+    let segs = read_segments(&out); // panics on any *.inprogress left behind
+    assert!(!segs.is_empty());
+    for s in &segs {
+        assert!(s.metadata.contains_key("netrec.segment_end"), "{}", s.path.display());
+        assert_eq!(s.metadata["netrec.events"], s.rows.len().to_string());
+    }
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&entry.unwrap().metadata().unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let dmode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
+    assert_eq!(dmode & 0o777, 0o700);
+}
+
+/// --duration stops by itself; DuckDB and polars read the segment and agree.
+#[test]
+fn duration_stops_and_other_tools_read_segments() {
+    let _g = serial();
+    let dir = tempdir();
+    let out = dir.path().join("dur");
+    let server = Server::start();
+    let cap = Capture::start(&out, &["--duration", "3s", "--live"]);
+    let client = server.run_client();
+    server.finish();
+    let (status, stdout, stderr) = cap.wait();
+    assert!(status.success(), "{stderr:?}");
+    let client_pid = client["pid"].as_u64().unwrap();
+    assert!(stdout.lines().next().unwrap_or("").contains("SENT_BYTES"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains("nr-client")), "--live shows the client: {stdout}");
+
+    let (sent, _) = expected(&client);
+    let glob = format!("{}/*.parquet", out.display());
+    let duck = Command::new("python3")
+        .args(["-c", &format!(
+            "import duckdb; print(duckdb.connect().execute(\"select sum(bytes) from '{glob}' where kind='send' and pid={client_pid}\").fetchone()[0])"
+        )])
+        .output()
+        .unwrap();
+    assert!(duck.status.success(), "duckdb: {}", String::from_utf8_lossy(&duck.stderr));
+    assert_eq!(String::from_utf8_lossy(&duck.stdout).trim(), sent.to_string());
+    let pl = Command::new("python3")
+        .args(["-c", &format!(
+            "import polars as pl; print(pl.scan_parquet('{glob}').filter((pl.col('kind')=='send') & (pl.col('pid')=={client_pid})).select(pl.col('bytes').sum()).collect().item())"
+        )])
+        .output()
+        .unwrap();
+    assert!(pl.status.success(), "polars: {}", String::from_utf8_lossy(&pl.stderr));
+    assert_eq!(String::from_utf8_lossy(&pl.stdout).trim(), sent.to_string());
+}
+
+fn run_capture(args: &[&str]) -> (i32, String) {
+    let out = Command::new(CAPTURE).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_exit_2() {
+    let _g = serial();
+    let dir = tempdir();
+    let d = dir.path().join("x");
+    let d = d.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["--output", d, "--ringbuf-size", "1000"], "--ringbuf-size"),
+        (vec!["--output", d, "--duration", "tomorrow"], "--duration"),
+        (vec!["--output", d, "--rotate-size", "lots"], "--rotate-size"),
+        (vec!["--output", d, "--attach", "kprobe"], "--attach kprobe"),
+        (vec!["--output", d, "--pid", "999999999"], "--pid"),
+        (vec!["--output", "/proc/netrec"], "/proc/netrec"),
+        (vec!["--output", d, "--bogus"], "--bogus"),
+    ] {
+        let (code, err) = run_capture(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // Nothing is left behind by a failed start.
+    assert!(std::fs::read_dir(dir.path().join("x")).map(|d| d.count() == 0).unwrap_or(true));
+
+    // Without privileges: one line naming the missing capability.
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    Command::new("chmod").args(["755", dir.path().to_str().unwrap()]).status().unwrap();
+    Command::new("chmod").args(["777", open.to_str().unwrap()]).status().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"])
+        .arg(CAPTURE)
+        .args(["--output", open.join("segs").to_str().unwrap(), "--duration", "1s"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("CAP_BPF") && err.lines().count() == 1, "{err}");
+    assert_eq!(std::fs::read_dir(open.join("segs")).unwrap().count(), 0, "no partial segment left behind");
+}
+
+/// The documented schema is what the capture writes.
+#[test]
+fn schema_doc_matches_what_is_written() {
+    let _g = serial();
+    let dir = tempdir();
+    let out = dir.path().join("schema");
+    let cap = Capture::start(&out, &["--duration", "1s"]);
+    assert!(cap.wait().0.success());
+    let seg = &read_segments(&out)[0];
+    let def: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events.v1.json")).unwrap())
+            .unwrap();
+    let cols = def["columns"].as_array().unwrap();
+    assert_eq!(seg.schema.fields().len(), cols.len());
+    let arrow_name = |t: &str| match t {
+        "utf8" => "Utf8",
+        "uint16" => "UInt16",
+        "uint32" => "UInt32",
+        "uint64" => "UInt64",
+        "int32" => "Int32",
+        "timestamp_ns_utc" => "Timestamp(ns, \"UTC\")",
+        other => panic!("undocumented type {other}"),
+    };
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/README.md")).unwrap();
+    for (field, col) in seg.schema.fields().iter().zip(cols) {
+        assert_eq!(field.name(), col["name"].as_str().unwrap());
+        assert_eq!(field.is_nullable(), col["nullable"].as_bool().unwrap(), "{}", field.name());
+        let ty = field.data_type().to_string();
+        let want = arrow_name(col["type"].as_str().unwrap());
+        assert!(ty == want || ty.replace("Nanosecond", "ns") == want, "{}: {ty} vs {want}", field.name());
+        assert!(
+            readme.contains(&format!("| `{}` | {} |", field.name(), col["type"].as_str().unwrap())),
+            "schemas/README.md documents {} as {}",
+            field.name(),
+            col["type"]
+        );
+    }
+    assert_eq!(seg.metadata["netrec.schema_version"], def["version"].to_string());
+}

@@ -1,0 +1,258 @@
+//! Helpers: run the real netrec-capture binary and the workload, read segments back.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::Array;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+pub const CAPTURE: &str = env!("CARGO_BIN_EXE_netrec-capture");
+
+/// Captures see every process's traffic: run them one at a time so heavy
+/// tests do not starve each other's ring buffers.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "the capture tests load BPF programs: run them as root (CI does)"
+    );
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn workload_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/workloads/tcp_workload.py")
+}
+
+/// A running netrec-capture process.
+pub struct Capture {
+    pub child: Child,
+    stderr_lines: std::sync::mpsc::Receiver<String>,
+    stdout: Option<ChildStdout>,
+}
+
+impl Capture {
+    /// Starts the capture and waits until its probes are attached.
+    pub fn start(dir: &Path, args: &[&str]) -> Capture {
+        let mut child = Command::new(CAPTURE)
+            .arg("--output")
+            .arg(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netrec-capture");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stdout = child.stdout.take();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains("recording to") => break,
+                Ok(line) => eprintln!("capture: {line}"),
+                Err(_) => {
+                    if let Some(status) = child.try_wait().unwrap() {
+                        let rest: Vec<String> = rx.try_iter().collect();
+                        panic!("netrec-capture exited early ({status}): {rest:?}");
+                    }
+                    assert!(Instant::now() < deadline, "netrec-capture did not start in 30 s");
+                }
+            }
+        }
+        Capture { child, stderr_lines: rx, stdout }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Stops with SIGINT (after letting the last events drain) and returns (status, stdout, stderr).
+    pub fn stop(self) -> (std::process::ExitStatus, String, Vec<String>) {
+        std::thread::sleep(Duration::from_millis(300));
+        self.signal(libc::SIGINT);
+        self.wait()
+    }
+
+    pub fn wait(mut self) -> (std::process::ExitStatus, String, Vec<String>) {
+        let mut out = String::new();
+        if let Some(mut s) = self.stdout.take() {
+            s.read_to_string(&mut out).unwrap();
+        }
+        let status = self.child.wait().unwrap();
+        let err: Vec<String> = self.stderr_lines.iter().collect();
+        (status, out, err)
+    }
+}
+
+/// The workload's server process; its counts arrive when it is told to stop.
+pub struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    pub pid: u32,
+    pub port: u16,
+    pub other_port: u16,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let mut child = Command::new("python3")
+            .arg(workload_script())
+            .arg("server")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn python3 workload server");
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).expect("server announces itself");
+        Server {
+            child,
+            stdin,
+            stdout,
+            pid: v["pid"].as_u64().unwrap() as u32,
+            port: v["port"].as_u64().unwrap() as u16,
+            other_port: v["other_port"].as_u64().unwrap() as u16,
+        }
+    }
+
+    /// Runs the client once against this server; returns the client's own counts.
+    pub fn run_client(&self) -> Value {
+        let out = Command::new("python3")
+            .arg(workload_script())
+            .args(["client", &self.port.to_string(), &self.other_port.to_string()])
+            .output()
+            .expect("run python3 workload client");
+        assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("client prints its counts")
+    }
+
+    /// Stops the server; returns its own counts.
+    pub fn finish(mut self) -> Value {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.flush();
+        }
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        self.child.wait().unwrap();
+        serde_json::from_str(&line).expect("server prints its counts")
+    }
+}
+
+/// One event row, the columns the tests look at.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub kind: String,
+    pub ts_kernel_ns: u64,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub ppid: Option<u32>,
+    pub sock_id: Option<u64>,
+    pub lport: Option<u16>,
+    pub rport: Option<u16>,
+    pub bytes: Option<u64>,
+    pub old_state: Option<String>,
+    pub new_state: Option<String>,
+    pub filename: Option<String>,
+}
+
+pub struct Segment {
+    pub path: PathBuf,
+    pub metadata: HashMap<String, String>,
+    pub schema: arrow_schema::SchemaRef,
+    pub rows: Vec<Row>,
+}
+
+pub fn read_segment(path: &Path) -> Segment {
+    let file = File::open(path).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let metadata = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
+        .unwrap_or_default();
+    let schema = builder.schema().clone();
+    let mut rows = Vec::new();
+    for batch in builder.build().unwrap() {
+        let b = batch.unwrap();
+        let col = |n: &str| b.column_by_name(n).unwrap_or_else(|| panic!("column {n}")).clone();
+        let (kind, ts, pid, comm, ppid, sock, lport, rport, bytes, olds, news, fname) = (
+            col("kind"),
+            col("ts_kernel_ns"),
+            col("pid"),
+            col("comm"),
+            col("ppid"),
+            col("sock_id"),
+            col("lport"),
+            col("rport"),
+            col("bytes"),
+            col("old_state"),
+            col("new_state"),
+            col("filename"),
+        );
+        let s = |a: &arrow_array::ArrayRef, i: usize| (!a.is_null(i)).then(|| a.as_string::<i32>().value(i).to_string());
+        for i in 0..b.num_rows() {
+            rows.push(Row {
+                kind: kind.as_string::<i32>().value(i).to_string(),
+                ts_kernel_ns: ts.as_primitive::<UInt64Type>().value(i),
+                pid: (!pid.is_null(i)).then(|| pid.as_primitive::<UInt32Type>().value(i)),
+                comm: s(&comm, i),
+                ppid: (!ppid.is_null(i)).then(|| ppid.as_primitive::<UInt32Type>().value(i)),
+                sock_id: (!sock.is_null(i)).then(|| sock.as_primitive::<UInt64Type>().value(i)),
+                lport: (!lport.is_null(i)).then(|| lport.as_primitive::<UInt16Type>().value(i)),
+                rport: (!rport.is_null(i)).then(|| rport.as_primitive::<UInt16Type>().value(i)),
+                bytes: (!bytes.is_null(i)).then(|| bytes.as_primitive::<UInt64Type>().value(i)),
+                old_state: s(&olds, i),
+                new_state: s(&news, i),
+                filename: s(&fname, i),
+            });
+        }
+    }
+    Segment { path: path.to_path_buf(), metadata, schema, rows }
+}
+
+/// Every finished segment in `dir`, oldest first; panics on leftovers.
+pub fn read_segments(dir: &Path) -> Vec<Segment> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    for p in &paths {
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(name.ends_with(".parquet"), "unexpected file left behind: {name}");
+    }
+    paths.iter().map(|p| read_segment(p)).collect()
+}
+
+pub fn all_rows(segs: &[Segment]) -> Vec<Row> {
+    segs.iter().flat_map(|s| s.rows.iter().cloned()).collect()
+}
+
+/// (sent, consumed) bytes recorded for one process.
+pub fn totals_for(rows: &[Row], pid: u32) -> (u64, u64) {
+    let sum = |kind: &str| rows.iter().filter(|r| r.pid == Some(pid) && r.kind == kind).filter_map(|r| r.bytes).sum();
+    (sum("send"), sum("recv"))
+}
+
+pub fn expected(counts: &Value) -> (u64, u64) {
+    (counts["sent"].as_u64().unwrap(), counts["recv"].as_u64().unwrap())
+}
+
+/// A fresh private directory under the system temp dir.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("netrec-test-").tempdir().unwrap()
+}
