@@ -1,0 +1,34 @@
+//! Reading collected polars columns into report values.
+
+use polars::prelude::*;
+
+use crate::output::Value;
+
+/// A column as report values: integers as U64, strings as Str, nulls as Null.
+pub fn values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Value>> {
+    let c = df.column(name)?;
+    Ok(match c.dtype() {
+        DataType::String => c.str()?.iter().map(|v| v.map_or(Value::Null, Value::from)).collect(),
+        _ => {
+            let c = c.cast(&DataType::UInt64)?;
+            c.u64()?.iter().map(Value::from).collect()
+        }
+    })
+}
+
+/// A column of integers (ns timestamps and the like).
+pub fn i64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<i64>>> {
+    let c = df.column(name)?.cast(&DataType::Int64)?;
+    Ok(c.i64()?.iter().collect())
+}
+
+pub fn u64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<u64>>> {
+    let c = df.column(name)?.cast(&DataType::UInt64)?;
+    Ok(c.u64()?.iter().collect())
+}
+
+/// Runs the plan on the streaming engine: memory stays bounded on big traces.
+pub fn collect(lf: LazyFrame) -> PolarsResult<DataFrame> {
+    // A plan with one sink always yields a single frame.
+    Ok(lf.collect_with_engine(Engine::Streaming)?.unwrap_single())
+}

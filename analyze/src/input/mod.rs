@@ -1,0 +1,70 @@
+//! Finding segments, checking their footers, and scanning them lazily.
+
+pub mod discover;
+pub mod segment;
+
+use std::path::PathBuf;
+
+use polars::prelude::*;
+
+pub use segment::SegmentInfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{0}: no such file or directory")]
+    NotFound(PathBuf),
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("{0}: no segments (*.parquet) in this directory")]
+    EmptyDir(PathBuf),
+    #[error("{0}: matches nothing")]
+    NoMatch(String),
+    #[error("{0}: bad glob pattern: {1}")]
+    BadGlob(String, String),
+    #[error("no finished segments to analyze")]
+    NoSegments,
+    #[error("{0}: not a readable Parquet file ({1})")]
+    NotParquet(PathBuf, String),
+    #[error("{0}: {1}")]
+    NotSegment(PathBuf, String),
+    #[error("{0}: written with event schema version {1}, this netrec-analyze reads versions up to {2}: upgrade netrec-analyze")]
+    NewerSchema(PathBuf, u32, u32),
+}
+
+/// The segments of one analysis, footers checked.
+#[derive(Debug)]
+pub struct Trace {
+    pub segments: Vec<SegmentInfo>,
+    pub skipped_in_progress: Vec<PathBuf>,
+}
+
+impl Trace {
+    pub fn open(inputs: &[PathBuf]) -> Result<Trace, InputError> {
+        let found = discover::discover(inputs)?;
+        let segments = found.segments.iter().map(|p| segment::read(p)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Trace { segments, skipped_in_progress: found.skipped_in_progress })
+    }
+
+    /// Earliest segment start: the origin of relative --from/--to offsets.
+    pub fn start_ns(&self) -> i64 {
+        self.segments.iter().map(|s| s.start.timestamp_nanos_opt().unwrap_or(0)).min().unwrap_or(0)
+    }
+
+    /// Every event, with `host` and `capture_id` columns added from each
+    /// segment's metadata and `ts_ns` (ns since the epoch, UTC).
+    pub fn events(&self, columns: &[&str]) -> PolarsResult<LazyFrame> {
+        let mut frames = Vec::with_capacity(self.segments.len());
+        for seg in &self.segments {
+            let path = seg.path.to_string_lossy().to_string();
+            let args = ScanArgsParquet { rechunk: false, cache: false, ..Default::default() };
+            let lf = LazyFrame::scan_parquet(PlRefPath::new(path.as_str()), args)?;
+            let cols: Vec<Expr> = columns.iter().map(|c| col(*c)).collect();
+            frames.push(lf.select(cols).with_columns([
+                lit(seg.host.clone()).alias("host"),
+                lit(seg.capture_id.clone()).alias("capture_id"),
+            ]));
+        }
+        let all = concat(frames, UnionArgs { rechunk: false, parallel: true, ..Default::default() })?;
+        Ok(all.with_column(col("ts").cast(DataType::Int64).alias("ts_ns")))
+    }
+}

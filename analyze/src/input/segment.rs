@@ -1,0 +1,109 @@
+//! One segment's footer: its netrec metadata, checked before any data is read.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use polars::io::SerReader;
+use polars::prelude::ParquetReader;
+use serde::Deserialize;
+
+use super::InputError;
+
+/// The event schema this analyzer reads, shared with the capture.
+const SCHEMA_JSON: &str = include_str!("../../../schemas/events.v1.json");
+
+#[derive(Deserialize)]
+struct SchemaDef {
+    version: u32,
+    columns: Vec<ColumnDef>,
+}
+
+#[derive(Deserialize)]
+struct ColumnDef {
+    name: String,
+}
+
+fn schema_def() -> SchemaDef {
+    serde_json::from_str(SCHEMA_JSON).expect("schemas/events.v1.json is valid (checked by tests)")
+}
+
+/// The newest event schema version this build understands.
+pub fn supported_version() -> u32 {
+    schema_def().version
+}
+
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    pub path: PathBuf,
+    pub host: String,
+    pub capture_id: String,
+    pub schema_version: u32,
+    pub kernel_release: String,
+    pub command_line: Vec<String>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub events: u64,
+    pub events_by_kind: BTreeMap<String, u64>,
+    pub lost: u64,
+    pub mechanisms: BTreeMap<String, String>,
+    pub filters: serde_json::Value,
+}
+
+fn bad(path: &Path, why: impl Into<String>) -> InputError {
+    InputError::NotSegment(path.to_path_buf(), why.into())
+}
+
+/// Reads and checks the footer of one segment.
+pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
+    let file = File::open(path).map_err(|e| InputError::Io(path.to_path_buf(), e))?;
+    let mut reader = ParquetReader::new(file);
+    let meta = reader.get_metadata().map_err(|e| {
+        let msg = e.to_string();
+        InputError::NotParquet(path.to_path_buf(), msg.lines().next().unwrap_or("unreadable").to_string())
+    })?;
+    let kv: BTreeMap<String, String> = meta
+        .key_value_metadata()
+        .as_ref()
+        .map(|kvs| kvs.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
+        .unwrap_or_default();
+    let get = |k: &str| kv.get(k).cloned().ok_or_else(|| bad(path, format!("no {k} in its metadata")));
+    let version: u32 = kv
+        .get("netrec.schema_version")
+        .ok_or_else(|| bad(path, "a Parquet file, but not a netrec segment (no netrec.schema_version metadata)"))?
+        .parse()
+        .map_err(|_| bad(path, "netrec.schema_version is not a number"))?;
+    let supported = supported_version();
+    if version > supported {
+        return Err(InputError::NewerSchema(path.to_path_buf(), version, supported));
+    }
+    let schema = reader.schema().map_err(|e| InputError::NotParquet(path.to_path_buf(), e.to_string()))?;
+    for col in schema_def().columns {
+        if !schema.contains(col.name.as_str()) {
+            return Err(bad(path, format!("column {} is missing", col.name)));
+        }
+    }
+    let time = |k: &str| -> Result<DateTime<Utc>, InputError> {
+        DateTime::parse_from_rfc3339(&get(k)?).map(|t| t.with_timezone(&Utc)).map_err(|_| bad(path, format!("{k} is not RFC 3339")))
+    };
+    let json = |k: &str| -> Result<serde_json::Value, InputError> {
+        serde_json::from_str(&get(k)?).map_err(|_| bad(path, format!("{k} is not JSON")))
+    };
+    let number = |k: &str| -> Result<u64, InputError> { get(k)?.parse().map_err(|_| bad(path, format!("{k} is not a number"))) };
+    Ok(SegmentInfo {
+        path: path.to_path_buf(),
+        host: get("netrec.hostname")?,
+        capture_id: get("netrec.capture_id")?,
+        schema_version: version,
+        kernel_release: get("netrec.kernel_release")?,
+        command_line: serde_json::from_value(json("netrec.command_line")?).unwrap_or_default(),
+        start: time("netrec.segment_start")?,
+        end: time("netrec.segment_end")?,
+        events: number("netrec.events")?,
+        events_by_kind: serde_json::from_value(json("netrec.events_by_kind")?).unwrap_or_default(),
+        lost: number("netrec.lost_events")?,
+        mechanisms: serde_json::from_value(json("netrec.mechanisms")?).unwrap_or_default(),
+        filters: json("netrec.filters")?,
+    })
+}

@@ -1,0 +1,63 @@
+//! `--by`: which key a metric's rows are split by.
+
+use clap::ValueEnum;
+use polars::prelude::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum By {
+    /// Process: pid and its command name
+    Pid,
+    /// Command name, all pids together
+    Comm,
+    /// Connection (socket): its addresses and ports
+    Conn,
+    /// Local port
+    Lport,
+    /// Remote port
+    Rport,
+    /// Remote address
+    Raddr,
+    /// Host that recorded the trace
+    Host,
+}
+
+impl By {
+    /// Columns grouped by.
+    pub fn keys(self) -> Vec<&'static str> {
+        match self {
+            By::Pid => vec!["pid"],
+            By::Comm => vec!["comm"],
+            By::Conn => vec!["host", "capture_id", "sock_id"],
+            By::Lport => vec!["lport"],
+            By::Rport => vec!["rport"],
+            By::Raddr => vec!["raddr"],
+            By::Host => vec!["host"],
+        }
+    }
+
+    /// Columns shown, in order: keys and their descriptions.
+    pub fn shown(self) -> Vec<&'static str> {
+        match self {
+            By::Pid => vec!["pid", "comm"],
+            By::Conn => vec!["sock_id", "pid", "comm", "laddr", "lport", "raddr", "rport"],
+            other => other.keys(),
+        }
+    }
+
+    /// Aggregations that carry the descriptive columns through a group_by.
+    pub fn descriptions(self) -> Vec<Expr> {
+        let keys = self.keys();
+        self.shown()
+            .into_iter()
+            .filter(|c| !keys.contains(c))
+            .map(|c| col(c).drop_nulls().first().alias(c))
+            .collect()
+    }
+
+    /// Columns the scan must read for this key.
+    pub fn columns(self) -> Vec<&'static str> {
+        let mut cols = self.shown();
+        cols.retain(|c| !matches!(*c, "host" | "capture_id"));
+        cols
+    }
+}

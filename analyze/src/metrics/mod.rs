@@ -1,0 +1,56 @@
+//! The analyses: each builds a lazy plan over the trace and turns the result into a report.
+
+pub mod by;
+pub mod churn;
+pub mod connections;
+pub mod info;
+pub mod latency;
+pub mod netio;
+
+use crate::input::Trace;
+use crate::query::Filters;
+use by::By;
+
+/// What every analysis needs: the trace, the filters, the split.
+pub struct Ctx {
+    pub trace: Trace,
+    pub filters: Filters,
+    pub by: By,
+}
+
+impl Ctx {
+    pub fn by_label(&self) -> &'static str {
+        match self.by {
+            By::Pid => "pid",
+            By::Comm => "comm",
+            By::Conn => "conn",
+            By::Lport => "lport",
+            By::Rport => "rport",
+            By::Raddr => "raddr",
+            By::Host => "host",
+        }
+    }
+
+    pub fn interval_label(&self, interval_ns: i64) -> String {
+        if interval_ns == 1_000_000_000 {
+            "second".into()
+        } else {
+            humantime::format_duration(std::time::Duration::from_nanos(interval_ns as u64)).to_string()
+        }
+    }
+
+    /// Events the capture lost in segments overlapping the selected range.
+    pub fn lost_events(&self) -> (u64, Vec<String>) {
+        let mut total = 0;
+        let mut where_ = Vec::new();
+        for s in &self.trace.segments {
+            let (a, b) = (s.start.timestamp_nanos_opt().unwrap_or(0), s.end.timestamp_nanos_opt().unwrap_or(i64::MAX));
+            let host_ok = self.filters.hosts.is_empty() || self.filters.hosts.contains(&s.host);
+            if s.lost > 0 && host_ok && self.filters.overlaps(a, b) {
+                total += s.lost;
+                where_.push(format!("{} ({} lost)", s.path.display(), s.lost));
+            }
+        }
+        (total, where_)
+    }
+}

@@ -1,0 +1,118 @@
+//! `netio`: bytes sent and consumed per interval, per key.
+
+use std::collections::HashMap;
+
+use polars::prelude::*;
+
+use super::by::By;
+use super::Ctx;
+use crate::frame::{collect, i64s, u64s, values};
+use crate::output::{Report, Section, Value};
+
+pub struct NetioArgs {
+    pub interval_ns: i64,
+    pub top: Option<usize>,
+}
+
+fn scan_columns(by: By) -> Vec<&'static str> {
+    let mut cols = vec!["ts", "kind", "bytes", "pid", "comm", "lport", "rport"];
+    for c in by.columns() {
+        if !cols.contains(&c) {
+            cols.push(c);
+        }
+    }
+    cols
+}
+
+/// Events -> one row per (interval, key) with sent_bytes and recv_bytes.
+pub fn plan(events: LazyFrame, ctx: &Ctx, interval_ns: i64) -> LazyFrame {
+    let keys = ctx.by.keys();
+    let is = |k: &str| col("kind").eq(lit(k));
+    let second = ((col("ts_ns") / lit(interval_ns)) * lit(interval_ns)).alias("second");
+    let mut group: Vec<Expr> = vec![col("second")];
+    group.extend(keys.iter().map(|k| col(*k)));
+    let mut aggs = vec![
+        when(is("send")).then(col("bytes")).otherwise(lit(0u64)).sum().alias("sent_bytes"),
+        when(is("recv")).then(col("bytes")).otherwise(lit(0u64)).sum().alias("recv_bytes"),
+    ];
+    aggs.extend(ctx.by.descriptions());
+    ctx.filters
+        .apply(events.filter(is("send").or(is("recv"))))
+        .with_column(second)
+        .group_by(group)
+        .agg(aggs)
+        .sort(["second"], SortMultipleOptions::default())
+}
+
+pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
+    let events = ctx.trace.events(&scan_columns(ctx.by))?;
+    let df = collect(plan(events, ctx, args.interval_ns))?;
+
+    let shown = ctx.by.shown();
+    let key_values: Vec<Vec<Value>> = shown.iter().map(|c| values(&df, c)).collect::<Result<_, _>>()?;
+    let seconds = i64s(&df, "second")?;
+    let sent = u64s(&df, "sent_bytes")?;
+    let recv = u64s(&df, "recv_bytes")?;
+    let key_of = |i: usize| -> Vec<Value> { key_values.iter().map(|col| col[i].clone()).collect() };
+
+    // Totals per key decide --top, and make the totals section.
+    let mut totals: HashMap<String, (Vec<Value>, u64, u64)> = HashMap::new();
+    for i in 0..df.height() {
+        let key = key_of(i);
+        let t = totals.entry(format!("{key:?}")).or_insert((key, 0, 0));
+        t.1 += sent[i].unwrap_or(0);
+        t.2 += recv[i].unwrap_or(0);
+    }
+    let mut ranked: Vec<(String, (Vec<Value>, u64, u64))> = totals.into_iter().collect();
+    ranked.sort_by(|a, b| (b.1 .1 + b.1 .2).cmp(&(a.1 .1 + a.1 .2)).then_with(|| a.0.cmp(&b.0)));
+    if let Some(n) = args.top {
+        ranked.truncate(n);
+    }
+    let kept: std::collections::HashSet<&String> = ranked.iter().map(|(k, _)| k).collect();
+
+    let mut columns = vec!["second".to_string()];
+    columns.extend(shown.iter().map(|s| s.to_string()));
+    columns.extend(["sent_bytes".to_string(), "recv_bytes".to_string()]);
+    let mut rows = Vec::new();
+    let mut order: Vec<usize> = (0..df.height()).collect();
+    // Within a second, the busiest first.
+    order.sort_by_key(|&i| (seconds[i], std::cmp::Reverse(sent[i].unwrap_or(0) + recv[i].unwrap_or(0))));
+    for i in order {
+        let key = key_of(i);
+        if !kept.contains(&format!("{key:?}")) {
+            continue;
+        }
+        let mut row = vec![Value::Time(seconds[i].unwrap_or(0))];
+        row.extend(key);
+        row.push(sent[i].into());
+        row.push(recv[i].into());
+        rows.push(row);
+    }
+
+    let mut total_cols = vec!["total".to_string()];
+    total_cols.extend(shown.iter().map(|s| s.to_string()));
+    total_cols.extend(["sent_bytes".to_string(), "recv_bytes".to_string()]);
+    let mut total_rows = Vec::new();
+    let (mut all_sent, mut all_recv) = (0, 0);
+    for (_, (key, s, r)) in &ranked {
+        let mut row = vec![Value::from("key")];
+        row.extend(key.clone());
+        row.push((*s).into());
+        row.push((*r).into());
+        total_rows.push(row);
+        all_sent += s;
+        all_recv += r;
+    }
+    let mut all = vec![Value::from("all")];
+    all.extend(shown.iter().map(|_| Value::Null));
+    all.extend([all_sent.into(), all_recv.into()]);
+    total_rows.push(all);
+
+    Ok(Report {
+        sections: vec![
+            Section { title: format!("Bytes sent and consumed per {} by {}", ctx.interval_label(args.interval_ns), ctx.by_label()), columns, rows },
+            Section { title: "Totals".into(), columns: total_cols, rows: total_rows },
+        ],
+        ..Default::default()
+    })
+}

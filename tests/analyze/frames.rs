@@ -1,0 +1,210 @@
+//! Hand-made segments in the real schema, with answers known by construction.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
+
+pub const ANALYZE: &str = env!("CARGO_BIN_EXE_netrec-analyze");
+/// 2026-01-01T00:00:00Z in ns: every frame's time origin.
+pub const T0: i64 = 1_767_225_600_000_000_000;
+pub const SEC: i64 = 1_000_000_000;
+pub const MS: i64 = 1_000_000;
+pub const US: i64 = 1_000;
+
+#[derive(Clone, Default, Debug)]
+pub struct Ev {
+    pub kind: &'static str,
+    pub ts: i64,
+    pub pid: Option<u32>,
+    pub comm: Option<&'static str>,
+    pub sock_id: Option<u64>,
+    pub lport: Option<u16>,
+    pub rport: Option<u16>,
+    pub bytes: Option<u64>,
+    pub old_state: Option<&'static str>,
+    pub new_state: Option<&'static str>,
+    pub srtt_us: Option<u32>,
+}
+
+pub fn io(kind: &'static str, ts: i64, pid: u32, comm: &'static str, bytes: u64) -> Ev {
+    Ev { kind, ts, pid: Some(pid), comm: Some(comm), sock_id: Some(pid as u64), lport: Some(3306), rport: Some(40000), bytes: Some(bytes), ..Default::default() }
+}
+
+pub fn state(ts: i64, sock: u64, pid: Option<u32>, old: &'static str, new: &'static str) -> Ev {
+    Ev {
+        kind: "state",
+        ts,
+        pid,
+        comm: pid.map(|_| "app"),
+        sock_id: Some(sock),
+        lport: Some(5000 + sock as u16),
+        rport: Some(3306),
+        old_state: Some(old),
+        new_state: Some(new),
+        ..Default::default()
+    }
+}
+
+pub fn rtt(ts: i64, sock: u64, pid: u32, srtt_us: u32) -> Ev {
+    Ev { kind: "rtt", ts, pid: Some(pid), comm: Some("app"), sock_id: Some(sock), lport: Some(1), rport: Some(3306), srtt_us: Some(srtt_us), ..Default::default() }
+}
+
+pub struct SegmentSpec<'a> {
+    pub host: &'a str,
+    pub capture_id: &'a str,
+    pub index: u32,
+    pub start: i64,
+    pub end: i64,
+    pub lost: u64,
+    pub schema_version: u32,
+}
+
+impl Default for SegmentSpec<'_> {
+    fn default() -> Self {
+        SegmentSpec { host: "db1", capture_id: "c0ffee", index: 0, start: T0, end: T0 + 60 * SEC, lost: 0, schema_version: 1 }
+    }
+}
+
+fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Writes a segment exactly as the capture lays it out (same columns, types, metadata keys).
+pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
+    let utc = || DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+    let fields = vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("ts", utc(), false),
+        Field::new("ts_kernel_ns", DataType::UInt64, false),
+        Field::new("pid", DataType::UInt32, true),
+        Field::new("tid", DataType::UInt32, true),
+        Field::new("comm", DataType::Utf8, true),
+        Field::new("ppid", DataType::UInt32, true),
+        Field::new("sock_id", DataType::UInt64, true),
+        Field::new("family", DataType::Utf8, true),
+        Field::new("protocol", DataType::Utf8, true),
+        Field::new("laddr", DataType::Utf8, true),
+        Field::new("lport", DataType::UInt16, true),
+        Field::new("raddr", DataType::Utf8, true),
+        Field::new("rport", DataType::UInt16, true),
+        Field::new("bytes", DataType::UInt64, true),
+        Field::new("old_state", DataType::Utf8, true),
+        Field::new("new_state", DataType::Utf8, true),
+        Field::new("srtt_us", DataType::UInt32, true),
+        Field::new("filename", DataType::Utf8, true),
+        Field::new("exit_status", DataType::Int32, true),
+    ];
+    let (mut kind, mut ts, mut tsk) = (StringBuilder::new(), TimestampNanosecondBuilder::new().with_timezone("UTC"), UInt64Builder::new());
+    let (mut pid, mut tid, mut comm, mut ppid) = (UInt32Builder::new(), UInt32Builder::new(), StringBuilder::new(), UInt32Builder::new());
+    let (mut sock, mut fam, mut proto, mut laddr) = (UInt64Builder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut lport, mut raddr, mut rport, mut bytes) = (UInt16Builder::new(), StringBuilder::new(), UInt16Builder::new(), UInt64Builder::new());
+    let (mut olds, mut news, mut srtt, mut fname, mut exit) =
+        (StringBuilder::new(), StringBuilder::new(), UInt32Builder::new(), StringBuilder::new(), Int32Builder::new());
+    for e in events {
+        kind.append_value(e.kind);
+        ts.append_value(e.ts);
+        tsk.append_value((e.ts - T0) as u64);
+        pid.append_option(e.pid);
+        tid.append_option(e.pid);
+        comm.append_option(e.comm);
+        ppid.append_null();
+        sock.append_option(e.sock_id);
+        let sockish = e.sock_id.is_some();
+        fam.append_option(sockish.then_some("ipv4"));
+        proto.append_option(sockish.then_some("tcp"));
+        laddr.append_option(sockish.then_some("127.0.0.1"));
+        lport.append_option(e.lport);
+        raddr.append_option(sockish.then_some("127.0.0.2"));
+        rport.append_option(e.rport);
+        bytes.append_option(e.bytes);
+        olds.append_option(e.old_state);
+        news.append_option(e.new_state);
+        srtt.append_option(e.srtt_us);
+        fname.append_null();
+        exit.append_null();
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(kind.finish()),
+        Arc::new(ts.finish()),
+        Arc::new(tsk.finish()),
+        Arc::new(pid.finish()),
+        Arc::new(tid.finish()),
+        Arc::new(comm.finish()),
+        Arc::new(ppid.finish()),
+        Arc::new(sock.finish()),
+        Arc::new(fam.finish()),
+        Arc::new(proto.finish()),
+        Arc::new(laddr.finish()),
+        Arc::new(lport.finish()),
+        Arc::new(raddr.finish()),
+        Arc::new(rport.finish()),
+        Arc::new(bytes.finish()),
+        Arc::new(olds.finish()),
+        Arc::new(news.finish()),
+        Arc::new(srtt.finish()),
+        Arc::new(fname.finish()),
+        Arc::new(exit.finish()),
+    ];
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let path = dir.join(format!("netrec-{}-{}-{:05}.parquet", spec.host, spec.capture_id, spec.index));
+    let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    let kv = [
+        ("netrec.schema_version", spec.schema_version.to_string()),
+        ("netrec.version", "0.1.0".into()),
+        ("netrec.capture_id", spec.capture_id.into()),
+        ("netrec.segment_index", spec.index.to_string()),
+        ("netrec.hostname", spec.host.into()),
+        ("netrec.kernel_release", "6.18.0-test".into()),
+        ("netrec.boot_id", "00000000-0000-0000-0000-000000000000".into()),
+        ("netrec.clock_offset_ns", "0".into()),
+        ("netrec.segment_start", rfc3339(spec.start)),
+        ("netrec.segment_end", rfc3339(spec.end)),
+        ("netrec.events", events.len().to_string()),
+        ("netrec.events_by_kind", "{}".into()),
+        ("netrec.lost_events", spec.lost.to_string()),
+        ("netrec.lost_events_by_kind", "{}".into()),
+        ("netrec.untracked_socket_events", "0".into()),
+        ("netrec.mechanisms", r#"{"send":"raw_tracepoint:sock/sock_send_length"}"#.into()),
+        ("netrec.filters", r#"{"pid":[]}"#.into()),
+        ("netrec.command_line", r#"["netrec-capture","--output","x"]"#.into()),
+    ];
+    for (k, v) in kv {
+        w.append_key_value_metadata(KeyValue::new(k.into(), v));
+    }
+    w.close().unwrap();
+    path
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn analyze(args: &[&str]) -> Run {
+    let out = Command::new(ANALYZE).args(args).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+/// The analyzer's JSON lines, parsed.
+pub fn json_rows(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut full = args.to_vec();
+    full.extend(["--format", "json"]);
+    let r = analyze(&full);
+    assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}

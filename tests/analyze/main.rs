@@ -1,0 +1,274 @@
+//! netrec-analyze, the real binary: hand-made frames with known answers, bad
+//! inputs, output snapshots, and the shipped samples against their recorders' counts.
+
+mod frames;
+mod samples;
+
+use frames::*;
+use serde_json::Value;
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Two processes; events on and around second boundaries.
+fn netio_frame(d: &std::path::Path) {
+    write_segment(
+        d,
+        &SegmentSpec::default(),
+        &[
+            io("send", T0, 10, "client", 100),             // exactly on second 0
+            io("recv", T0 + SEC - 1, 10, "client", 7),     // last ns of second 0
+            io("send", T0 + SEC, 10, "client", 1000),      // exactly on second 1
+            io("recv", T0 + SEC + 5 * MS, 20, "server", 1000),
+            io("send", T0 + SEC + 6 * MS, 20, "server", 5),
+            io("recv", T0 + 2 * SEC + 1, 20, "server", 50),
+        ],
+    );
+}
+
+#[test]
+fn netio_sums_per_second_per_process() {
+    let d = dir();
+    netio_frame(d.path());
+    let rows = json_rows(&["netio", s(d.path())]);
+    let per: Vec<(String, u64, u64, u64)> = rows
+        .iter()
+        .filter(|r| r.get("second").is_some())
+        .map(|r| (r["second"].as_str().unwrap().to_string(), r["pid"].as_u64().unwrap(), r["sent_bytes"].as_u64().unwrap(), r["recv_bytes"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        per,
+        vec![
+            ("2026-01-01T00:00:00Z".into(), 10, 100, 7),
+            ("2026-01-01T00:00:01Z".into(), 20, 5, 1000),
+            ("2026-01-01T00:00:01Z".into(), 10, 1000, 0),
+            ("2026-01-01T00:00:02Z".into(), 20, 0, 50),
+        ]
+    );
+    let all = rows.iter().find(|r| r["total"] == "all").unwrap();
+    assert_eq!((all["sent_bytes"].as_u64(), all["recv_bytes"].as_u64()), (Some(1105), Some(1057)));
+    assert!(rows.iter().all(|r| r["lost_events"] == 0));
+
+    // --by comm --top 1 keeps the busiest; --interval widens buckets; filters narrow.
+    let top = json_rows(&["netio", s(d.path()), "--by", "comm", "--top", "1"]);
+    assert!(top.iter().filter(|r| r.get("second").is_some()).all(|r| r["comm"] == "client"));
+    let wide = json_rows(&["netio", s(d.path()), "--interval", "10s", "--pid", "20"]);
+    assert_eq!(wide[0]["sent_bytes"], 5);
+    assert_eq!(wide[0]["recv_bytes"], 1050);
+    let ranged = json_rows(&["netio", s(d.path()), "--from", "+1s", "--to", "2026-01-01T00:00:02Z"]);
+    assert_eq!(ranged.iter().filter(|r| r.get("second").is_some()).count(), 2);
+}
+
+/// Connections: one spanning two segments, one still open, a short one,
+/// a failed connect, a reset, and state rows whose owner was unknown.
+fn churn_frame(d: &std::path::Path) {
+    let first = SegmentSpec { end: T0 + 10 * SEC, ..Default::default() };
+    write_segment(
+        d,
+        &first,
+        &[
+            // sock 1: long-lived, opens in segment 0, closes in segment 1 (lifetime 12 s)
+            state(T0, 1, Some(7), "CLOSE", "SYN_SENT"),
+            state(T0 + 100 * US, 1, Some(7), "SYN_SENT", "ESTABLISHED"),
+            // sock 2: short (50 ms), server side, owner unknown on its first rows
+            state(T0 + SEC, 2, None, "LISTEN", "SYN_RECV"),
+            state(T0 + SEC + 20 * US, 2, None, "SYN_RECV", "ESTABLISHED"),
+            state(T0 + SEC + 50 * MS, 2, Some(8), "ESTABLISHED", "FIN_WAIT1"),
+            state(T0 + SEC + 50 * MS, 2, Some(8), "FIN_WAIT1", "FIN_WAIT2"),
+            state(T0 + SEC + 50 * MS, 2, Some(8), "FIN_WAIT2", "CLOSE"),
+            // sock 3: failed connect
+            state(T0 + 2 * SEC, 3, Some(7), "CLOSE", "SYN_SENT"),
+            state(T0 + 2 * SEC + 3 * SEC, 3, Some(7), "SYN_SENT", "CLOSE"),
+            // sock 4: still open at the end
+            state(T0 + 3 * SEC, 4, Some(7), "CLOSE", "SYN_SENT"),
+            state(T0 + 3 * SEC + 400 * US, 4, Some(7), "SYN_SENT", "ESTABLISHED"),
+            rtt(T0 + 4 * SEC, 4, 7, 250),
+            rtt(T0 + 4 * SEC + 1, 4, 7, 350),
+        ],
+    );
+    let second = SegmentSpec { index: 1, start: T0 + 10 * SEC, end: T0 + 20 * SEC, ..Default::default() };
+    write_segment(
+        d,
+        &second,
+        &[
+            state(T0 + 12 * SEC, 1, Some(7), "ESTABLISHED", "FIN_WAIT1"),
+            state(T0 + 12 * SEC + 10, 1, Some(7), "FIN_WAIT1", "FIN_WAIT2"),
+            state(T0 + 12 * SEC + 20, 1, Some(7), "FIN_WAIT2", "CLOSE"),
+            // sock 5: reset while established, 30 ms after the connect
+            state(T0 + 13 * SEC, 5, Some(7), "CLOSE", "SYN_SENT"),
+            state(T0 + 13 * SEC + 200 * US, 5, Some(7), "SYN_SENT", "ESTABLISHED"),
+            state(T0 + 13 * SEC + 30 * MS, 5, Some(7), "ESTABLISHED", "CLOSE"),
+        ],
+    );
+}
+
+fn sum(rows: &[Value], field: &str) -> u64 {
+    rows.iter().filter(|r| r.get("second").is_some()).map(|r| r[field].as_u64().unwrap()).sum()
+}
+
+#[test]
+fn churn_counts_connections_across_segments() {
+    let d = dir();
+    churn_frame(d.path());
+    let rows = json_rows(&["churn", s(d.path()), "--by", "host"]);
+    assert_eq!(sum(&rows, "opened_active"), 3, "socks 1, 4, 5");
+    assert_eq!(sum(&rows, "opened_passive"), 1, "sock 2, owner unknown when it opened");
+    assert_eq!(sum(&rows, "closed"), 3, "socks 1, 2, 5");
+    assert_eq!(sum(&rows, "failed"), 1);
+    assert_eq!(sum(&rows, "resets"), 1);
+    assert_eq!(sum(&rows, "short_lived"), 2, "socks 2 (50 ms) and 5 (30 ms) are under 100 ms");
+    let life = rows.iter().find(|r| r["metric"] == "lifetime").unwrap();
+    assert_eq!(life["count"], 3);
+    assert_eq!(life["still_open"], 1);
+    assert_eq!(life["max_us"], 12_000_000, "sock 1 spans both segments");
+    assert_eq!(life["p50_us"], 50_000);
+    let at = |sec: &str| rows.iter().find(|r| r["second"] == sec).cloned().unwrap();
+    assert_eq!(at("2026-01-01T00:00:12Z")["closed"], 1);
+    assert_eq!(at("2026-01-01T00:00:13Z")["short_lived"], 1);
+
+    // A longer threshold; a pid filter drops rows whose owner was unknown.
+    let rows = json_rows(&["churn", s(d.path()), "--short", "1s"]);
+    assert_eq!(sum(&rows, "short_lived"), 2);
+    let rows = json_rows(&["churn", s(d.path()), "--pid", "8"]);
+    assert_eq!(sum(&rows, "opened_passive"), 0);
+    assert_eq!(sum(&rows, "closed"), 1);
+}
+
+#[test]
+fn latency_has_exact_percentiles_and_log2_buckets() {
+    let d = dir();
+    churn_frame(d.path());
+    let rows = json_rows(&["latency", s(d.path()), "--by", "host"]);
+    let metric = |m: &str| rows.iter().find(|r| r["metric"] == m).cloned().unwrap_or_else(|| panic!("no {m}: {rows:?}"));
+    let connect = metric("connect");
+    assert_eq!(connect["count"], 3, "socks 1 (100 us), 4 (400 us), 5 (200 us)");
+    assert_eq!((connect["p50_us"].as_u64(), connect["max_us"].as_u64()), (Some(200), Some(400)));
+    let buckets: Vec<(u64, u64)> =
+        connect["buckets"].as_array().unwrap().iter().map(|b| (b["le_us"].as_u64().unwrap(), b["count"].as_u64().unwrap())).collect();
+    assert_eq!(buckets.last(), Some(&(511, 1)));
+    assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 3);
+    assert_eq!(buckets.iter().find(|b| b.0 == 127), Some(&(127, 1)));
+    assert_eq!(metric("handshake")["p99_us"], 20);
+    let rtt = metric("rtt");
+    assert_eq!((rtt["count"].as_u64(), rtt["p50_us"].as_u64(), rtt["max_us"].as_u64()), (Some(2), Some(250), Some(350)));
+}
+
+#[test]
+fn losses_are_reported_and_strict_fails() {
+    let d = dir();
+    write_segment(d.path(), &SegmentSpec { end: T0 + 10 * SEC, lost: 5, ..Default::default() }, &[io("send", T0, 1, "a", 10)]);
+    write_segment(
+        d.path(),
+        &SegmentSpec { index: 1, start: T0 + 10 * SEC, end: T0 + 20 * SEC, ..Default::default() },
+        &[io("send", T0 + 11 * SEC, 1, "a", 10)],
+    );
+    let table = analyze(&["netio", s(d.path())]);
+    assert_eq!(table.code, 0);
+    assert!(table.stdout.starts_with("warning: the capture lost 5 events"), "{}", table.stdout);
+    let rows = json_rows(&["netio", s(d.path())]);
+    assert!(rows.iter().all(|r| r["lost_events"] == 5));
+    let strict = analyze(&["netio", s(d.path()), "--strict"]);
+    assert_eq!(strict.code, 1, "{}", strict.stderr);
+    assert!(strict.stderr.contains("--strict"));
+    // A range clear of the lossy segment is clean, even with --strict.
+    let clean = analyze(&["netio", s(d.path()), "--from", "+10s", "--strict", "--format", "json"]);
+    assert_eq!(clean.code, 0, "{}", clean.stderr);
+    assert!(clean.stdout.contains("\"lost_events\":0"));
+    let info = json_rows(&["info", s(d.path())]);
+    assert_eq!(info[0]["lost_events"], 5);
+    assert!(info[0]["lost_by_segment"].as_str().unwrap().contains("00000.parquet: 5"));
+}
+
+#[test]
+fn bad_inputs_get_one_line_naming_the_file_or_flag() {
+    let d = dir();
+    let p = d.path();
+    std::fs::create_dir(p.join("empty")).unwrap();
+    std::fs::write(p.join("notes.parquet"), b"this is not parquet").unwrap();
+    let good = write_segment(p, &SegmentSpec::default(), &[io("send", T0, 1, "a", 10)]);
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(p.join("truncated.parquet"), &bytes[..bytes.len() / 2]).unwrap();
+    let newer = tempfile::tempdir().unwrap();
+    let newer_file = write_segment(newer.path(), &SegmentSpec { schema_version: 99, ..Default::default() }, &[]);
+    // A Parquet file of somebody else's.
+    let foreign = p.join("foreign.parquet");
+    {
+        use std::sync::Arc;
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new("x", arrow_schema::DataType::Int32, false)]));
+        let batch = arrow_array::RecordBatch::try_new(schema.clone(), vec![Arc::new(arrow_array::Int32Array::from(vec![1]))]).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&foreign).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (vec!["netio".into(), s(&p.join("missing")).into()], s(&p.join("missing")).into()),
+        (vec!["netio".into(), s(&p.join("empty")).into()], "no segments".into()),
+        (vec!["netio".into(), s(&p.join("notes.parquet")).into()], "notes.parquet: not a readable Parquet file".into()),
+        (vec!["netio".into(), s(&p.join("truncated.parquet")).into()], "truncated.parquet".into()),
+        (vec!["netio".into(), s(&foreign).into()], "foreign.parquet: a Parquet file, but not a netrec segment".into()),
+        (vec!["info".into(), s(&newer_file).into()], "schema version 99".into()),
+        (vec!["netio".into(), s(&good).into(), "--by".into(), "colour".into()], "--by".into()),
+        (vec!["netio".into(), s(&good).into(), "--format".into(), "xml".into()], "--format".into()),
+        (vec!["netio".into(), s(&good).into(), "--from".into(), "yesterday".into()], "--from".into()),
+        (vec!["churn".into(), s(&good).into(), "--short".into(), "0s".into()], "--short".into()),
+    ];
+    for (args, needle) in cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = analyze(&a);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(&needle), "{args:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{args:?}: {}", r.stderr);
+        if !needle.starts_with("--") {
+            assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: one line: {}", r.stderr);
+        }
+    }
+    // In-progress segments are skipped with a warning.
+    std::fs::write(p.join("empty").join("x.parquet.inprogress"), b"").unwrap();
+    std::fs::copy(&good, p.join("empty").join("ok.parquet")).unwrap();
+    let r = analyze(&["netio", s(&p.join("empty"))]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("x.parquet.inprogress: skipped, still being written"), "{}", r.stderr);
+}
+
+#[test]
+fn broken_pipe_exits_quietly() {
+    let d = dir();
+    let events: Vec<Ev> = (0..5000).map(|i| io("send", T0 + i * SEC, 1, "a", 1)).collect();
+    write_segment(d.path(), &SegmentSpec { end: T0 + 6000 * SEC, ..Default::default() }, &events);
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("'{ANALYZE}' netio '{}' --format csv | head -n 2; echo \"status=${{PIPESTATUS[0]}}\"", s(d.path())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().count() >= 2, "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "quiet on a broken pipe: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn output_snapshots() {
+    let d = dir();
+    churn_frame(d.path());
+    netio_frame(&{
+        let n = d.path().join("netio");
+        std::fs::create_dir(&n).unwrap();
+        n
+    });
+    let netio_dir = d.path().join("netio");
+    for format in ["table", "json", "csv"] {
+        let r = analyze(&["netio", s(&netio_dir), "--format", format]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        insta::assert_snapshot!(format!("netio_{format}"), r.stdout);
+        let r = analyze(&["churn", s(&d.path().join("netrec-db1-c0ffee-00000.parquet")), s(&d.path().join("netrec-db1-c0ffee-00001.parquet")), "--format", format]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        insta::assert_snapshot!(format!("churn_{format}"), r.stdout);
+        let r = analyze(&["latency", s(&d.path().join("netrec-db1-c0ffee-00000.parquet")), s(&d.path().join("netrec-db1-c0ffee-00001.parquet")), "--by", "host", "--format", format]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        insta::assert_snapshot!(format!("latency_{format}"), r.stdout);
+    }
+}
