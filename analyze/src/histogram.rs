@@ -14,10 +14,12 @@ pub struct Summary {
 }
 
 /// Nearest-rank percentile of sorted values: the smallest value with at
-/// least `p` percent of the values at or below it.
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
+/// least `per_mille`/1000 of the values at or below it. Integer arithmetic:
+/// 99.9% of 1000 values must be rank 999, not a float's 1000.
+fn percentile(sorted: &[u64], per_mille: u64) -> u64 {
+    let n = sorted.len() as u64;
+    let rank = (per_mille * n).div_ceil(1000).max(1);
+    sorted[(rank.min(n) - 1) as usize]
 }
 
 /// Bucket k holds (2^(k-1), 2^k - 1]; 0 and 1 share the first, as in BCC.
@@ -40,10 +42,10 @@ pub fn summarize(mut values: Vec<u64>) -> Option<Summary> {
         .collect();
     Some(Summary {
         count: values.len() as u64,
-        p50: percentile(&values, 50.0),
-        p90: percentile(&values, 90.0),
-        p99: percentile(&values, 99.0),
-        p999: percentile(&values, 99.9),
+        p50: percentile(&values, 500),
+        p90: percentile(&values, 900),
+        p99: percentile(&values, 990),
+        p999: percentile(&values, 999),
         max: *values.last().expect("not empty"),
         buckets,
     })

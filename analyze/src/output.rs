@@ -158,13 +158,16 @@ pub fn write(report: &Report, style: &Style, out: &mut dyn Write) -> io::Result<
                 for r in &s.rows {
                     for (c, v) in r.iter().enumerate() {
                         if let Value::Buckets(b) = v {
-                            let label: Vec<String> = shown
+                            // "connect (comm=curl)": the row's first text names it, the rest qualify it.
+                            let mut texts = shown
                                 .iter()
-                                .filter(|&&i| matches!(r[i], Value::Str(_)))
-                                .map(|&i| format!("{}={}", s.columns[i], cell_text(&r[i], style.local_time)))
-                                .collect();
-                            writeln!(out)?;
-                            draw_histogram(out, &format!("{} ({})", s.columns[c], label.join(", ")), b)?;
+                                .filter(|&&i| matches!(r[i], Value::Str(_)) || (i > 0 && !matches!(r[i], Value::Null)))
+                                .filter(|&&i| i < c && !s.columns[i].ends_with("_us") && s.columns[i] != "count")
+                                .map(|&i| (s.columns[i].as_str(), cell_text(&r[i], style.local_time)));
+                            let name = texts.next().map(|(_, v)| v).unwrap_or_default();
+                            let quals: Vec<String> = texts.map(|(k, v)| format!("{k}={v}")).collect();
+                            let label = if quals.is_empty() { name } else { format!("{name} ({})", quals.join(", ")) };
+                            draw_histogram(out, &label, b)?;
                         }
                     }
                 }
@@ -183,15 +186,20 @@ pub fn write(report: &Report, style: &Style, out: &mut dyn Write) -> io::Result<
             }
         }
         Format::Csv => {
+            // Keep the io::Error itself (a broken pipe must stay recognizable).
+            let io_err = |e: csv::Error| match e.into_kind() {
+                csv::ErrorKind::Io(e) => e,
+                other => io::Error::other(format!("{other:?}")),
+            };
             let mut w = csv::Writer::from_writer(out);
             let mut header_of: Option<&Vec<String>> = None;
             for s in &report.sections {
                 if header_of != Some(&s.columns) {
-                    w.write_record(&s.columns)?;
+                    w.write_record(&s.columns).map_err(io_err)?;
                     header_of = Some(&s.columns);
                 }
                 for r in &s.rows {
-                    w.write_record(r.iter().map(|v| cell_text(v, style.local_time)))?;
+                    w.write_record(r.iter().map(|v| cell_text(v, style.local_time))).map_err(io_err)?;
                 }
             }
             w.flush()?;

@@ -67,7 +67,7 @@ impl Filters {
 
     /// Whether a segment's time span overlaps the selected range.
     pub fn overlaps(&self, start_ns: i64, end_ns: i64) -> bool {
-        self.from_ns.is_none_or(|f| end_ns >= f) && self.to_ns.is_none_or(|t| start_ns < t)
+        self.from_ns.is_none_or(|f| end_ns > f) && self.to_ns.is_none_or(|t| start_ns < t)
     }
 }
 
