@@ -33,6 +33,8 @@ pub enum Value {
     /// ns since the epoch, shown as RFC 3339
     Time(i64),
     Buckets(Vec<Bucket>),
+    /// Named values: a JSON object, one `key=value` per line in a table.
+    Map(Vec<(String, String)>),
 }
 
 impl From<u64> for Value {
@@ -99,6 +101,7 @@ fn cell_text(v: &Value, local: bool) -> String {
         Value::Str(s) => s.clone(),
         Value::Time(ns) => time_text(*ns, local),
         Value::Buckets(b) => b.iter().map(|b| format!("{}:{}", b.le_us, b.count)).collect::<Vec<_>>().join(";"),
+        Value::Map(m) => m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n"),
     }
 }
 
@@ -109,6 +112,7 @@ fn cell_json(v: &Value, local: bool) -> Json {
         Value::Str(s) => json!(s),
         Value::Time(ns) => json!(time_text(*ns, local)),
         Value::Buckets(b) => Json::Array(b.iter().map(|b| json!({"le_us": b.le_us, "count": b.count})).collect()),
+        Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), v.parse::<u64>().map_or_else(|_| json!(v), |n| json!(n)))).collect()),
     }
 }
 
@@ -199,7 +203,8 @@ pub fn write(report: &Report, style: &Style, out: &mut dyn Write) -> io::Result<
                     header_of = Some(&s.columns);
                 }
                 for r in &s.rows {
-                    w.write_record(r.iter().map(|v| cell_text(v, style.local_time))).map_err(io_err)?;
+                    let cells = r.iter().map(|v| cell_text(v, style.local_time).replace('\n', "; "));
+                    w.write_record(cells).map_err(io_err)?;
                 }
             }
             w.flush()?;

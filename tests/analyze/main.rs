@@ -182,6 +182,8 @@ fn losses_are_reported_and_strict_fails() {
     let info = json_rows(&["info", s(d.path())]);
     assert_eq!(info[0]["lost_events"], 5);
     assert!(info[0]["lost_by_segment"].as_str().unwrap().contains("00000.parquet: 5"));
+    assert_eq!(info[0]["events"], 2);
+    assert_eq!(info[0]["mechanisms"]["send"], "raw_tracepoint:sock/sock_send_length");
 }
 
 #[test]

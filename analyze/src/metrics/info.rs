@@ -27,7 +27,7 @@ pub fn run(ctx: &Ctx) -> Report {
                 *kinds.entry(k).or_default() += n;
             }
         }
-        let join = |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+        let pairs = |m: &BTreeMap<String, String>| Value::Map(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         let lost_segments: Vec<String> =
             segs.iter().filter(|s| s.lost > 0).map(|s| format!("{}: {}", s.path.display(), s.lost)).collect();
         let last = segs.last().expect("a host has segments");
@@ -39,10 +39,10 @@ pub fn run(ctx: &Ctx) -> Report {
             Value::Time(segs.iter().map(|s| s.end.timestamp_nanos_opt().unwrap_or(0)).max().unwrap_or(0)),
             Value::U64(segs.len() as u64),
             Value::U64(segs.iter().map(|s| s.events).sum()),
-            Value::from(kinds.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(", ")),
+            Value::Map(kinds.iter().map(|(k, n)| (k.to_string(), n.to_string())).collect()),
             Value::U64(segs.iter().map(|s| s.lost).sum()),
-            Value::from(lost_segments.join("; ")),
-            Value::from(join(&last.mechanisms)),
+            Value::from(lost_segments.join("\n")),
+            pairs(&last.mechanisms),
             Value::from(last.filters.to_string()),
         ]);
     }
