@@ -195,7 +195,8 @@ pub fn write(report: &Report, style: &Style, out: &mut dyn Write) -> io::Result<
                 csv::ErrorKind::Io(e) => e,
                 other => io::Error::other(format!("{other:?}")),
             };
-            let mut w = csv::Writer::from_writer(out);
+            // Sections differ in columns: each starts with its own header line.
+            let mut w = csv::WriterBuilder::new().flexible(true).from_writer(out);
             let mut header_of: Option<&Vec<String>> = None;
             for s in &report.sections {
                 if header_of != Some(&s.columns) {

@@ -134,6 +134,9 @@ fn churn_counts_connections_across_segments() {
     // A longer threshold; a pid filter drops rows whose owner was unknown.
     let rows = json_rows(&["churn", s(d.path()), "--short", "1s"]);
     assert_eq!(sum(&rows, "short_lived"), 2);
+    let csv = analyze(&["churn", s(d.path()), "--format", "csv"]);
+    assert_eq!(csv.code, 0, "sections with other columns get their own header: {}", csv.stderr);
+    assert!(csv.stdout.contains("\nmetric,count,still_open,"), "{}", csv.stdout);
     let rows = json_rows(&["churn", s(d.path()), "--pid", "8"]);
     assert_eq!(sum(&rows, "opened_passive"), 0);
     assert_eq!(sum(&rows, "closed"), 1);
