@@ -369,3 +369,36 @@ fn schema_doc_matches_what_is_written() {
     }
     assert_eq!(seg.metadata["netrec.schema_version"], def["version"].to_string());
 }
+
+/// A consumer that stalls: the kernel drops what the ring buffer cannot
+/// hold, counts every drop, and the capture reports them in the segment and
+/// on stderr with the knob to turn.
+#[test]
+fn lost_events_are_counted_and_reported() {
+    let _g = serial();
+    let dir = tempdir();
+    let out = dir.path().join("lossy");
+    let server = Server::start();
+    let cap = Capture::start(&out, &["--ringbuf-size", "4KiB"]);
+    cap.signal(libc::SIGSTOP); // nobody drains the 4 KiB ring buffer now
+    let client = server.run_client();
+    server.finish();
+    cap.signal(libc::SIGCONT);
+    let (status, _, stderr) = cap.stop();
+    assert!(status.success(), "{stderr:?}");
+    let segs = read_segments(&out);
+    let lost: u64 = segs.iter().map(|s| s.metadata["netrec.lost_events"].parse::<u64>().unwrap()).sum();
+    assert!(lost > 0, "a stalled consumer must lose events");
+    let by_kind: u64 = segs
+        .iter()
+        .map(|s| serde_json::from_str::<BTreeMap<String, u64>>(&s.metadata["netrec.lost_events_by_kind"]).unwrap().values().sum::<u64>())
+        .sum();
+    assert_eq!(by_kind, lost);
+    assert!(stderr.iter().any(|l| l.contains(&format!("{lost} events were lost")) && l.contains("--ringbuf-size")), "{stderr:?}");
+    // What did arrive is never more than what happened.
+    let rows = all_rows(&segs);
+    let (sent, recv) = totals_for(&rows, client["pid"].as_u64().unwrap() as u32);
+    let (want_sent, want_recv) = expected(&client);
+    assert!(sent <= want_sent && recv <= want_recv);
+    assert!(sent + recv < want_sent + want_recv, "some of the client's events were among the lost");
+}
