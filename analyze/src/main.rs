@@ -30,6 +30,10 @@ fn analyze(common: &Common, report_of: impl FnOnce(&Ctx) -> Result<Report>) -> R
         eprintln!("netrec-analyze: warning: {}: skipped, still being written", p.display());
     }
     let filters = common.filters(trace.start_ns())?;
+    let hosts: std::collections::BTreeSet<&str> = trace.segments.iter().map(|s| s.host.as_str()).collect();
+    if let Some(h) = filters.hosts.iter().find(|h| !hosts.contains(h.as_str())) {
+        anyhow::bail!("--host {h}: no segment was recorded on that host (hosts in the trace: {})", hosts.into_iter().collect::<Vec<_>>().join(", "));
+    }
     let ctx = Ctx { trace, filters, by: common.by };
     let mut report = report_of(&ctx)?;
     let (lost, where_) = ctx.lost_events();

@@ -85,8 +85,8 @@ pub struct Style {
 
 fn time_text(ns: i64, local: bool) -> String {
     let t = DateTime::<Utc>::from_timestamp_nanos(ns);
-    let whole_second = ns % 1_000_000_000 == 0;
-    let fmt = if whole_second { SecondsFormat::Secs } else { SecondsFormat::Nanos };
+    // Whole seconds print as such; sub-second buckets with the digits they need.
+    let fmt = SecondsFormat::AutoSi;
     if local {
         t.with_timezone(&Local).to_rfc3339_opts(fmt, true)
     } else {
