@@ -180,7 +180,7 @@ impl Config {
             }
         }
         let rb = args.ringbuf_size;
-        if !rb.is_power_of_two() || rb < 4096 || rb > (1 << 30) {
+        if !rb.is_power_of_two() || !(4096..=(1 << 30)).contains(&rb) {
             bail!("--ringbuf-size {rb}: must be a power of two between 4KiB and 1GiB");
         }
         if args.max_sockets < 1024 {

@@ -135,10 +135,7 @@ mod tests {
 
     #[test]
     fn decodes_a_send_record() {
-        let mut e = netrec_sock_event::default();
-        e.kind = event_kind::EVENT_SEND.0;
-        e.pid = 42;
-        e.value = 1000;
+        let e = netrec_sock_event { kind: event_kind::EVENT_SEND.0, pid: 42, value: 1000, ..Default::default() };
         let buf = bytes_of(&e);
         match decode(as_bytes(&buf, std::mem::size_of_val(&e))).unwrap() {
             Record::Sock(Kind::Send, got) => {
@@ -153,8 +150,7 @@ mod tests {
     fn rejects_short_and_unknown_records() {
         let buf = [0u64; 1];
         assert_eq!(decode(as_bytes(&buf, 2)).err(), Some(DecodeError::TooShort));
-        let mut e = netrec_sock_event::default();
-        e.kind = 99;
+        let mut e = netrec_sock_event { kind: 99, ..Default::default() };
         let buf = bytes_of(&e);
         assert_eq!(decode(as_bytes(&buf, std::mem::size_of_val(&e))).err(), Some(DecodeError::UnknownKind(99)));
         e.kind = event_kind::EVENT_EXEC.0; // a proc record needs more bytes than a sock record

@@ -203,26 +203,24 @@ mod tests {
     #[test]
     fn sock_and_proc_rows_fill_their_columns() {
         let mut b = BatchBuilder::new(1_000);
-        let mut send = netrec_sock_event::default();
-        send.family = AF_INET;
-        send.owner_known = 1;
-        send.pid = 7;
-        send.value = 4096;
-        send.ts_ns = 5;
-        send.sock_id = 3;
+        let mut send = netrec_sock_event {
+            family: AF_INET,
+            owner_known: 1,
+            pid: 7,
+            value: 4096,
+            ts_ns: 5,
+            sock_id: 3,
+            sport: 8080,
+            dport: 51000,
+            ..Default::default()
+        };
         send.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
         send.daddr[..4].copy_from_slice(&[10, 1, 2, 3]);
-        send.sport = 8080;
-        send.dport = 51000;
         b.push(&Record::Sock(Kind::Send, &send));
-        let mut state = netrec_sock_event::default();
-        state.family = 10;
+        let mut state = netrec_sock_event { family: 10, old_state: 2, new_state: 1, ..Default::default() };
         state.daddr[15] = 1;
-        state.old_state = 2;
-        state.new_state = 1;
         b.push(&Record::Sock(Kind::State, &state));
-        let mut exec = netrec_proc_event::default();
-        exec.pid = 9;
+        let mut exec = netrec_proc_event { pid: 9, ..Default::default() };
         exec.filename[0] = b'/' as i8;
         b.push(&Record::Proc(Kind::Exec, &exec));
 
