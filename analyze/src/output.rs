@@ -120,7 +120,7 @@ fn cell_json(v: &Value, local: bool) -> Json {
 fn draw_histogram(out: &mut dyn Write, label: &str, buckets: &[Bucket]) -> io::Result<()> {
     let max = buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1);
     writeln!(out, "{label}")?;
-    writeln!(out, "{:>24} : {:<8} {}", "usecs", "count", "distribution")?;
+    writeln!(out, "{:>24} : {:<8} distribution", "usecs", "count")?;
     for b in buckets {
         let lo = if b.le_us <= 1 { 0 } else { b.le_us / 2 + 1 };
         let stars = (b.count * 40).div_ceil(max) as usize;
@@ -214,6 +214,20 @@ pub fn write(report: &Report, style: &Style, out: &mut dyn Write) -> io::Result<
     Ok(())
 }
 
+impl Section {
+    /// One two-column (field, value) section per row: for wide records shown to people.
+    pub fn transposed(&self) -> Vec<Section> {
+        self.rows
+            .iter()
+            .map(|r| Section {
+                title: format!("{} {}", self.title, cell_text(&r[0], false)),
+                columns: vec!["field".into(), "value".into()],
+                rows: self.columns.iter().zip(r).map(|(c, v)| vec![Value::from(c.as_str()), v.clone()]).collect(),
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,19 +271,5 @@ mod tests {
         let table = render(Format::Table);
         assert!(table.starts_with("warning: 3 events lost\ndemo\n"), "{table}");
         assert!(table.contains("|****************************************|"), "{table}");
-    }
-}
-
-impl Section {
-    /// One two-column (field, value) section per row: for wide records shown to people.
-    pub fn transposed(&self) -> Vec<Section> {
-        self.rows
-            .iter()
-            .map(|r| Section {
-                title: format!("{} {}", self.title, cell_text(&r[0], false)),
-                columns: vec!["field".into(), "value".into()],
-                rows: self.columns.iter().zip(r).map(|(c, v)| vec![Value::from(c.as_str()), v.clone()]).collect(),
-            })
-            .collect()
     }
 }

@@ -110,7 +110,7 @@ mod tests {
         let pattern = dir.path().join("*.parquet");
         assert_eq!(discover(&[pattern]).unwrap().segments.len(), 1);
         let missing = dir.path().join("nope.parquet");
-        let err = discover(&[missing.clone()]).unwrap_err().to_string();
+        let err = discover(std::slice::from_ref(&missing)).unwrap_err().to_string();
         assert!(err.contains(&missing.display().to_string()), "{err}");
         let empty = dir.path().join("empty");
         std::fs::create_dir(&empty).unwrap();

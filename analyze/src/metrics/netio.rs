@@ -9,6 +9,9 @@ use super::Ctx;
 use crate::frame::{collect, i64s, u64s, values};
 use crate::output::{Report, Section, Value};
 
+/// A key's shown values with its total sent and consumed bytes.
+type KeyTotals = (Vec<Value>, u64, u64);
+
 pub struct NetioArgs {
     pub interval_ns: i64,
     pub top: Option<usize>,
@@ -56,14 +59,14 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
     let key_of = |i: usize| -> Vec<Value> { key_values.iter().map(|col| col[i].clone()).collect() };
 
     // Totals per key decide --top, and make the totals section.
-    let mut totals: HashMap<String, (Vec<Value>, u64, u64)> = HashMap::new();
+    let mut totals: HashMap<String, KeyTotals> = HashMap::new();
     for i in 0..df.height() {
         let key = key_of(i);
         let t = totals.entry(format!("{key:?}")).or_insert((key, 0, 0));
         t.1 += sent[i].unwrap_or(0);
         t.2 += recv[i].unwrap_or(0);
     }
-    let mut ranked: Vec<(String, (Vec<Value>, u64, u64))> = totals.into_iter().collect();
+    let mut ranked: Vec<(String, KeyTotals)> = totals.into_iter().collect();
     ranked.sort_by(|a, b| (b.1 .1 + b.1 .2).cmp(&(a.1 .1 + a.1 .2)).then_with(|| a.0.cmp(&b.0)));
     if let Some(n) = args.top {
         ranked.truncate(n);
