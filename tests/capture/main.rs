@@ -216,6 +216,19 @@ fn rotation_makes_several_readable_segments_and_retention_prunes() {
     assert!(index(&segs[1]) >= 2, "at least three segments were written");
     assert_eq!(index(&segs[0]) + 1, index(&segs[1]), "the oldest were deleted, the newest two kept");
     assert!(stderr.iter().any(|l| l.contains("deleted")), "{stderr:?}");
+
+    // By size on disk: what is kept stays under --max-disk.
+    let out = dir.path().join("disk");
+    let server = Server::start();
+    let cap = Capture::start(&out, &["--rotate-size", "4KiB", "--max-disk", "12KiB", "--batch-rows", "64"]);
+    server.run_client();
+    server.finish();
+    let (status, _, stderr) = cap.stop();
+    assert!(status.success(), "{stderr:?}");
+    let segs = read_segments(&out);
+    let total: u64 = segs.iter().map(|s| std::fs::metadata(&s.path).unwrap().len()).sum();
+    assert!(total <= 12 * 1024 || segs.len() == 1, "{} segments, {total} bytes kept", segs.len());
+    assert!(stderr.iter().any(|l| l.contains("deleted")), "older segments were deleted: {stderr:?}");
 }
 
 #[test]
