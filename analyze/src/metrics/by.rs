@@ -54,10 +54,15 @@ impl By {
             .collect()
     }
 
-    /// Columns the scan must read for this key.
-    pub fn columns(self) -> Vec<&'static str> {
-        let mut cols = self.shown();
-        cols.retain(|c| !matches!(*c, "host" | "capture_id"));
+    /// `base` plus the columns this key needs from the files (host and
+    /// capture_id come from segment metadata, not from a column).
+    pub fn scan_columns(self, base: &[&'static str]) -> Vec<&'static str> {
+        let mut cols = base.to_vec();
+        for c in self.shown() {
+            if !cols.contains(&c) && !matches!(c, "host" | "capture_id") {
+                cols.push(c);
+            }
+        }
         cols
     }
 }

@@ -66,7 +66,6 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
         i64s(&conns, "close_ns")?,
     );
     let conn_keys: Vec<Vec<Value>> = shown.iter().map(|c| values(&conns, c)).collect::<Result<_, _>>()?;
-    let in_range = |t: i64| ctx.filters.from_ns.is_none_or(|f| t >= f) && ctx.filters.to_ns.is_none_or(|e| t < e);
     let mut short: BTreeMap<(i64, String), u64> = BTreeMap::new();
     let mut lifetimes_us = Vec::new();
     let mut still_open = 0u64;
@@ -77,7 +76,7 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
             still_open += 1;
             continue;
         };
-        if !in_range(end) {
+        if !ctx.filters.in_range(end) {
             continue;
         }
         let life = end - start;

@@ -7,13 +7,7 @@ use super::by::By;
 use super::Ctx;
 
 pub fn scan_columns(by: By) -> Vec<&'static str> {
-    let mut cols = vec!["ts", "kind", "sock_id", "pid", "comm", "old_state", "new_state", "lport", "rport"];
-    for c in by.columns() {
-        if !cols.contains(&c) {
-            cols.push(c);
-        }
-    }
-    cols
+    by.scan_columns(&["ts", "kind", "sock_id", "pid", "comm", "old_state", "new_state", "lport", "rport"])
 }
 
 /// State rows of the selected connections (time range not applied: a

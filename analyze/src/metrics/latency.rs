@@ -20,7 +20,6 @@ fn add(samples: &mut Samples, metric: &str, key: Vec<Value>, us: u64) {
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let shown = ctx.by.shown();
-    let in_range = |t: i64| ctx.filters.from_ns.is_none_or(|f| t >= f) && ctx.filters.to_ns.is_none_or(|e| t < e);
     let mut samples: Samples = BTreeMap::new();
 
     // connect (SYN_SENT -> ESTABLISHED) and handshake (SYN_RECV -> ESTABLISHED), per connection.
@@ -36,24 +35,19 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     for i in 0..conns.height() {
         let key = || keys.iter().map(|c| c[i].clone()).collect::<Vec<_>>();
         if let (Some(a), Some(b)) = (syn_s[i], est_a[i]) {
-            if in_range(b) && b >= a {
+            if ctx.filters.in_range(b) && b >= a {
                 add(&mut samples, "connect", key(), ((b - a) / 1000) as u64);
             }
         }
         if let (Some(a), Some(b)) = (syn_r[i], est_p[i]) {
-            if in_range(b) && b >= a {
+            if ctx.filters.in_range(b) && b >= a {
                 add(&mut samples, "handshake", key(), ((b - a) / 1000) as u64);
             }
         }
     }
 
     // rtt: every srtt sample.
-    let mut cols = vec!["ts", "kind", "srtt_us", "pid", "comm", "lport", "rport"];
-    for c in ctx.by.columns() {
-        if !cols.contains(&c) {
-            cols.push(c);
-        }
-    }
+    let cols = ctx.by.scan_columns(&["ts", "kind", "srtt_us", "pid", "comm", "lport", "rport"]);
     let rtt = ctx.filters.apply(ctx.trace.events(&cols)?.filter(col("kind").eq(lit("rtt"))));
     let mut select: Vec<Expr> = shown.iter().map(|c| col(*c)).collect();
     select.push(col("srtt_us"));

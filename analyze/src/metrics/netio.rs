@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use polars::prelude::*;
 
-use super::by::By;
 use super::Ctx;
 use crate::frame::{collect, i64s, u64s, values};
 use crate::output::{Report, Section, Value};
@@ -15,16 +14,6 @@ type KeyTotals = (Vec<Value>, u64, u64);
 pub struct NetioArgs {
     pub interval_ns: i64,
     pub top: Option<usize>,
-}
-
-fn scan_columns(by: By) -> Vec<&'static str> {
-    let mut cols = vec!["ts", "kind", "bytes", "pid", "comm", "lport", "rport"];
-    for c in by.columns() {
-        if !cols.contains(&c) {
-            cols.push(c);
-        }
-    }
-    cols
 }
 
 /// Events -> one row per (interval, key) with sent_bytes and recv_bytes.
@@ -48,7 +37,7 @@ pub fn plan(events: LazyFrame, ctx: &Ctx, interval_ns: i64) -> LazyFrame {
 }
 
 pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
-    let events = ctx.trace.events(&scan_columns(ctx.by))?;
+    let events = ctx.trace.events(&ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "lport", "rport"]))?;
     let df = collect(plan(events, ctx, args.interval_ns))?;
 
     let shown = ctx.by.shown();
