@@ -65,6 +65,16 @@ impl Filters {
         }
     }
 
+    /// The same filters without the time range.
+    pub fn without_time(&self) -> Filters {
+        Filters { from_ns: None, to_ns: None, ..self.clone() }
+    }
+
+    /// Only the time range of these filters.
+    pub fn time_only(&self) -> Filters {
+        Filters { from_ns: self.from_ns, to_ns: self.to_ns, ..Filters::default() }
+    }
+
     /// Whether an instant (ns since the epoch) lies in the selected range.
     pub fn in_range(&self, t: i64) -> bool {
         self.from_ns.is_none_or(|f| t >= f) && self.to_ns.is_none_or(|e| t < e)

@@ -45,19 +45,12 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
         count(new("CLOSE").and(one_of("old_state", &ABORT_FROM)), "resets"),
     ];
     aggs.extend(ctx.by.descriptions());
-    let mut timed = ctx.filters.clone();
-    timed.pids.clear();
-    timed.comms.clear();
-    timed.ports.clear();
-    timed.hosts.clear();
-    let per_second = timed.apply(state.clone()).with_column(bucket(col("ts_ns"))).group_by(group.clone()).agg(aggs);
+    // state_rows applied every other filter already.
+    let per_second = ctx.filters.time_only().apply(state.clone()).with_column(bucket(col("ts_ns"))).group_by(group.clone()).agg(aggs);
     let df = collect(per_second)?;
 
     // Per connection: lifetime from open to close.
     let conns = collect(connections::plan(state, ctx.by))?;
-    let opened = |i: usize, s: &[Option<i64>], r: &[Option<i64>], a: &[Option<i64>], p: &[Option<i64>]| {
-        s[i].or(r[i]).or(a[i]).or(p[i])
-    };
     let (syn_s, syn_r, est_a, est_p, close) = (
         i64s(&conns, "syn_sent_ns")?,
         i64s(&conns, "syn_recv_ns")?,
@@ -71,7 +64,7 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
     let mut still_open = 0u64;
     for i in 0..conns.height() {
         let established = est_a[i].is_some() || est_p[i].is_some();
-        let (Some(start), true) = (opened(i, &syn_s, &syn_r, &est_a, &est_p), established) else { continue };
+        let (Some(start), true) = (syn_s[i].or(syn_r[i]).or(est_a[i]).or(est_p[i]), established) else { continue };
         let Some(end) = close[i] else {
             still_open += 1;
             continue;

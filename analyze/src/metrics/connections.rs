@@ -13,10 +13,7 @@ pub fn scan_columns(by: By) -> Vec<&'static str> {
 /// State rows of the selected connections (time range not applied: a
 /// connection's lifetime needs both of its ends).
 pub fn state_rows(events: LazyFrame, ctx: &Ctx) -> LazyFrame {
-    let mut untimed = ctx.filters.clone();
-    untimed.from_ns = None;
-    untimed.to_ns = None;
-    untimed.apply(events.filter(col("kind").eq(lit("state")).and(col("sock_id").is_not_null())))
+    ctx.filters.without_time().apply(events.filter(col("kind").eq(lit("state")).and(col("sock_id").is_not_null())))
 }
 
 fn first_ts_where(cond: Expr) -> Expr {

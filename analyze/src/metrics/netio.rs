@@ -46,21 +46,21 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
     let sent = u64s(&df, "sent_bytes")?;
     let recv = u64s(&df, "recv_bytes")?;
     let key_of = |i: usize| -> Vec<Value> { key_values.iter().map(|col| col[i].clone()).collect() };
+    let key_ids: Vec<String> = (0..df.height()).map(|i| format!("{:?}", key_of(i))).collect();
 
     // Totals per key decide --top, and make the totals section.
-    let mut totals: HashMap<String, KeyTotals> = HashMap::new();
-    for i in 0..df.height() {
-        let key = key_of(i);
-        let t = totals.entry(format!("{key:?}")).or_insert((key, 0, 0));
+    let mut totals: HashMap<&String, KeyTotals> = HashMap::new();
+    for (i, id) in key_ids.iter().enumerate() {
+        let t = totals.entry(id).or_insert_with(|| (key_of(i), 0, 0));
         t.1 += sent[i].unwrap_or(0);
         t.2 += recv[i].unwrap_or(0);
     }
-    let mut ranked: Vec<(String, KeyTotals)> = totals.into_iter().collect();
-    ranked.sort_by(|a, b| (b.1 .1 + b.1 .2).cmp(&(a.1 .1 + a.1 .2)).then_with(|| a.0.cmp(&b.0)));
+    let mut ranked: Vec<(&String, KeyTotals)> = totals.into_iter().collect();
+    ranked.sort_by(|a, b| (b.1 .1 + b.1 .2).cmp(&(a.1 .1 + a.1 .2)).then_with(|| a.0.cmp(b.0)));
     if let Some(n) = args.top {
         ranked.truncate(n);
     }
-    let kept: std::collections::HashSet<&String> = ranked.iter().map(|(k, _)| k).collect();
+    let kept: std::collections::HashSet<&String> = ranked.iter().map(|(k, _)| *k).collect();
 
     let mut columns = vec!["second".to_string()];
     columns.extend(shown.iter().map(|s| s.to_string()));
@@ -70,12 +70,11 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
     // Within a second, the busiest first.
     order.sort_by_key(|&i| (seconds[i], std::cmp::Reverse(sent[i].unwrap_or(0) + recv[i].unwrap_or(0))));
     for i in order {
-        let key = key_of(i);
-        if !kept.contains(&format!("{key:?}")) {
+        if !kept.contains(&key_ids[i]) {
             continue;
         }
         let mut row = vec![Value::Time(seconds[i].unwrap_or(0))];
-        row.extend(key);
+        row.extend(key_of(i));
         row.push(sent[i].into());
         row.push(recv[i].into());
         rows.push(row);

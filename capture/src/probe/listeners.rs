@@ -90,8 +90,8 @@ fn selected(pid: u32, cfg: &Config, cgroup_rel: Option<&Path>) -> bool {
 }
 
 /// Inserts every current listener whose owner the kernel does not know yet.
-/// Returns how many were added. Best effort: a process may vanish meanwhile.
-pub fn seed(map: &dyn MapCore, cfg: &Config) -> usize {
+/// Best effort: a process may vanish meanwhile.
+pub fn seed(map: &dyn MapCore, cfg: &Config) {
     let cgroup_rel = cfg.cgroup.as_ref().and_then(|cg| {
         let mount = cgroup2_mount()?;
         let full = fs::canonicalize(cg).ok()?;
@@ -111,34 +111,28 @@ pub fn seed(map: &dyn MapCore, cfg: &Config) -> usize {
             holders.entry(ino).or_default().push(pid);
         }
     }
-    let mut added = 0;
     for (netns, pid) in netns_pid {
         for table in ["tcp", "tcp6"] {
             let Ok(text) = fs::read_to_string(format!("/proc/{pid}/net/{table}")) else { continue };
             for (inode, port) in parse_listeners(&text) {
                 let Some(pids) = holders.get(&inode) else { continue };
                 // Prefer a holder the filters select: a prefork server's workers share the socket.
-                let chosen = pids.iter().copied().find(|&p| selected(p, cfg, cgroup_rel.as_deref())).unwrap_or(pids[0]);
+                let (chosen, is_selected) = pids
+                    .iter()
+                    .find(|&&p| selected(p, cfg, cgroup_rel.as_deref()))
+                    .map_or((pids[0], false), |&p| (p, true));
                 let key = listener_key { netns, port, pad: 0 };
-                let mut value = owner {
-                    pid: chosen,
-                    tid: chosen,
-                    selected: selected(chosen, cfg, cgroup_rel.as_deref()) as u8,
-                    ..Default::default()
-                };
+                let mut value = owner { pid: chosen, tid: chosen, selected: is_selected as u8, ..Default::default() };
                 for (dst, src) in value.comm.iter_mut().zip(comm_of(chosen).bytes().take(15)) {
                     *dst = src as i8;
                 }
                 // NOEXIST: what the kernel learned from a live listen() wins.
                 // SAFETY: both are padding-free plain data (explicit pad fields).
                 let (k, v) = unsafe { (plain::as_bytes(&key), plain::as_bytes(&value)) };
-                if map.update(k, v, MapFlags::NO_EXIST).is_ok() {
-                    added += 1;
-                }
+                let _ = map.update(k, v, MapFlags::NO_EXIST);
             }
         }
     }
-    added
 }
 
 #[cfg(test)]
