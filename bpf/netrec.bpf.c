@@ -8,12 +8,17 @@
  * softirq (state changes, RTT, retransmits) carry the owner, not whatever
  * task the CPU happened to be running. A passively opened socket inherits
  * the owner of its listener until the server touches it.
+ *
+ * Application calls: a uprobe pushes a frame per (thread, probe, depth),
+ * its uretprobe pops it and emits one row with the duration, so recursion
+ * and many threads in one function each pair up correctly.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/usdt.bpf.h>
 #include "netrec.h"
 
 #define AF_INET 2
@@ -33,6 +38,7 @@ const volatile __u64 wakeup_bytes = 1 << 20;
 /* Dummy instances so the skeleton generates the record types. */
 struct netrec_sock_event _netrec_sock_event = {};
 struct netrec_proc_event _netrec_proc_event = {};
+struct netrec_call_event _netrec_call_event = {};
 enum event_kind _event_kind = 0;
 enum counter _counter = 0;
 
@@ -497,6 +503,206 @@ int BPF_PROG(sched_process_exit, struct task_struct *task)
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	emit_proc_event(EVENT_EXIT, task, NULL);
+	return 0;
+}
+
+/* ---- application calls: uprobes and USDT ---- */
+
+struct call_key {
+	__u32 tid;
+	__u32 probe;
+};
+
+struct call_frame_key {
+	__u32 tid;
+	__u32 probe;
+	__u32 depth;
+};
+
+struct call_frame {
+	__u64 ts_ns;
+	__u64 sp; /* stack pointer at entry; 0 for USDT pairs */
+	__s64 args[CALL_ARGS];
+	__u32 pid;
+	__u32 pad;
+	char comm[TASK_COMM_LEN];
+};
+
+/* So the skeleton generates them: user space reads unfinished calls. */
+struct call_frame_key _call_frame_key = {};
+struct call_frame _call_frame = {};
+
+/* Calls in progress per thread and probe. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct call_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} call_depth SEC(".maps");
+
+/* Their entry frames; user space reads what is left at stop as unfinished. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct call_frame_key);
+	__type(value, struct call_frame);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} call_frames SEC(".maps");
+
+/* Frames abandoned by longjmp or an exception are skipped at most this deep. */
+#define CALL_UNWIND_MAX 8
+
+static __always_inline void call_enter(__u32 probe, __u64 sp, __s64 a0, __s64 a1, __s64 a2)
+{
+	if (!current_selected())
+		return;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct call_key key = { .tid = (__u32)pid_tgid, .probe = probe };
+	__u32 zero = 0, *depth = bpf_map_lookup_elem(&call_depth, &key);
+
+	if (!depth) {
+		bpf_map_update_elem(&call_depth, &key, &zero, BPF_NOEXIST);
+		depth = bpf_map_lookup_elem(&call_depth, &key);
+		if (!depth) {
+			count(COUNTER_CALL_UNTRACKED);
+			return;
+		}
+	}
+	struct call_frame_key fkey = { .tid = key.tid, .probe = probe, .depth = *depth };
+	struct call_frame f = {
+		.ts_ns = bpf_ktime_get_boot_ns(),
+		.sp = sp,
+		.args = { a0, a1, a2 },
+		.pid = pid_tgid >> 32,
+	};
+
+	bpf_get_current_comm(f.comm, sizeof(f.comm));
+	if (bpf_map_update_elem(&call_frames, &fkey, &f, BPF_ANY)) {
+		count(COUNTER_CALL_UNTRACKED);
+		return;
+	}
+	*depth += 1;
+}
+
+static __always_inline void emit_call(__u32 kind, __u32 probe, __u32 tid, __u32 depth,
+				      const struct call_frame *f, __u64 now, bool finished,
+				      __s64 retval, bool has_retval)
+{
+	struct netrec_call_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(COUNTER_LOST_BASE + kind);
+		return;
+	}
+	e->kind = kind;
+	e->pid = f->pid;
+	e->tid = tid;
+	e->probe = probe;
+	e->ts_ns = f->ts_ns;
+	e->duration_ns = finished ? now - f->ts_ns : 0;
+	e->args[0] = f->args[0];
+	e->args[1] = f->args[1];
+	e->args[2] = f->args[2];
+	e->retval = retval;
+	e->depth = depth;
+	e->finished = finished;
+	e->has_retval = has_retval;
+	e->pad[0] = 0;
+	e->pad[1] = 0;
+	__builtin_memcpy(e->comm, f->comm, sizeof(e->comm));
+	submit(e);
+}
+
+/*
+ * Pops the innermost frame of `probe` in this thread and emits the call.
+ * With `sp` (uretprobes), a frame whose entry stack pointer lies below the
+ * returning one belongs to a call that never returned (longjmp, exception):
+ * it is emitted as unfinished and the search goes on outward.
+ */
+static __always_inline void call_return(__u32 probe, __u64 sp, __s64 retval, bool has_retval)
+{
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct call_key key = { .tid = tid, .probe = probe };
+	__u32 *depth = bpf_map_lookup_elem(&call_depth, &key);
+
+	/* No frame: the call began before the capture or was not selected. */
+	if (!depth)
+		return;
+	for (int i = 0; i < CALL_UNWIND_MAX && *depth > 0; i++) {
+		struct call_frame_key fkey = { .tid = tid, .probe = probe, .depth = *depth - 1 };
+		struct call_frame *f = bpf_map_lookup_elem(&call_frames, &fkey);
+
+		*depth -= 1;
+		if (!f)
+			continue;
+		/* At return, the stack pointer is one return address above entry's. */
+		bool abandoned = sp && f->sp && f->sp + 8 < sp;
+
+		emit_call(EVENT_CALL, probe, tid, fkey.depth, f, now, !abandoned, retval, has_retval && !abandoned);
+		bpf_map_delete_elem(&call_frames, &fkey);
+		if (!abandoned)
+			break;
+	}
+	if (*depth == 0)
+		bpf_map_delete_elem(&call_depth, &key);
+}
+
+SEC("uprobe")
+int call_entry(struct pt_regs *ctx)
+{
+	call_enter(bpf_get_attach_cookie(ctx), PT_REGS_SP(ctx), PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx),
+		   PT_REGS_PARM3(ctx));
+	return 0;
+}
+
+SEC("uretprobe")
+int call_exit(struct pt_regs *ctx)
+{
+	call_return(bpf_get_attach_cookie(ctx), PT_REGS_SP(ctx), PT_REGS_RC(ctx), true);
+	return 0;
+}
+
+static __always_inline __s64 usdt_arg(struct pt_regs *ctx, __u64 n)
+{
+	long v = 0;
+
+	if (bpf_usdt_arg(ctx, n, &v))
+		return 0;
+	return v;
+}
+
+/* A single USDT probe: one row with its first arguments. */
+SEC("usdt")
+int usdt_fire(struct pt_regs *ctx)
+{
+	if (!current_selected())
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct call_frame f = {
+		.ts_ns = bpf_ktime_get_boot_ns(),
+		.args = { usdt_arg(ctx, 0), usdt_arg(ctx, 1), usdt_arg(ctx, 2) },
+		.pid = pid_tgid >> 32,
+	};
+
+	bpf_get_current_comm(f.comm, sizeof(f.comm));
+	emit_call(EVENT_USDT, bpf_usdt_cookie(ctx), (__u32)pid_tgid, 0, &f, f.ts_ns, true, 0, false);
+	return 0;
+}
+
+/* A USDT start/done pair (query__start, query__done) is one call. */
+SEC("usdt")
+int usdt_start(struct pt_regs *ctx)
+{
+	call_enter(bpf_usdt_cookie(ctx), 0, usdt_arg(ctx, 0), usdt_arg(ctx, 1), usdt_arg(ctx, 2));
+	return 0;
+}
+
+SEC("usdt")
+int usdt_done(struct pt_regs *ctx)
+{
+	call_return(bpf_usdt_cookie(ctx), 0, 0, false);
 	return 0;
 }
 

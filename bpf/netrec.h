@@ -19,18 +19,23 @@ enum event_kind {
 	EVENT_RETRANSMIT = 5,
 	EVENT_EXEC = 6,
 	EVENT_EXIT = 7,
-	EVENT_KIND_MAX = 8,
+	EVENT_CALL = 8,
+	EVENT_USDT = 9,
+	EVENT_KIND_MAX = 10,
 };
 
 /*
  * Counters kept in the kernel (per-CPU array indexed by these):
  * LOST_* + kind counts records dropped because the ring buffer was full;
  * SOCK_UNTRACKED counts events whose socket did not fit the socket table
- * (they are still recorded, without a sock_id).
+ * (they are still recorded, without a sock_id);
+ * CALL_UNTRACKED counts calls not recorded because the table of calls in
+ * progress was full (user space reports them as lost calls).
  */
 enum counter {
 	COUNTER_SOCK_UNTRACKED = 0,
-	COUNTER_LOST_BASE = 1, /* + event_kind */
+	COUNTER_CALL_UNTRACKED = 1,
+	COUNTER_LOST_BASE = 2, /* + event_kind */
 	COUNTER_MAX = COUNTER_LOST_BASE + EVENT_KIND_MAX,
 };
 
@@ -65,6 +70,29 @@ struct netrec_proc_event {
 	__u32 pad;
 	char comm[TASK_COMM_LEN];
 	char filename[FILENAME_LEN]; /* exec only */
+};
+
+/* Arguments recorded per application call or USDT probe. */
+#define CALL_ARGS 3
+
+/*
+ * call: one application function call (uprobe + uretprobe) or one USDT
+ * start/done pair; usdt: one firing of a single USDT probe.
+ */
+struct netrec_call_event {
+	__u32 kind;
+	__u32 pid;
+	__u32 tid;
+	__u32 probe;       /* bpf cookie: index into the capture's probe list */
+	__u64 ts_ns;       /* entry, CLOCK_BOOTTIME */
+	__u64 duration_ns; /* entry to return; meaningless unless finished */
+	__s64 args[CALL_ARGS];
+	__s64 retval;      /* uprobes only */
+	__u32 depth;       /* calls of the same probe already running in this thread */
+	__u8 finished;     /* 0: still running when the capture stopped */
+	__u8 has_retval;
+	__u8 pad[2];
+	char comm[TASK_COMM_LEN];
 };
 
 #endif /* NETREC_H */

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 
+use crate::calls::{self, AppProbe, ProbeArg};
+
 const EXAMPLES: &str = "\
 Examples:
   # Record everything for 30 seconds
@@ -16,6 +18,21 @@ Examples:
 
   # Flight recorder: 1-minute segments, keep at most 2 GiB
   netrec-capture -o /var/tmp/netrec --port 3306 --rotate-seconds 60 --max-disk 2GiB
+
+  # A flood of short MySQL connections: every login, next to the TCP traffic
+  netrec-capture -o /var/tmp/netrec --uprobe mariadbd:login_connection \
+      --uprobe mariadbd:dispatch_command --duration 1m
+
+  # PostgreSQL query latency from its USDT probes (query__start + query__done)
+  netrec-capture -o /var/tmp/netrec --usdt /usr/lib/postgresql/15/bin/postgres:postgresql:query
+
+Application probes: FUNCTION is a plain name (login_connection), a C++ name
+without or with parameters (THD::init, login_connection(THD*)) or the symbol
+as in the binary (_Z16login_connectionP3THD). --usdt PROVIDER:BASE records a
+start/done pair as one call when BASE__start and BASE__done (or _start/_done,
+__begin/__end, _entry/_return) exist; --usdt-pair names the two probes
+explicitly. Rows are named by the function or provider:name; prefix NAME= to
+choose. --pid and --comm limit these probes too; --port does not apply.
 
 Segments are written as <dir>/netrec-<host>-<start>-<n>.parquet; a segment being
 written is named *.parquet.inprogress and renamed when complete. Stop with Ctrl-C or
@@ -92,6 +109,21 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 65536)]
     pub batch_rows: usize,
 
+    /// Record every call of FUNCTION in BINARY (path or name in PATH): entry
+    /// time, duration, first 3 integer arguments, return value (repeatable)
+    #[arg(long = "uprobe", value_name = "[NAME=]BINARY:FUNCTION")]
+    pub uprobes: Vec<String>,
+
+    /// Record every firing of a USDT probe with its first 3 arguments; a base
+    /// NAME whose NAME__start and NAME__done exist is recorded as calls (repeatable)
+    #[arg(long = "usdt", value_name = "[NAME=]BINARY:PROVIDER:NAME")]
+    pub usdts: Vec<String>,
+
+    /// Record a USDT start probe and its done probe(s) as one call with a
+    /// duration; several DONE probes are separated by commas (repeatable)
+    #[arg(long = "usdt-pair", value_name = "[NAME=]BINARY:PROVIDER:START:DONE")]
+    pub usdt_pairs: Vec<String>,
+
     /// Which kind of kernel hook to use
     #[arg(long, value_enum, default_value_t = Attach::Auto)]
     pub attach: Attach,
@@ -142,6 +174,8 @@ pub struct Config {
     pub max_sockets: u32,
     pub batch_rows: usize,
     pub attach: Attach,
+    /// Application probes; the index is the BPF cookie.
+    pub probes: Vec<AppProbe>,
     pub live: bool,
     pub quiet: bool,
     pub command_line: Vec<String>,
@@ -189,6 +223,13 @@ impl Config {
         if args.batch_rows == 0 || args.batch_rows > 1 << 24 {
             bail!("--batch-rows {}: must be between 1 and 16777216", args.batch_rows);
         }
+        let mut probe_args = Vec::new();
+        for (flag, texts) in [("--uprobe", &args.uprobes), ("--usdt", &args.usdts), ("--usdt-pair", &args.usdt_pairs)] {
+            for text in texts {
+                probe_args.push(ProbeArg::parse(flag, text)?);
+            }
+        }
+        let probes = calls::resolve(&probe_args)?;
         Ok(Config {
             output: args.output,
             duration: args.duration,
@@ -204,6 +245,7 @@ impl Config {
             max_sockets: args.max_sockets,
             batch_rows: args.batch_rows,
             attach: args.attach,
+            probes,
             live: args.live,
             quiet: args.quiet,
             command_line,

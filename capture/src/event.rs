@@ -1,10 +1,11 @@
 //! Ring-buffer records, decoded from the skeleton's generated types.
 
-use crate::probe::skel::types::{event_kind, netrec_proc_event, netrec_sock_event};
+use crate::probe::skel::types::{event_kind, netrec_call_event, netrec_proc_event, netrec_sock_event};
 
-// SAFETY: both are #[repr(C)] plain-old-data generated from bpf/netrec.h.
+// SAFETY: all are #[repr(C)] plain-old-data generated from bpf/netrec.h.
 unsafe impl plain::Plain for netrec_sock_event {}
 unsafe impl plain::Plain for netrec_proc_event {}
+unsafe impl plain::Plain for netrec_call_event {}
 
 /// What happened; the `kind` column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -16,10 +17,22 @@ pub enum Kind {
     Retransmit,
     Exec,
     Exit,
+    Call,
+    Usdt,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [Kind::Send, Kind::Recv, Kind::State, Kind::Rtt, Kind::Retransmit, Kind::Exec, Kind::Exit];
+    pub const ALL: [Kind; 9] = [
+        Kind::Send,
+        Kind::Recv,
+        Kind::State,
+        Kind::Rtt,
+        Kind::Retransmit,
+        Kind::Exec,
+        Kind::Exit,
+        Kind::Call,
+        Kind::Usdt,
+    ];
 
     pub fn from_raw(raw: u32) -> Option<Kind> {
         Some(match event_kind(raw) {
@@ -30,6 +43,8 @@ impl Kind {
             event_kind::EVENT_RETRANSMIT => Kind::Retransmit,
             event_kind::EVENT_EXEC => Kind::Exec,
             event_kind::EVENT_EXIT => Kind::Exit,
+            event_kind::EVENT_CALL => Kind::Call,
+            event_kind::EVENT_USDT => Kind::Usdt,
             _ => return None,
         })
     }
@@ -44,6 +59,8 @@ impl Kind {
             Kind::Retransmit => event_kind::EVENT_RETRANSMIT.0,
             Kind::Exec => event_kind::EVENT_EXEC.0,
             Kind::Exit => event_kind::EVENT_EXIT.0,
+            Kind::Call => event_kind::EVENT_CALL.0,
+            Kind::Usdt => event_kind::EVENT_USDT.0,
         }
     }
 
@@ -56,6 +73,8 @@ impl Kind {
             Kind::Retransmit => "retransmit",
             Kind::Exec => "exec",
             Kind::Exit => "exit",
+            Kind::Call => "call",
+            Kind::Usdt => "usdt",
         }
     }
 
@@ -70,6 +89,7 @@ pub type PerKind = [u64; Kind::ALL.len()];
 pub enum Record<'a> {
     Sock(Kind, &'a netrec_sock_event),
     Proc(Kind, &'a netrec_proc_event),
+    Call(Kind, &'a netrec_call_event),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -85,6 +105,9 @@ pub fn decode(data: &[u8]) -> Result<Record<'_>, DecodeError> {
     match kind {
         Kind::Exec | Kind::Exit => {
             plain::from_bytes(data).map(|e| Record::Proc(kind, e)).map_err(|_| DecodeError::TooShort)
+        }
+        Kind::Call | Kind::Usdt => {
+            plain::from_bytes(data).map(|e| Record::Call(kind, e)).map_err(|_| DecodeError::TooShort)
         }
         _ => plain::from_bytes(data).map(|e| Record::Sock(kind, e)).map_err(|_| DecodeError::TooShort),
     }

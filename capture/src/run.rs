@@ -146,6 +146,7 @@ pub fn run(cfg: Config) -> Result<Summary> {
             boot_id: crate::host::boot_id(),
             clock_offset_ns,
             mechanisms: serde_json::Value::Null,
+            probes: crate::calls::metadata(&cfg.probes),
             filters: cfg.filters_json(),
             command_line: cfg.command_line.clone(),
         },
@@ -180,7 +181,7 @@ pub fn run(cfg: Config) -> Result<Summary> {
         bad_records: u64,
     }
     let pending = Rc::new(RefCell::new(Pending {
-        batch: BatchBuilder::new(clock_offset_ns),
+        batch: BatchBuilder::new(clock_offset_ns, cfg.probes.iter().map(|p| p.name.clone()).collect()),
         live: cfg.live.then(Live::default),
         bad_records: 0,
     }));
@@ -245,6 +246,17 @@ pub fn run(cfg: Config) -> Result<Summary> {
     // Detach first so nothing arrives after the final drain.
     probes.detach();
     let _ = ring.consume();
+    if result.is_ok() {
+        match probe::calls::unfinished(&probes.skel) {
+            Ok(calls) => {
+                let mut p = pending.borrow_mut();
+                for call in &calls {
+                    p.batch.push(&Record::Call(crate::event::Kind::Call, call));
+                }
+            }
+            Err(e) => result = Err(e),
+        }
+    }
     if result.is_ok() {
         result = flush(&mut counted, &probes);
     }

@@ -354,7 +354,7 @@ fn schema_doc_matches_what_is_written() {
     assert!(cap.wait().0.success());
     let seg = &read_segments(&out)[0];
     let def: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events.v1.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events.json")).unwrap())
             .unwrap();
     let cols = def["columns"].as_array().unwrap();
     assert_eq!(seg.schema.fields().len(), cols.len());
@@ -364,6 +364,7 @@ fn schema_doc_matches_what_is_written() {
         "uint32" => "UInt32",
         "uint64" => "UInt64",
         "int32" => "Int32",
+        "int64" => "Int64",
         "timestamp_ns_utc" => "Timestamp(ns, \"UTC\")",
         other => panic!("undocumented type {other}"),
     };

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::InputError;
 
 /// The event schema this analyzer reads, shared with the capture.
-const SCHEMA_JSON: &str = include_str!("../../../schemas/events.v1.json");
+const SCHEMA_JSON: &str = include_str!("../../../schemas/events.json");
 
 #[derive(Deserialize)]
 struct SchemaDef {
@@ -26,7 +26,7 @@ struct ColumnDef {
 }
 
 fn schema_def() -> SchemaDef {
-    serde_json::from_str(SCHEMA_JSON).expect("schemas/events.v1.json is valid (checked by tests)")
+    serde_json::from_str(SCHEMA_JSON).expect("schemas/events.json is valid (checked by tests)")
 }
 
 /// The newest event schema version this build understands.

@@ -1,5 +1,6 @@
 //! Loading the BPF object, choosing and attaching its programs, reading its counters.
 
+pub mod calls;
 mod libbpf_log;
 pub mod listeners;
 pub mod tracefs;
@@ -187,10 +188,14 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
     }
     // After attaching, so a listen() in between is seen by one side or the other.
     listeners::seed(&skel.maps.listeners, cfg);
-    let mechanisms = serde_json::Value::Object(
-        TRACEPOINT_MECHANISMS.iter().map(|(p, m)| (p.to_string(), serde_json::Value::from(*m))).collect(),
-    );
-    Ok(Probes { skel, links, mechanisms, _tracefs: tracefs })
+    let mut skel = skel;
+    links.extend(calls::attach(&mut skel, &cfg.probes, &cfg.pids)?);
+    let mut mechanisms: serde_json::Map<String, serde_json::Value> =
+        TRACEPOINT_MECHANISMS.iter().map(|(p, m)| (p.to_string(), serde_json::Value::from(*m))).collect();
+    if !cfg.probes.is_empty() {
+        mechanisms.insert("call".into(), "uprobe+uretprobe, usdt (netrec.probes)".into());
+    }
+    Ok(Probes { skel, links, mechanisms: serde_json::Value::Object(mechanisms), _tracefs: tracefs })
 }
 
 impl Probes<'_> {
@@ -215,6 +220,8 @@ impl Probes<'_> {
         for k in Kind::ALL {
             c.lost[k.index()] = read(counter::COUNTER_LOST_BASE.0 + k.raw())?;
         }
+        // A call the kernel had no room to track is a lost call.
+        c.lost[Kind::Call.index()] += read(counter::COUNTER_CALL_UNTRACKED.0)?;
         Ok(c)
     }
 }

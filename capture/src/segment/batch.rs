@@ -5,19 +5,22 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+    Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder,
+    UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 
 use super::schema::arrow_schema;
 use crate::event::{c_str, tcp_state_name, Kind, PerKind, Record};
-use crate::probe::skel::types::{netrec_proc_event, netrec_sock_event};
+use crate::probe::skel::types::{netrec_call_event, netrec_proc_event, netrec_sock_event};
 
 const AF_INET: u8 = 2;
 
-/// Builders in the column order of `schemas/events.v1.json`.
+/// Builders in the column order of `schemas/events.json`.
 pub struct BatchBuilder {
     clock_offset_ns: i64,
+    /// Application probe names, indexed by the cookie in call records.
+    probe_names: Arc<[String]>,
     kind: StringBuilder,
     ts: TimestampNanosecondBuilder,
     ts_kernel_ns: UInt64Builder,
@@ -38,15 +41,23 @@ pub struct BatchBuilder {
     srtt_us: UInt32Builder,
     filename: StringBuilder,
     exit_status: Int32Builder,
+    probe: StringBuilder,
+    duration_ns: UInt64Builder,
+    depth: UInt32Builder,
+    arg0: Int64Builder,
+    arg1: Int64Builder,
+    arg2: Int64Builder,
+    retval: Int64Builder,
     rows: usize,
     counts: PerKind,
 }
 
 impl BatchBuilder {
     /// `clock_offset_ns`: wall clock minus CLOCK_BOOTTIME, added to every kernel timestamp.
-    pub fn new(clock_offset_ns: i64) -> Self {
+    pub fn new(clock_offset_ns: i64, probe_names: Arc<[String]>) -> Self {
         BatchBuilder {
             clock_offset_ns,
+            probe_names,
             kind: StringBuilder::new(),
             ts: TimestampNanosecondBuilder::new().with_timezone("UTC"),
             ts_kernel_ns: UInt64Builder::new(),
@@ -67,6 +78,13 @@ impl BatchBuilder {
             srtt_us: UInt32Builder::new(),
             filename: StringBuilder::new(),
             exit_status: Int32Builder::new(),
+            probe: StringBuilder::new(),
+            duration_ns: UInt64Builder::new(),
+            depth: UInt32Builder::new(),
+            arg0: Int64Builder::new(),
+            arg1: Int64Builder::new(),
+            arg2: Int64Builder::new(),
+            retval: Int64Builder::new(),
             rows: 0,
             counts: PerKind::default(),
         }
@@ -80,7 +98,57 @@ impl BatchBuilder {
         match record {
             Record::Sock(kind, e) => self.push_sock(*kind, e),
             Record::Proc(kind, e) => self.push_proc(*kind, e),
+            Record::Call(kind, e) => self.push_call(*kind, e),
         }
+    }
+
+    /// Nulls for the call columns of a non-call row.
+    fn no_call(&mut self) {
+        self.probe.append_null();
+        self.duration_ns.append_null();
+        self.depth.append_null();
+        self.arg0.append_null();
+        self.arg1.append_null();
+        self.arg2.append_null();
+        self.retval.append_null();
+    }
+
+    /// Nulls for the socket and process columns of a call row.
+    fn no_sock_or_proc(&mut self) {
+        self.ppid.append_null();
+        self.sock_id.append_null();
+        self.family.append_null();
+        self.protocol.append_null();
+        self.laddr.append_null();
+        self.lport.append_null();
+        self.raddr.append_null();
+        self.rport.append_null();
+        self.bytes.append_null();
+        self.old_state.append_null();
+        self.new_state.append_null();
+        self.srtt_us.append_null();
+        self.filename.append_null();
+        self.exit_status.append_null();
+    }
+
+    fn push_call(&mut self, kind: Kind, e: &netrec_call_event) {
+        self.push_common(kind, e.ts_ns);
+        self.pid.append_value(e.pid);
+        self.tid.append_value(e.tid);
+        self.comm.append_value(c_str(&e.comm));
+        self.no_sock_or_proc();
+        match self.probe_names.get(e.probe as usize) {
+            Some(name) => self.probe.append_value(name),
+            None => self.probe.append_value(format!("probe#{}", e.probe)),
+        }
+        let finished = e.finished != 0;
+        let call = kind == Kind::Call;
+        self.duration_ns.append_option((call && finished).then_some(e.duration_ns));
+        self.depth.append_option(call.then_some(e.depth));
+        self.arg0.append_value(e.args[0]);
+        self.arg1.append_value(e.args[1]);
+        self.arg2.append_value(e.args[2]);
+        self.retval.append_option((call && finished && e.has_retval != 0).then_some(e.retval));
     }
 
     fn push_common(&mut self, kind: Kind, ts_kernel_ns: u64) {
@@ -125,6 +193,7 @@ impl BatchBuilder {
         self.srtt_us.append_option((kind == Kind::Rtt).then_some(e.value as u32));
         self.filename.append_null();
         self.exit_status.append_null();
+        self.no_call();
     }
 
     fn push_proc(&mut self, kind: Kind, e: &netrec_proc_event) {
@@ -150,6 +219,7 @@ impl BatchBuilder {
             self.filename.append_null();
         }
         self.exit_status.append_option((kind == Kind::Exit).then_some(e.exit_status));
+        self.no_call();
     }
 
     /// Hands over the rows so far and their counts per kind; the builder starts empty again.
@@ -175,11 +245,18 @@ impl BatchBuilder {
             Arc::new(self.srtt_us.finish()),
             Arc::new(self.filename.finish()),
             Arc::new(self.exit_status.finish()),
+            Arc::new(self.probe.finish()),
+            Arc::new(self.duration_ns.finish()),
+            Arc::new(self.depth.finish()),
+            Arc::new(self.arg0.finish()),
+            Arc::new(self.arg1.finish()),
+            Arc::new(self.arg2.finish()),
+            Arc::new(self.retval.finish()),
         ];
         self.rows = 0;
         let counts = std::mem::take(&mut self.counts);
         let batch = RecordBatch::try_new(arrow_schema(), columns)
-            .expect("batch columns follow schemas/events.v1.json (checked by tests)");
+            .expect("batch columns follow schemas/events.json (checked by tests)");
         (batch, counts)
     }
 }
@@ -198,11 +275,11 @@ fn append_addr(b: &mut StringBuilder, v4: bool, raw: &[u8; 16]) {
 mod tests {
     use super::*;
     use arrow_array::cast::AsArray;
-    use arrow_array::types::{UInt16Type, UInt64Type};
+    use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
 
     #[test]
     fn sock_and_proc_rows_fill_their_columns() {
-        let mut b = BatchBuilder::new(1_000);
+        let mut b = BatchBuilder::new(1_000, Arc::from(vec!["login_connection".to_string()]));
         let mut send = netrec_sock_event {
             family: AF_INET,
             owner_known: 1,
@@ -224,8 +301,13 @@ mod tests {
         exec.filename[0] = b'/' as i8;
         b.push(&Record::Proc(Kind::Exec, &exec));
 
+        let call = netrec_call_event { pid: 9, probe: 0, duration_ns: 250, finished: 1, has_retval: 1, retval: -1, depth: 2, args: [1, 2, 3], ..Default::default() };
+        b.push(&Record::Call(Kind::Call, &call));
+        let running = netrec_call_event { probe: 0, finished: 0, ..call };
+        b.push(&Record::Call(Kind::Call, &running));
+
         let (batch, counts) = b.finish();
-        assert_eq!(batch.num_rows(), 3);
+        assert_eq!(batch.num_rows(), 5);
         assert_eq!(counts[Kind::Send.index()], 1);
         assert_eq!(counts[Kind::Exec.index()], 1);
         let col = |n: &str| batch.column_by_name(n).unwrap().clone();
@@ -242,6 +324,15 @@ mod tests {
         assert!(col("sock_id").is_null(1), "sock_id 0 means untracked");
         assert_eq!(col("filename").as_string::<i32>().value(2), "/");
         assert_eq!(col("ts").as_primitive::<arrow_array::types::TimestampNanosecondType>().value(0), 1_005);
+        assert_eq!(col("probe").as_string::<i32>().value(3), "login_connection");
+        assert!(col("probe").is_null(0));
+        assert_eq!(col("duration_ns").as_primitive::<UInt64Type>().value(3), 250);
+        assert!(col("duration_ns").is_null(4), "an unfinished call has no duration");
+        assert!(col("retval").is_null(4));
+        assert_eq!(col("retval").as_primitive::<Int64Type>().value(3), -1);
+        assert_eq!(col("arg2").as_primitive::<Int64Type>().value(4), 3);
+        assert_eq!(col("depth").as_primitive::<UInt32Type>().value(3), 2);
+        assert_eq!(counts[Kind::Call.index()], 2);
         assert_eq!(b.len(), 0);
     }
 }

@@ -6,7 +6,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 
 /// The versioned event schema, shared with the analyzer and the docs.
-pub const SCHEMA_JSON: &str = include_str!("../../../schemas/events.v1.json");
+pub const SCHEMA_JSON: &str = include_str!("../../../schemas/events.json");
 
 #[derive(Debug, Deserialize)]
 pub struct SchemaDef {
@@ -24,7 +24,7 @@ pub struct ColumnDef {
 
 pub fn definition() -> &'static SchemaDef {
     static DEF: OnceLock<SchemaDef> = OnceLock::new();
-    DEF.get_or_init(|| serde_json::from_str(SCHEMA_JSON).expect("schemas/events.v1.json is valid (checked by tests)"))
+    DEF.get_or_init(|| serde_json::from_str(SCHEMA_JSON).expect("schemas/events.json is valid (checked by tests)"))
 }
 
 pub fn version() -> u32 {
@@ -38,8 +38,9 @@ fn data_type(ty: &str) -> DataType {
         "uint32" => DataType::UInt32,
         "uint64" => DataType::UInt64,
         "int32" => DataType::Int32,
+        "int64" => DataType::Int64,
         "timestamp_ns_utc" => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-        other => panic!("schemas/events.v1.json: unknown column type {other}"),
+        other => panic!("schemas/events.json: unknown column type {other}"),
     }
 }
 
@@ -64,6 +65,6 @@ mod tests {
         let schema = arrow_schema();
         assert_eq!(schema.fields().len(), definition().columns.len());
         assert_eq!(schema.field(0).name(), "kind");
-        assert_eq!(version(), 1);
+        assert_eq!(version(), 2);
     }
 }

@@ -29,6 +29,7 @@ pub struct CaptureFacts {
     pub clock_offset_ns: i64,
     pub mechanisms: serde_json::Value,
     pub filters: serde_json::Value,
+    pub probes: serde_json::Value,
     pub command_line: Vec<String>,
 }
 
@@ -148,6 +149,7 @@ impl SegmentWriter {
             ("netrec.untracked_socket_events", self.untracked.to_string()),
             ("netrec.mechanisms", facts.mechanisms.to_string()),
             ("netrec.filters", facts.filters.to_string()),
+            ("netrec.probes", facts.probes.to_string()),
             ("netrec.command_line", serde_json::to_string(&facts.command_line).expect("strings serialize")),
         ];
         for (k, v) in kv {
