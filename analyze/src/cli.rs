@@ -16,6 +16,7 @@ Examples:
   netrec-analyze churn /var/tmp/netrec --short 50ms --by comm
   netrec-analyze latency 'traces/*.parquet' --from +30s --to +90s --format json
   netrec-analyze netio traces/ --strict --format csv > netio.csv   # CI: fail on lost events
+  netrec-analyze calls samples/mariadb-logins --by comm         # logins/s next to TCP opens/s
 
 Inputs are segment files, directories (searched recursively) or globs.
 Exit status: 0 success, 1 --strict found lost events, 2 error.";
@@ -48,8 +49,12 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
         short: std::time::Duration,
     },
-    /// Connect latency, server handshake time and RTT: log2 histograms and exact percentiles
+    /// Connect latency, server handshake time, RTT and application call durations:
+    /// log2 histograms and exact percentiles
     Latency(Common),
+    /// Application calls (--uprobe, --usdt) per second per probe, next to the TCP
+    /// connections the same processes opened; totals and peaks per probe
+    Calls(Common),
 }
 
 #[derive(Debug, Args)]
@@ -75,9 +80,9 @@ pub struct Common {
     /// Only segments recorded on this host (repeatable)
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
-    /// Split rows by this key
-    #[arg(long, value_enum, default_value_t = By::Pid)]
-    pub by: By,
+    /// Split rows by this key [default: pid; for calls: probe only]
+    #[arg(long, value_enum)]
+    pub by: Option<By>,
     /// Bucket width for per-interval rows (1s, 10s, 1m)
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: std::time::Duration,

@@ -24,7 +24,25 @@ enum Outcome {
     LostEvents,
 }
 
-fn analyze(common: &Common, report_of: impl FnOnce(&Ctx) -> Result<Report>) -> Result<Outcome> {
+use metrics::by::By;
+
+/// The --by a subcommand runs with: its default, or the user's if it applies.
+fn split(common: &Common, calls: bool) -> Result<By> {
+    match (common.by, calls) {
+        (None, false) => Ok(By::Pid),
+        (None, true) => Ok(By::Probe),
+        (Some(By::Probe), false) => {
+            anyhow::bail!("--by probe: only `calls` splits by probe (latency already shows one row per probe)")
+        }
+        (Some(b @ (By::Conn | By::Lport | By::Rport | By::Raddr)), true) => {
+            anyhow::bail!("--by {}: calls are split by probe, pid, comm or host", format!("{b:?}").to_lowercase())
+        }
+        (Some(b), _) => Ok(b),
+    }
+}
+
+fn analyze(common: &Common, calls: bool, report_of: impl FnOnce(&Ctx) -> Result<Report>) -> Result<Outcome> {
+    let by = split(common, calls)?;
     let trace = input::Trace::open(&common.inputs)?;
     for p in &trace.skipped_in_progress {
         eprintln!("netrec-analyze: warning: {}: skipped, still being written", p.display());
@@ -34,7 +52,7 @@ fn analyze(common: &Common, report_of: impl FnOnce(&Ctx) -> Result<Report>) -> R
     if let Some(h) = filters.hosts.iter().find(|h| !hosts.contains(h.as_str())) {
         anyhow::bail!("--host {h}: no segment was recorded on that host (hosts in the trace: {})", hosts.into_iter().collect::<Vec<_>>().join(", "));
     }
-    let ctx = Ctx { trace, filters, by: common.by };
+    let ctx = Ctx { trace, filters, by };
     let mut report = report_of(&ctx)?;
     let (lost, where_) = ctx.lost_events();
     report.lost_events = lost;
@@ -60,7 +78,7 @@ fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Info(common) => {
             let table = common.format == Format::Table;
-            analyze(&common, |ctx| {
+            analyze(&common, false, |ctx| {
                 let mut r = metrics::info::run(ctx);
                 if table {
                     r.sections = r.sections.iter().flat_map(|s| s.transposed()).collect();
@@ -68,16 +86,17 @@ fn run(cli: Cli) -> Result<Outcome> {
                 Ok(r)
             })
         }
-        Command::Netio { common, top } => analyze(&common, |ctx| {
+        Command::Netio { common, top } => analyze(&common, false, |ctx| {
             metrics::netio::run(ctx, &metrics::netio::NetioArgs { interval_ns: common.interval_ns(), top })
         }),
-        Command::Churn { common, short } => analyze(&common, |ctx| {
+        Command::Churn { common, short } => analyze(&common, false, |ctx| {
             metrics::churn::run(
                 ctx,
                 &metrics::churn::ChurnArgs { interval_ns: common.interval_ns(), short_ns: short.as_nanos() as i64 },
             )
         }),
-        Command::Latency(common) => analyze(&common, metrics::latency::run),
+        Command::Latency(common) => analyze(&common, false, metrics::latency::run),
+        Command::Calls(common) => analyze(&common, true, |ctx| metrics::calls::run(ctx, common.interval_ns())),
     }
 }
 

@@ -70,6 +70,11 @@ impl Filters {
         Filters { from_ns: None, to_ns: None, ..self.clone() }
     }
 
+    /// The same filters without --port (for rows that have no ports).
+    pub fn without_ports(&self) -> Filters {
+        Filters { ports: Vec::new(), ..self.clone() }
+    }
+
     /// Only the time range of these filters.
     pub fn time_only(&self) -> Filters {
         Filters { from_ns: self.from_ns, to_ns: self.to_ns, ..Filters::default() }

@@ -9,6 +9,26 @@ use polars::prelude::*;
 
 pub use segment::SegmentInfo;
 
+/// A column as this segment holds it, or typed nulls if its version predates it.
+fn column_of(seg: &SegmentInfo, name: &str) -> Expr {
+    let def = segment::schema_def().columns.iter().find(|c| c.name == name);
+    match def {
+        Some(def) if def.since > seg.schema_version => {
+            let dtype = match def.ty.as_str() {
+                "utf8" => DataType::String,
+                "uint16" => DataType::UInt16,
+                "uint32" => DataType::UInt32,
+                "uint64" => DataType::UInt64,
+                "int32" => DataType::Int32,
+                "int64" => DataType::Int64,
+                other => unreachable!("schemas/events.json: a column added later has type {other}"),
+            };
+            lit(Null {}).cast(dtype).alias(name)
+        }
+        _ => col(name),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("{0}: no such file or directory")]
@@ -51,14 +71,15 @@ impl Trace {
     }
 
     /// Every event, with `host` and `capture_id` columns added from each
-    /// segment's metadata and `ts_ns` (ns since the epoch, UTC).
+    /// segment's metadata and `ts_ns` (ns since the epoch, UTC). Columns
+    /// newer than a segment's schema version read as nulls.
     pub fn events(&self, columns: &[&str]) -> PolarsResult<LazyFrame> {
         let mut frames = Vec::with_capacity(self.segments.len());
         for seg in &self.segments {
             let path = seg.path.to_string_lossy().to_string();
             let args = ScanArgsParquet { rechunk: false, cache: false, ..Default::default() };
             let lf = LazyFrame::scan_parquet(PlRefPath::new(path.as_str()), args)?;
-            let cols: Vec<Expr> = columns.iter().map(|c| col(*c)).collect();
+            let cols: Vec<Expr> = columns.iter().map(|c| column_of(seg, c)).collect();
             frames.push(lf.select(cols).with_columns([
                 lit(seg.host.clone()).alias("host"),
                 lit(seg.capture_id.clone()).alias("capture_id"),

@@ -15,18 +15,28 @@ use super::InputError;
 const SCHEMA_JSON: &str = include_str!("../../../schemas/events.json");
 
 #[derive(Deserialize)]
-struct SchemaDef {
-    version: u32,
-    columns: Vec<ColumnDef>,
+pub struct SchemaDef {
+    pub version: u32,
+    pub columns: Vec<ColumnDef>,
 }
 
 #[derive(Deserialize)]
-struct ColumnDef {
-    name: String,
+pub struct ColumnDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// The schema version that added the column.
+    #[serde(default = "first_version")]
+    pub since: u32,
 }
 
-fn schema_def() -> SchemaDef {
-    serde_json::from_str(SCHEMA_JSON).expect("schemas/events.json is valid (checked by tests)")
+fn first_version() -> u32 {
+    1
+}
+
+pub fn schema_def() -> &'static SchemaDef {
+    static DEF: std::sync::OnceLock<SchemaDef> = std::sync::OnceLock::new();
+    DEF.get_or_init(|| serde_json::from_str(SCHEMA_JSON).expect("schemas/events.json is valid (checked by tests)"))
 }
 
 /// The newest event schema version this build understands.
@@ -37,6 +47,7 @@ pub fn supported_version() -> u32 {
 #[derive(Debug, Clone)]
 pub struct SegmentInfo {
     pub path: PathBuf,
+    pub schema_version: u32,
     pub host: String,
     pub capture_id: String,
     pub kernel_release: String,
@@ -48,6 +59,8 @@ pub struct SegmentInfo {
     pub lost: u64,
     pub mechanisms: BTreeMap<String, String>,
     pub filters: serde_json::Value,
+    /// Application probes (`netrec.probes`, version 2): name -> spec.
+    pub probes: BTreeMap<String, String>,
 }
 
 fn bad(path: &Path, why: impl Into<String>) -> InputError {
@@ -78,7 +91,7 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
         return Err(InputError::NewerSchema(path.to_path_buf(), version, supported));
     }
     let schema = reader.schema().map_err(|e| InputError::NotParquet(path.to_path_buf(), e.to_string()))?;
-    for col in schema_def().columns {
+    for col in schema_def().columns.iter().filter(|c| c.since <= version) {
         if !schema.contains(col.name.as_str()) {
             return Err(bad(path, format!("column {} is missing", col.name)));
         }
@@ -90,8 +103,21 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
         serde_json::from_str(&get(k)?).map_err(|_| bad(path, format!("{k} is not JSON")))
     };
     let number = |k: &str| -> Result<u64, InputError> { get(k)?.parse().map_err(|_| bad(path, format!("{k} is not a number"))) };
+    let probes = match kv.get("netrec.probes") {
+        None => BTreeMap::new(),
+        Some(text) => {
+            let list: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|_| bad(path, "netrec.probes is not a JSON array"))?;
+            list.iter()
+                .map(|p| {
+                    let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                    (field("probe"), format!("{} {}", field("type"), field("spec")))
+                })
+                .collect()
+        }
+    };
     Ok(SegmentInfo {
         path: path.to_path_buf(),
+        schema_version: version,
         host: get("netrec.hostname")?,
         capture_id: get("netrec.capture_id")?,
         kernel_release: get("netrec.kernel_release")?,
@@ -103,5 +129,6 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
         lost: number("netrec.lost_events")?,
         mechanisms: serde_json::from_value(json("netrec.mechanisms")?).unwrap_or_default(),
         filters: json("netrec.filters")?,
+        probes,
     })
 }

@@ -19,6 +19,8 @@ pub enum By {
     Raddr,
     /// Host that recorded the trace
     Host,
+    /// Application probe (calls only)
+    Probe,
 }
 
 impl By {
@@ -32,6 +34,7 @@ impl By {
             By::Rport => vec!["rport"],
             By::Raddr => vec!["raddr"],
             By::Host => vec!["host"],
+            By::Probe => vec!["probe"],
         }
     }
 

@@ -15,7 +15,7 @@ pub fn run(ctx: &Ctx) -> Report {
     }
     let columns: Vec<String> = [
         "host", "kernel", "command", "first", "last", "segments", "events", "events_by_kind", "lost_events", "lost_by_segment",
-        "mechanisms", "filters",
+        "mechanisms", "filters", "probes",
     ]
     .map(String::from)
     .to_vec();
@@ -44,6 +44,7 @@ pub fn run(ctx: &Ctx) -> Report {
             Value::from(lost_segments.join("\n")),
             pairs(&last.mechanisms),
             Value::from(last.filters.to_string()),
+            pairs(&last.probes),
         ]);
     }
     Report { sections: vec![Section { title: "Trace".into(), columns, rows }], ..Default::default() }

@@ -1,5 +1,5 @@
-//! `latency`: connect latency, server handshake time and RTT as log2
-//! histograms with exact percentiles.
+//! `latency`: connect latency, server handshake time, RTT and application
+//! call durations as log2 histograms with exact percentiles.
 
 use std::collections::BTreeMap;
 
@@ -56,6 +56,21 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     for (i, v) in u64s(&rtt, "srtt_us")?.into_iter().enumerate() {
         if let Some(v) = v {
             add(&mut samples, "rtt", rkeys.iter().map(|c| c[i].clone()).collect(), v);
+        }
+    }
+
+    // call:<probe>: every finished call's duration. Calls have no ports.
+    let cols = ctx.by.scan_columns(&["ts", "kind", "probe", "duration_ns", "pid", "comm"]);
+    let finished = col("kind").eq(lit("call")).and(col("duration_ns").is_not_null());
+    let calls = ctx.filters.without_ports().apply(ctx.trace.events(&cols)?.filter(finished));
+    let mut select: Vec<Expr> = shown.iter().map(|c| col(*c)).collect();
+    select.extend([col("probe"), col("duration_ns")]);
+    let calls = collect(calls.select(select))?;
+    let ckeys: Vec<Vec<Value>> = shown.iter().map(|c| values(&calls, c)).collect::<Result<_, _>>()?;
+    let probes = values(&calls, "probe")?;
+    for (i, ns) in u64s(&calls, "duration_ns")?.into_iter().enumerate() {
+        if let (Some(ns), Value::Str(probe)) = (ns, &probes[i]) {
+            add(&mut samples, &format!("call:{probe}"), ckeys.iter().map(|c| c[i].clone()).collect(), ns / 1000);
         }
     }
 

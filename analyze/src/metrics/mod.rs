@@ -1,6 +1,7 @@
 //! The analyses: each builds a lazy plan over the trace and turns the result into a report.
 
 pub mod by;
+pub mod calls;
 pub mod churn;
 pub mod connections;
 pub mod info;
@@ -28,6 +29,7 @@ impl Ctx {
             By::Rport => "rport",
             By::Raddr => "raddr",
             By::Host => "host",
+            By::Probe => "probe",
         }
     }
 
