@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+    Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
@@ -33,6 +33,8 @@ pub struct Ev {
     pub old_state: Option<&'static str>,
     pub new_state: Option<&'static str>,
     pub srtt_us: Option<u32>,
+    pub probe: Option<&'static str>,
+    pub duration_ns: Option<u64>,
 }
 
 pub fn io(kind: &'static str, ts: i64, pid: u32, comm: &'static str, bytes: u64) -> Ev {
@@ -58,6 +60,11 @@ pub fn rtt(ts: i64, sock: u64, pid: u32, srtt_us: u32) -> Ev {
     Ev { kind: "rtt", ts, pid: Some(pid), comm: Some("app"), sock_id: Some(sock), lport: Some(1), rport: Some(3306), srtt_us: Some(srtt_us), ..Default::default() }
 }
 
+/// An application call (schema version 2); `duration_ns` None: unfinished.
+pub fn call(ts: i64, pid: u32, comm: &'static str, probe: &'static str, duration_ns: Option<u64>) -> Ev {
+    Ev { kind: "call", ts, pid: Some(pid), comm: Some(comm), probe: Some(probe), duration_ns, ..Default::default() }
+}
+
 pub struct SegmentSpec<'a> {
     pub host: &'a str,
     pub capture_id: &'a str,
@@ -81,7 +88,7 @@ fn rfc3339(ns: i64) -> String {
 /// Writes a segment exactly as the capture lays it out (same columns, types, metadata keys).
 pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
     let utc = || DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
-    let fields = vec![
+    let mut fields = vec![
         Field::new("kind", DataType::Utf8, false),
         Field::new("ts", utc(), false),
         Field::new("ts_kernel_ns", DataType::UInt64, false),
@@ -132,7 +139,7 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
         fname.append_null();
         exit.append_null();
     }
-    let columns: Vec<ArrayRef> = vec![
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(kind.finish()),
         Arc::new(ts.finish()),
         Arc::new(tsk.finish()),
@@ -154,6 +161,27 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
         Arc::new(fname.finish()),
         Arc::new(exit.finish()),
     ];
+    if spec.schema_version >= 2 {
+        let (mut probe, mut dur, mut depth) = (StringBuilder::new(), UInt64Builder::new(), UInt32Builder::new());
+        let mut ints: Vec<Int64Builder> = (0..4).map(|_| Int64Builder::new()).collect();
+        for e in events {
+            let is_call = e.kind == "call";
+            probe.append_option(e.probe);
+            dur.append_option(e.duration_ns);
+            depth.append_option(is_call.then_some(0));
+            for b in &mut ints {
+                b.append_option(is_call.then_some(0));
+            }
+        }
+        fields.extend([
+            Field::new("probe", DataType::Utf8, true),
+            Field::new("duration_ns", DataType::UInt64, true),
+            Field::new("depth", DataType::UInt32, true),
+        ]);
+        fields.extend(["arg0", "arg1", "arg2", "retval"].map(|n| Field::new(n, DataType::Int64, true)));
+        columns.extend([Arc::new(probe.finish()) as ArrayRef, Arc::new(dur.finish()), Arc::new(depth.finish())]);
+        columns.extend(ints.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
     let path = dir.join(format!("netrec-{}-{}-{:05}.parquet", spec.host, spec.capture_id, spec.index));
     let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
@@ -177,6 +205,7 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
         ("netrec.mechanisms", r#"{"send":"raw_tracepoint:sock/sock_send_length"}"#.into()),
         ("netrec.filters", r#"{"pid":[]}"#.into()),
         ("netrec.command_line", r#"["netrec-capture","--output","x"]"#.into()),
+        ("netrec.probes", r#"[{"probe":"login","type":"uprobe","spec":"mariadbd:login_connection"}]"#.into()),
     ];
     for (k, v) in kv {
         w.append_key_value_metadata(KeyValue::new(k.into(), v));

@@ -161,6 +161,80 @@ fn latency_has_exact_percentiles_and_log2_buckets() {
     assert_eq!((rtt["count"].as_u64(), rtt["p50_us"].as_u64(), rtt["max_us"].as_u64()), (Some(2), Some(250), Some(350)));
 }
 
+/// A version 1 segment (no call columns) and a version 2 segment with calls
+/// of two probes by two processes, beside the connections those processes open.
+fn calls_frame(d: &std::path::Path) {
+    write_segment(d, &SegmentSpec::default(), &[io("send", T0 + 10 * MS, 30, "mariadbd", 10)]);
+    let v2 = SegmentSpec { index: 1, start: T0 + SEC, end: T0 + 5 * SEC, schema_version: 2, ..Default::default() };
+    let mut ev = vec![
+        // second 1: 3 logins by pid 8 (1, 2, 3 ms), one connection pid 8 accepted
+        call(T0 + SEC, 8, "mariadbd", "login", Some(MS as u64)),
+        call(T0 + SEC + 100 * MS, 8, "mariadbd", "login", Some(2 * MS as u64)),
+        call(T0 + 2 * SEC - 1, 8, "mariadbd", "login", Some(3 * MS as u64)),
+        state(T0 + SEC + 50 * MS, 1, Some(8), "SYN_RECV", "ESTABLISHED"),
+        // second 2: a login still running at stop, a query by pid 9
+        call(T0 + 2 * SEC, 8, "mariadbd", "login", None),
+        call(T0 + 2 * SEC + 5, 9, "worker", "query", Some(40 * US as u64)),
+        // second 3: connections opened by pid 8 with no login; by pid 7 (no calls)
+        state(T0 + 3 * SEC, 2, Some(8), "SYN_RECV", "ESTABLISHED"),
+        state(T0 + 3 * SEC + 1, 3, Some(8), "SYN_SENT", "ESTABLISHED"),
+        state(T0 + 3 * SEC + 2, 4, Some(7), "SYN_SENT", "ESTABLISHED"),
+    ];
+    ev.sort_by_key(|e| e.ts);
+    write_segment(d, &v2, &ev);
+}
+
+#[test]
+fn calls_per_second_beside_connections_opened() {
+    let d = dir();
+    calls_frame(d.path());
+    let rows = json_rows(&["calls", s(d.path())]);
+    let per: Vec<(String, String, u64, u64, u64)> = rows
+        .iter()
+        .filter(|r| r.get("second").is_some())
+        .map(|r| {
+            (r["second"].as_str().unwrap()[17..19].to_string(), r["probe"].as_str().unwrap().to_string(), r["calls"].as_u64().unwrap(), r["unfinished"].as_u64().unwrap(), r["tcp_opens"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        per,
+        vec![
+            ("01".into(), "login".into(), 3, 0, 1),
+            ("02".into(), "login".into(), 1, 1, 0),
+            ("02".into(), "query".into(), 1, 0, 0),
+            ("03".into(), "login".into(), 0, 0, 2),
+        ]
+    );
+    let total = |probe: &str| rows.iter().find(|r| r.get("second").is_none() && r["probe"] == probe).cloned().unwrap();
+    let login = total("login");
+    assert_eq!((login["calls"].as_u64(), login["unfinished"].as_u64(), login["peak_calls"].as_u64(), login["tcp_opens"].as_u64()), (Some(4), Some(1), Some(3), Some(3)));
+
+    // --by pid splits; --pid narrows; the version 1 segment only adds nothing.
+    let by_pid = json_rows(&["calls", s(d.path()), "--by", "pid", "--pid", "9"]);
+    assert!(by_pid.iter().all(|r| r["pid"] == 9 && r["comm"] == "worker" && r["probe"] == "query"), "{by_pid:?}");
+    assert_eq!(by_pid.len(), 2, "one second, one total");
+
+    // latency: one row per probe, exact percentiles in microseconds; the unfinished call has none.
+    let lat = json_rows(&["latency", s(d.path()), "--by", "comm"]);
+    let login = lat.iter().find(|r| r["metric"] == "call:login").unwrap();
+    assert_eq!((login["count"].as_u64(), login["p50_us"].as_u64(), login["max_us"].as_u64()), (Some(3), Some(2000), Some(3000)));
+    let query = lat.iter().find(|r| r["metric"] == "call:query").unwrap();
+    assert_eq!((query["count"].as_u64(), query["p99_us"].as_u64(), query["comm"].as_str()), (Some(1), Some(40), Some("worker")));
+
+    // The version 1 segment is still read for the other analyses.
+    let netio = json_rows(&["netio", s(d.path())]);
+    assert!(netio.iter().any(|r| r["pid"] == 30 && r["sent_bytes"] == 10));
+
+    // --by keys that calls have not are refused, and probe elsewhere.
+    for (args, needle) in [(&["calls", "--by", "lport"][..], "--by lport"), (&["netio", "--by", "probe"], "--by probe")] {
+        let mut full = args.to_vec();
+        full.insert(1, s(d.path()));
+        let r = analyze(&full);
+        assert_eq!(r.code, 2);
+        assert!(r.stderr.contains(needle) && r.stderr.lines().count() == 1, "{}", r.stderr);
+    }
+}
+
 #[test]
 fn losses_are_reported_and_strict_fails() {
     let d = dir();
@@ -266,7 +340,13 @@ fn output_snapshots() {
         n
     });
     let netio_dir = d.path().join("netio");
+    let calls_dir = d.path().join("calls");
+    std::fs::create_dir(&calls_dir).unwrap();
+    calls_frame(&calls_dir);
     for format in ["table", "json", "csv"] {
+        let r = analyze(&["calls", s(&calls_dir), "--format", format]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        insta::assert_snapshot!(format!("calls_{format}"), r.stdout);
         let r = analyze(&["netio", s(&netio_dir), "--format", format]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         insta::assert_snapshot!(format!("netio_{format}"), r.stdout);
