@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
@@ -169,6 +169,12 @@ pub struct Row {
     pub old_state: Option<String>,
     pub new_state: Option<String>,
     pub filename: Option<String>,
+    pub tid: Option<u32>,
+    pub probe: Option<String>,
+    pub duration_ns: Option<u64>,
+    pub depth: Option<u32>,
+    pub arg0: Option<i64>,
+    pub retval: Option<i64>,
 }
 
 pub struct Segment {
@@ -206,7 +212,10 @@ pub fn read_segment(path: &Path) -> Segment {
             col("new_state"),
             col("filename"),
         );
+        let (tid, probe, dur, depth, arg0, retval) =
+            (col("tid"), col("probe"), col("duration_ns"), col("depth"), col("arg0"), col("retval"));
         let s = |a: &arrow_array::ArrayRef, i: usize| (!a.is_null(i)).then(|| a.as_string::<i32>().value(i).to_string());
+        let i64_of = |a: &arrow_array::ArrayRef, i: usize| (!a.is_null(i)).then(|| a.as_primitive::<Int64Type>().value(i));
         for i in 0..b.num_rows() {
             rows.push(Row {
                 kind: kind.as_string::<i32>().value(i).to_string(),
@@ -221,6 +230,12 @@ pub fn read_segment(path: &Path) -> Segment {
                 old_state: s(&olds, i),
                 new_state: s(&news, i),
                 filename: s(&fname, i),
+                tid: (!tid.is_null(i)).then(|| tid.as_primitive::<UInt32Type>().value(i)),
+                probe: s(&probe, i),
+                duration_ns: (!dur.is_null(i)).then(|| dur.as_primitive::<UInt64Type>().value(i)),
+                depth: (!depth.is_null(i)).then(|| depth.as_primitive::<UInt32Type>().value(i)),
+                arg0: i64_of(&arg0, i),
+                retval: i64_of(&retval, i),
             });
         }
     }
@@ -250,6 +265,15 @@ pub fn totals_for(rows: &[Row], pid: u32) -> (u64, u64) {
 
 pub fn expected(counts: &Value) -> (u64, u64) {
     (counts["sent"].as_u64().unwrap(), counts["recv"].as_u64().unwrap())
+}
+
+/// netrec-analyze, built next to netrec-capture by `cargo test --workspace`.
+pub fn analyze_json(args: &[&str]) -> Vec<Value> {
+    let bin = Path::new(CAPTURE).with_file_name("netrec-analyze");
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace` (tests/run does)", bin.display());
+    let out = Command::new(&bin).args(args).args(["--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "netrec-analyze {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// A fresh private directory under the system temp dir.

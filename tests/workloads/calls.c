@@ -1,7 +1,8 @@
 /*
  * A program with known call durations for the uprobe tests.
  *
- * Prints one JSON line per call it makes, with its own measurement:
+ * Prints {"pid":P}, waits for a line on stdin, then prints one JSON line
+ * per call it makes, with its own measurement:
  *   {"fn":"work","tid":T,"arg":MS,"ns":N}
  * then "holding" and blocks inside hold() until stdin closes, so a capture
  * stopped meanwhile sees an unfinished call.
@@ -11,6 +12,8 @@
  *   recurse(d, ms)   static; sleeps ms, then calls recurse(d - 1, ms)
  *                    while d > 0: the call at depth k lasts (d0 - k + 1) * ms
  *   hold()           blocks reading stdin
+ *   helper(x)        static, and another static helper() in calls_twin.c:
+ *                    an ambiguous name
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -55,6 +58,13 @@ __attribute__((noinline, noclone)) static long recurse(long depth, long ms)
 	return depth;
 }
 
+long twin(long x);
+
+__attribute__((noinline)) static long helper(long x)
+{
+	return twin(x) + 1;
+}
+
 __attribute__((noinline)) long hold(void)
 {
 	char buf[64];
@@ -91,7 +101,13 @@ int main(void)
 {
 	pthread_t threads[THREADS];
 
+	char go[16];
+
 	printf("{\"pid\":%d}\n", getpid());
+	fflush(stdout);
+	if (!fgets(go, sizeof(go), stdin))
+		return 1;
+	helper(1);
 	for (int i = 0; i < 10; i++)
 		timed_work(10);
 	for (int i = 0; i < 3; i++)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use object::read::elf::{ElfFile64, SectionHeader};
-use object::{Endianness, Object, ObjectSymbol, SymbolKind};
+use object::{Endianness, Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 /// A function symbol, with its demangled forms.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub struct Binary {
     pub path: PathBuf,
     pub symbols: Vec<Symbol>,
     pub usdt: Vec<UsdtNote>,
+    /// Loaded sections: (address, size, file offset), to turn a symbol
+    /// address into the file offset a uprobe is placed at.
+    sections: Vec<(u64, u64, u64)>,
 }
 
 /// An absolute path as given, or the name's location in PATH.
@@ -83,14 +86,33 @@ impl Binary {
             symbols.push(Symbol { name: name.to_string(), address: sym.address(), demangled, base });
         }
         let usdt = read_usdt_notes(&elf).with_context(|| format!("reading the USDT notes of {}", path.display()))?;
-        Ok(Binary { path: path.to_path_buf(), symbols, usdt })
+        let sections = elf
+            .sections()
+            .filter(|s| s.address() != 0)
+            .filter_map(|s| s.file_range().map(|(off, _)| (s.address(), s.size(), off)))
+            .collect();
+        Ok(Binary { path: path.to_path_buf(), symbols, usdt, sections })
+    }
+
+    /// The file offset of a virtual address, where the kernel places a uprobe.
+    pub fn file_offset(&self, address: u64) -> Option<u64> {
+        self.sections.iter().find(|(a, size, _)| (*a..a + size).contains(&address)).map(|(a, _, off)| address - a + off)
     }
 
     /// The one function FUNCTION names: its mangled name, its demangled
-    /// name, its name without parameters, or its unqualified name.
+    /// name, its name without parameters, its unqualified name, or the
+    /// address it starts at (0x…, for same-named static functions).
     pub fn function(&self, function: &str) -> Result<&Symbol> {
         if self.symbols.is_empty() {
             bail!("{} has no symbol table (stripped) and exports no functions", self.path.display());
+        }
+        if let Some(hex) = function.strip_prefix("0x") {
+            let addr = u64::from_str_radix(hex, 16).map_err(|_| anyhow!("{function} is not a hexadecimal address"))?;
+            return self
+                .symbols
+                .iter()
+                .find(|s| s.address == addr)
+                .ok_or_else(|| anyhow!("no function starts at {function} in {}", self.path.display()));
         }
         let exact: Vec<&Symbol> = self.symbols.iter().filter(|s| s.name == function).collect();
         let mut found = if exact.is_empty() {
@@ -108,15 +130,22 @@ impl Binary {
             // Aliases of one address (C1/C2 constructors, weak + strong) are one function.
             1 => Ok(found[0]),
             n => {
-                let mut list: Vec<String> =
-                    found.iter().take(10).map(|s| format!("  {} = {} (0x{:x})", s.name, s.demangled, s.address)).collect();
-                if found.len() > 10 {
-                    list.push(format!("  ... and {} more", found.len() - 10));
+                let mut list: Vec<String> = found
+                    .iter()
+                    .take(8)
+                    .map(|s| {
+                        let name = if s.name == s.demangled { s.name.clone() } else { format!("{} [{}]", s.demangled, s.name) };
+                        format!("{name} at 0x{:x}", s.address)
+                    })
+                    .collect();
+                if found.len() > 8 {
+                    list.push(format!("and {} more", found.len() - 8));
                 }
                 bail!(
-                    "{function} is ambiguous in {}: {n} functions match; give one of the symbol names:\n{}",
+                    "{function} is ambiguous in {}: {n} functions match: {}; give the symbol in brackets or the address (BINARY:0x{:x})",
                     self.path.display(),
-                    list.join("\n")
+                    list.join(", "),
+                    found[0].address
                 )
             }
         }

@@ -17,7 +17,9 @@ use spec::{pair_base, Spec};
 /// Where a probe attaches, as libbpf will be asked for it.
 #[derive(Debug, Clone)]
 pub enum Target {
-    Function { symbol: String },
+    /// By symbol name (libbpf resolves it), or by file offset when the
+    /// name is not unique (same-named static functions).
+    Function { symbol: Option<String>, offset: u64 },
     Usdt { provider: String, name: String },
     UsdtPair { provider: String, start: String, done: Vec<String> },
 }
@@ -64,9 +66,18 @@ fn resolve_one(arg: &ProbeArg, bin: &Binary) -> Result<AppProbe> {
     let (default_name, target, mut metadata) = match &arg.spec {
         Spec::Function { function, .. } => {
             let sym = bin.function(function)?;
+            let unique = bin.symbols.iter().filter(|s| s.name == sym.name).all(|s| s.address == sym.address);
+            let target = if unique {
+                Target::Function { symbol: Some(sym.name.clone()), offset: 0 }
+            } else {
+                let offset = bin
+                    .file_offset(sym.address)
+                    .ok_or_else(|| anyhow!("0x{:x} lies in no section of {}", sym.address, bin.path.display()))?;
+                Target::Function { symbol: None, offset }
+            };
             (
                 sym.base.clone(),
-                Target::Function { symbol: sym.name.clone() },
+                target,
                 json!({"type": "uprobe", "symbol": sym.name, "demangled": sym.demangled, "address": format!("0x{:x}", sym.address)}),
             )
         }

@@ -18,9 +18,16 @@ unsafe impl plain::Plain for call_frame_key {}
 /// libbpf's "any process".
 const ALL_PROCESSES: i32 = -1;
 
-fn attach_function(prog: &ProgramMut<'_>, pid: i32, binary: &Path, symbol: &str, cookie: u64, retprobe: bool) -> libbpf_rs::Result<Link> {
-    let opts = UprobeOpts { func_name: Some(symbol.to_string()), cookie, retprobe, ..Default::default() };
-    prog.attach_uprobe_with_opts(pid, binary, 0, opts)
+fn attach_function(
+    prog: &ProgramMut<'_>,
+    pid: i32,
+    binary: &Path,
+    (symbol, offset): (&Option<String>, u64),
+    cookie: u64,
+    retprobe: bool,
+) -> libbpf_rs::Result<Link> {
+    let opts = UprobeOpts { func_name: symbol.clone(), cookie, retprobe, ..Default::default() };
+    prog.attach_uprobe_with_opts(pid, binary, offset as usize, opts)
 }
 
 fn attach_usdt(prog: &ProgramMut<'_>, pid: i32, binary: &Path, provider: &str, name: &str, cookie: u64) -> libbpf_rs::Result<Link> {
@@ -42,9 +49,10 @@ pub fn attach(skel: &mut NetrecSkel<'_>, probes: &[AppProbe], pids: &[u32]) -> R
         };
         for &pid in &targets {
             match &probe.target {
-                Target::Function { symbol, .. } => {
-                    links.push(attach_function(&progs.call_exit, pid, bin, symbol, cookie, true).map_err(fail)?);
-                    links.push(attach_function(&progs.call_entry, pid, bin, symbol, cookie, false).map_err(fail)?);
+                Target::Function { symbol, offset } => {
+                    let at = (symbol, *offset);
+                    links.push(attach_function(&progs.call_exit, pid, bin, at, cookie, true).map_err(fail)?);
+                    links.push(attach_function(&progs.call_entry, pid, bin, at, cookie, false).map_err(fail)?);
                 }
                 Target::Usdt { provider, name } => {
                     links.push(attach_usdt(&progs.usdt_fire, pid, bin, provider, name, cookie).map_err(fail)?);
