@@ -2,6 +2,8 @@
 //! whose sizes the workload knows exactly (tests/workloads/tcp_workload.py).
 
 mod calls;
+mod databases;
+mod servers;
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
