@@ -4,7 +4,7 @@
 # gets its segments and expected.json: the client-side counts (connections,
 # requests, bytes) as the clients and servers themselves report them.
 #
-#   bash samples/record.sh [mariadb-short-connections|redis-benchmark|nginx-keepalive|nginx-no-keepalive]...
+#   bash samples/record.sh [mariadb-short-connections|mariadb-logins|redis-benchmark|nginx-keepalive|nginx-no-keepalive]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -24,10 +24,10 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 
 wait_port() { for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 
-# start_capture DIR PORT: records everything on PORT into DIR, waits until attached.
+# start_capture DIR PORT [FLAGS...]: records everything on PORT into DIR, waits until attached.
 start_capture() {
     rm -rf "$1"
-    "$CAPTURE" --output "$1" --port "$2" 2>"$WORK/capture.log" &
+    "$CAPTURE" --output "$1" --port "$2" "${@:3}" 2>"$WORK/capture.log" &
     CAPTURE_PID=$!
     for _ in $(seq 100); do grep -q "recording to" "$WORK/capture.log" && return 0; sleep 0.1; done
     cat "$WORK/capture.log" >&2
@@ -57,6 +57,32 @@ mariadb_short_connections() {
     wait
     printf '{"server_port": %d, "client_comm": "mariadb", "server_comm": "mariadbd", "connections": %d, "queries": %d}\n' \
         $port $n $n >"$out/expected.json"
+}
+
+# The classic diagnosis: a uprobe on login_connection beside the TCP churn.
+mariadb_logins() {
+    local out=samples/mariadb-logins port=33062 n=150 m=100
+    mariadb-install-db --no-defaults --user=root --datadir="$WORK/mysql2" >/dev/null
+    mariadbd --no-defaults --user=root --datadir="$WORK/mysql2" --port=$port --bind-address=127.0.0.1 \
+        --socket="$WORK/mysql2.sock" --skip-grant-tables --pid-file="$WORK/mysql2.pid" \
+        --log-error="$WORK/mysql2.err" &
+    wait_port $port
+    start_capture "$out/segments" $port \
+        --uprobe mariadbd:login_connection --uprobe mariadbd:dispatch_command
+    # One long-lived connection running m queries, then a flood of n short ones.
+    local queries=""
+    for i in $(seq $m); do queries+="SELECT $i; "; done
+    mariadb -h 127.0.0.1 -P $port -u root -N -B -e "$queries" >/dev/null
+    for _ in $(seq $n); do
+        mariadb -h 127.0.0.1 -P $port -u root -N -e 'SELECT 1' >/dev/null
+    done
+    stop_capture
+    local server_pid
+    server_pid=$(cat "$WORK/mysql2.pid")
+    kill "$server_pid"
+    wait
+    printf '{"server_port": %d, "server_pid": %d, "client_comm": "mariadb", "server_comm": "mariadbd", "connections": %d, "logins": %d, "queries": %d}\n' \
+        $port "$server_pid" $((n + 1)) $((n + 1)) $((n + m)) >"$out/expected.json"
 }
 
 redis_benchmark() {
@@ -137,11 +163,12 @@ EOF
 }
 
 samples=("$@")
-((${#samples[@]})) || samples=(mariadb-short-connections redis-benchmark nginx-keepalive nginx-no-keepalive)
+((${#samples[@]})) || samples=(mariadb-short-connections mariadb-logins redis-benchmark nginx-keepalive nginx-no-keepalive)
 for s in "${samples[@]}"; do
     echo "== $s"
     case $s in
     mariadb-short-connections) mariadb_short_connections ;;
+    mariadb-logins) mariadb_logins ;;
     redis-benchmark) redis_benchmark ;;
     nginx-keepalive) nginx_sample nginx-keepalive yes ;;
     nginx-no-keepalive) nginx_sample nginx-no-keepalive no ;;

@@ -40,6 +40,28 @@ fn mariadb_short_connections_sample() {
     assert_eq!(connect["count"].as_u64(), Some(n));
 }
 
+/// Logins per second next to connections accepted per second.
+#[test]
+fn mariadb_logins_sample() {
+    let (path, want) = sample("mariadb-logins");
+    let (conns, logins, queries) =
+        (want["connections"].as_u64().unwrap(), want["logins"].as_u64().unwrap(), want["queries"].as_u64().unwrap());
+    let rows = json_rows(&["calls", &path, "--by", "comm"]);
+    let per_second: Vec<&Value> = rows.iter().filter(|r| r.get("second").is_some() && r["probe"] == "login_connection").collect();
+    assert!(per_second.len() >= 2, "the flood spans seconds: {per_second:?}");
+    for r in &per_second {
+        assert_eq!(r["calls"], r["tcp_opens"], "each second: one login per accepted connection: {r}");
+    }
+    let total = |probe: &str| rows.iter().find(|r| r.get("second").is_none() && r["probe"] == probe).unwrap().clone();
+    assert_eq!(total("login_connection")["calls"].as_u64(), Some(logins));
+    assert_eq!(total("login_connection")["tcp_opens"].as_u64(), Some(conns));
+    assert_eq!(total("dispatch_command")["calls"].as_u64(), Some(queries + conns), "every query and every COM_QUIT");
+    assert_eq!(churn_sum(&path, "mariadbd", "opened_passive"), conns);
+    let lat = json_rows(&["latency", &path, "--by", "comm", "--comm", "mariadbd"]);
+    let login = lat.iter().find(|r| r["metric"] == "call:login_connection").unwrap();
+    assert_eq!(login["count"].as_u64(), Some(logins));
+}
+
 #[test]
 fn redis_benchmark_sample() {
     let (path, want) = sample("redis-benchmark");
