@@ -93,7 +93,8 @@ fn calls_are_paired_per_thread_and_depth() {
     assert_eq!(work_rows.len(), 33);
     assert_eq!(own_work.len(), 33);
     // Per thread and argument, in order, each traced duration lies inside
-    // the caller's own measurement and within 1 ms of it.
+    // the caller's own measurement and within 2 ms of it (a busy CI machine
+    // may preempt the caller between its clock read and the call).
     let mut traced: BTreeMap<(u32, i64), Vec<u64>> = BTreeMap::new();
     let mut sorted = work_rows.clone();
     sorted.sort_by_key(|r| r.ts_kernel_ns);
@@ -112,7 +113,7 @@ fn calls_are_paired_per_thread_and_depth() {
         let mine = &measured[key];
         assert_eq!(durations.len(), mine.len(), "{key:?}");
         for (t, m) in durations.iter().zip(mine) {
-            assert!(*t <= *m && *t + MS >= *m, "{key:?}: traced {t} ns, measured by the caller {m} ns");
+            assert!(*t <= *m && *t + 2 * MS >= *m, "{key:?}: traced {t} ns, measured by the caller {m} ns");
             assert!(*t >= key.1 as u64 * MS, "{key:?}: {t} ns is shorter than the sleep");
         }
     }
@@ -142,14 +143,14 @@ fn calls_are_paired_per_thread_and_depth() {
     assert!(probes.iter().all(|p| p["address"].as_str().unwrap().starts_with("0x") && p["binary"] == b));
     assert!(segs.iter().all(|s| s.metadata["netrec.lost_events"] == "0"));
 
-    // The analyzer's percentiles for work(20) from the 4 threads: exact ranks within the sleep + 1 ms.
+    // The analyzer's percentiles: the median is a 20 ms call, the maximum a 40 ms one (+ 2 ms).
     let lat = analyze_json(&["latency", out.to_str().unwrap(), "--by", "comm"]);
     let work = lat.iter().find(|r| r["metric"] == "call:work").unwrap();
     assert_eq!(work["count"], 33);
     let p50 = work["p50_us"].as_u64().unwrap();
-    assert!((20_000..21_000).contains(&p50), "median work() is a 20 ms call: {p50} us");
+    assert!((20_000..22_000).contains(&p50), "median work() is a 20 ms call: {p50} us");
     let max = work["max_us"].as_u64().unwrap();
-    assert!((40_000..41_000).contains(&max), "longest is a 40 ms call: {max} us");
+    assert!((40_000..42_000).contains(&max), "longest is a 40 ms call: {max} us");
 }
 
 /// --pid limits the probes to one of two identical processes; a static

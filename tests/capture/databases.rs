@@ -57,8 +57,10 @@ fn mariadb_logins_and_queries() {
 }
 
 /// psql runs K statements with \timing: the USDT pair query__start/done
-/// gives exactly K calls in that backend, each no longer than psql's own
-/// round trip and the pg_sleep ones at least as long as the sleep.
+/// (named by convention) gives exactly K calls in that backend, each no
+/// longer than psql's own round trip and the pg_sleep ones at least as long
+/// as the sleep; an explicit --usdt-pair gives K transactions (and the login's), and a single
+/// USDT probe K `usdt` rows with their argument.
 #[test]
 fn postgresql_queries_from_usdt() {
     const SLEEPS: usize = 6;
@@ -67,8 +69,11 @@ fn postgresql_queries_from_usdt() {
     let server = Server::postgresql(54391);
     let dir = tempdir();
     let out = dir.path().join("segments");
-    let pair = format!("{}:postgresql:query", server.binary.display());
-    let cap = Capture::start(&out, &["--usdt", &pair]);
+    let bin = server.binary.display();
+    let pair = format!("{bin}:postgresql:query");
+    let txn = format!("txn={bin}:postgresql:transaction__start:transaction__commit,transaction__abort");
+    let parse = format!("{bin}:postgresql:query__parse__start");
+    let cap = Capture::start(&out, &["--usdt", &pair, "--usdt-pair", &txn, "--usdt", &parse]);
     let mut script = String::from("\\timing on\nSELECT pg_backend_pid();\n");
     for i in 0..SELECTS {
         script += &format!("SELECT {i};\n");
@@ -97,9 +102,17 @@ fn postgresql_queries_from_usdt() {
         .collect();
     assert_eq!(client_ns.len(), 1 + SELECTS + SLEEPS);
 
-    let mut rows: Vec<Row> = all_rows(&read_segments(&out)).into_iter().filter(|r| r.kind == "call" && r.pid == Some(backend)).collect();
+    let all: Vec<Row> = all_rows(&read_segments(&out)).into_iter().filter(|r| r.pid == Some(backend)).collect();
+    let txns: Vec<&Row> = all.iter().filter(|r| r.kind == "call" && r.probe.as_deref() == Some("txn")).collect();
+    // The backend's start-up (catalog lookups at login) is a transaction too.
+    assert_eq!(txns.len(), 1 + 1 + SELECTS + SLEEPS, "start-up, then one implicit transaction per statement");
+    assert!(txns.iter().all(|r| r.duration_ns.is_some()), "every transaction committed");
+    let parses: Vec<&Row> = all.iter().filter(|r| r.kind == "usdt").collect();
+    assert_eq!(parses.len(), 1 + SELECTS + SLEEPS, "one parse per statement");
+    assert!(parses.iter().all(|r| r.probe.as_deref() == Some("postgresql:query__parse__start") && r.arg0.is_some_and(|a| a != 0)));
+    let mut rows: Vec<Row> =
+        all.into_iter().filter(|r| r.kind == "call" && r.probe.as_deref() == Some("postgresql:query")).collect();
     rows.sort_by_key(|r| r.ts_kernel_ns);
-    assert!(rows.iter().all(|r| r.probe.as_deref() == Some("postgresql:query")));
     assert_eq!(rows.len(), 1 + SELECTS + SLEEPS, "one call per statement");
     for (i, (r, c)) in rows.iter().zip(&client_ns).enumerate() {
         let d = r.duration_ns.expect("every query finished");

@@ -199,9 +199,10 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
 }
 
 impl Probes<'_> {
-    /// Detaches every program; the maps stay readable.
+    /// Detaches every program, last attached first (entry probes before
+    /// their return probes); the maps stay readable.
     pub fn detach(&mut self) {
-        self.links.clear();
+        while self.links.pop().is_some() {}
     }
 
     /// Reads the kernel's loss counters, summed over CPUs.
