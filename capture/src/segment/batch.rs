@@ -113,9 +113,8 @@ impl BatchBuilder {
         self.retval.append_null();
     }
 
-    /// Nulls for the socket and process columns of a call row.
-    fn no_sock_or_proc(&mut self) {
-        self.ppid.append_null();
+    /// Nulls for the socket columns of a process or call row.
+    fn no_sock(&mut self) {
         self.sock_id.append_null();
         self.family.append_null();
         self.protocol.append_null();
@@ -127,8 +126,6 @@ impl BatchBuilder {
         self.old_state.append_null();
         self.new_state.append_null();
         self.srtt_us.append_null();
-        self.filename.append_null();
-        self.exit_status.append_null();
     }
 
     fn push_call(&mut self, kind: Kind, e: &netrec_call_event) {
@@ -136,7 +133,10 @@ impl BatchBuilder {
         self.pid.append_value(e.pid);
         self.tid.append_value(e.tid);
         self.comm.append_value(c_str(&e.comm));
-        self.no_sock_or_proc();
+        self.ppid.append_null();
+        self.no_sock();
+        self.filename.append_null();
+        self.exit_status.append_null();
         match self.probe_names.get(e.probe as usize) {
             Some(name) => self.probe.append_value(name),
             None => self.probe.append_value(format!("probe#{}", e.probe)),
@@ -202,17 +202,7 @@ impl BatchBuilder {
         self.tid.append_value(e.tid);
         self.comm.append_value(c_str(&e.comm));
         self.ppid.append_value(e.ppid);
-        self.sock_id.append_null();
-        self.family.append_null();
-        self.protocol.append_null();
-        self.laddr.append_null();
-        self.lport.append_null();
-        self.raddr.append_null();
-        self.rport.append_null();
-        self.bytes.append_null();
-        self.old_state.append_null();
-        self.new_state.append_null();
-        self.srtt_us.append_null();
+        self.no_sock();
         if kind == Kind::Exec {
             self.filename.append_value(c_str(&e.filename));
         } else {
