@@ -246,20 +246,15 @@ pub fn run(cfg: Config) -> Result<Summary> {
     // Detach first so nothing arrives after the final drain.
     probes.detach();
     let _ = ring.consume();
-    if result.is_ok() {
-        match probe::calls::unfinished(&probes.skel) {
-            Ok(calls) => {
-                let mut p = pending.borrow_mut();
-                for call in &calls {
-                    p.batch.push(&Record::Call(crate::event::Kind::Call, call));
-                }
-            }
-            Err(e) => result = Err(e),
+    // Calls still running: rows without a duration, then the final flush.
+    let result = result.and_then(|()| {
+        let mut p = pending.borrow_mut();
+        for call in &probe::calls::unfinished(&probes.skel)? {
+            p.batch.push(&Record::Call(crate::event::Kind::Call, call));
         }
-    }
-    if result.is_ok() {
-        result = flush(&mut counted, &probes);
-    }
+        drop(p);
+        flush(&mut counted, &probes)
+    });
     let _ = tx.send(Msg::Finish);
     drop(tx);
     let written = writer.join().map_err(|_| anyhow!("the segment writer panicked"))?;

@@ -40,7 +40,7 @@ fn calls_plan(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
     let is_call = col("kind").eq(lit("call"));
     Ok(filters
         .apply(events.filter(is_call.clone().or(col("kind").eq(lit("usdt")))))
-        .with_column(((col("ts_ns") / lit(interval_ns)) * lit(interval_ns)).alias("second"))
+        .with_column(super::interval_start(interval_ns))
         .group_by([col("second"), col("probe"), col("host"), col("pid"), col("comm")])
         .agg([
             len().cast(DataType::UInt64).alias("calls"),
@@ -59,7 +59,7 @@ fn opens_plan(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
     Ok(ctx
         .filters
         .apply(events.filter(opened))
-        .with_column(((col("ts_ns") / lit(interval_ns)) * lit(interval_ns)).alias("second"))
+        .with_column(super::interval_start(interval_ns))
         .group_by([col("second"), col("host"), col("pid")])
         .agg([len().cast(DataType::UInt64).alias("opens")]))
 }

@@ -29,7 +29,6 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
     let state = connections::state_rows(events, ctx);
     let keys = ctx.by.keys();
     let shown = ctx.by.shown();
-    let bucket = |e: Expr| ((e / lit(args.interval_ns)) * lit(args.interval_ns)).alias("second");
     let count = |cond: Expr, name: &str| cond.cast(DataType::UInt64).sum().alias(name);
 
     // Per-interval counts straight from the transitions.
@@ -46,7 +45,7 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
     ];
     aggs.extend(ctx.by.descriptions());
     // state_rows applied every other filter already.
-    let per_second = ctx.filters.time_only().apply(state.clone()).with_column(bucket(col("ts_ns"))).group_by(group.clone()).agg(aggs);
+    let per_second = ctx.filters.time_only().apply(state.clone()).with_column(super::interval_start(args.interval_ns)).group_by(group.clone()).agg(aggs);
     let df = collect(per_second)?;
 
     // Per connection: lifetime from open to close.

@@ -8,9 +8,16 @@ pub mod info;
 pub mod latency;
 pub mod netio;
 
+use polars::prelude::{col, lit, Expr};
+
 use crate::input::Trace;
 use crate::query::Filters;
 use by::By;
+
+/// The `second` column: the start of the interval each event's ts_ns falls in.
+pub fn interval_start(interval_ns: i64) -> Expr {
+    ((col("ts_ns") / lit(interval_ns)) * lit(interval_ns)).alias("second")
+}
 
 /// What every analysis needs: the trace, the filters, the split.
 pub struct Ctx {

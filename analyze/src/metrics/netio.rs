@@ -20,7 +20,7 @@ pub struct NetioArgs {
 pub fn plan(events: LazyFrame, ctx: &Ctx, interval_ns: i64) -> LazyFrame {
     let keys = ctx.by.keys();
     let is = |k: &str| col("kind").eq(lit(k));
-    let second = ((col("ts_ns") / lit(interval_ns)) * lit(interval_ns)).alias("second");
+    let second = super::interval_start(interval_ns);
     let mut group: Vec<Expr> = vec![col("second")];
     group.extend(keys.iter().map(|k| col(*k)));
     let mut aggs = vec![

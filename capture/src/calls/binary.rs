@@ -27,7 +27,6 @@ pub struct UsdtNote {
     pub provider: String,
     pub name: String,
     pub address: u64,
-    pub semaphore: u64,
 }
 
 pub struct Binary {
@@ -193,7 +192,8 @@ fn suggest<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> String {
     format!("; did you mean: {}", names.join(", "))
 }
 
-/// SystemTap SDT v3 notes: three addresses, then provider, name and argument text.
+/// SystemTap SDT v3 notes: three addresses (site, base, semaphore), then
+/// provider, name and argument text. libbpf handles the semaphores itself.
 fn read_usdt_notes(elf: &ElfFile64<'_, Endianness>) -> Result<Vec<UsdtNote>> {
     let Some(section) = elf.section_by_name(".note.stapsdt") else { return Ok(Vec::new()) };
     let endian = elf.endian();
@@ -208,10 +208,10 @@ fn read_usdt_notes(elf: &ElfFile64<'_, Endianness>) -> Result<Vec<UsdtNote>> {
         if desc.len() < 24 {
             continue;
         }
-        let addr = |i: usize| u64::from_le_bytes(desc[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let site = u64::from_le_bytes(desc[..8].try_into().expect("8 bytes"));
         let mut strings = desc[24..].split(|&b| b == 0).map(|s| String::from_utf8_lossy(s).into_owned());
         let (Some(provider), Some(name)) = (strings.next(), strings.next()) else { continue };
-        out.push(UsdtNote { provider, name, address: addr(0), semaphore: addr(2) });
+        out.push(UsdtNote { provider, name, address: site });
     }
     Ok(out)
 }

@@ -54,15 +54,19 @@ fn hex(addrs: impl IntoIterator<Item = u64>) -> Vec<String> {
     addrs.into_iter().map(|a| format!("0x{a:x}")).collect()
 }
 
+fn sites(bin: &Binary, provider: &str, name: &str) -> Vec<String> {
+    hex(bin.usdt_sites(provider, name).iter().map(|n| n.address))
+}
+
+/// A start/done pair whose probes are known to exist: its target and metadata.
+fn usdt_pair(bin: &Binary, provider: &str, start: &str, done: &[String]) -> (Target, Value) {
+    let done_sites: Vec<String> = done.iter().flat_map(|d| sites(bin, provider, d)).collect();
+    let meta = json!({"type": "usdt_pair", "provider": provider, "start": start, "done": done,
+        "start_sites": sites(bin, provider, start), "done_sites": done_sites});
+    (Target::UsdtPair { provider: provider.to_string(), start: start.to_string(), done: done.to_vec() }, meta)
+}
+
 fn resolve_one(arg: &ProbeArg, bin: &Binary) -> Result<AppProbe> {
-    let sites = |provider: &str, name: &str| hex(bin.usdt_sites(provider, name).iter().map(|n| n.address));
-    let require = |provider: &str, name: &str| -> Result<()> {
-        if bin.has_usdt(provider, name) {
-            Ok(())
-        } else {
-            Err(anyhow!(bin.usdt_missing(provider, name)))
-        }
-    };
     let (default_name, target, mut metadata) = match &arg.spec {
         Spec::Function { function, .. } => {
             let sym = bin.function(function)?;
@@ -86,32 +90,24 @@ fn resolve_one(arg: &ProbeArg, bin: &Binary) -> Result<AppProbe> {
                 (
                     format!("{provider}:{name}"),
                     Target::Usdt { provider: provider.clone(), name: name.clone() },
-                    json!({"type": "usdt", "provider": provider, "name": name, "sites": sites(provider, name)}),
+                    json!({"type": "usdt", "provider": provider, "name": name, "sites": sites(bin, provider, name)}),
                 )
             } else if let Some((s, d)) = PAIR_SUFFIXES
                 .iter()
                 .find(|(s, d)| bin.has_usdt(provider, &format!("{name}{s}")) && bin.has_usdt(provider, &format!("{name}{d}")))
             {
-                let (start, done) = (format!("{name}{s}"), format!("{name}{d}"));
-                let meta = json!({"type": "usdt_pair", "provider": provider, "start": start, "done": [done],
-                    "start_sites": sites(provider, &start), "done_sites": sites(provider, &done)});
-                (format!("{provider}:{name}"), Target::UsdtPair { provider: provider.clone(), start, done: vec![done] }, meta)
+                let (target, meta) = usdt_pair(bin, provider, &format!("{name}{s}"), &[format!("{name}{d}")]);
+                (format!("{provider}:{name}"), target, meta)
             } else {
                 return Err(anyhow!(bin.usdt_missing(provider, name)));
             }
         }
         Spec::UsdtPair { provider, start, done, .. } => {
-            require(provider, start)?;
-            for d in done {
-                require(provider, d)?;
+            if let Some(missing) = std::iter::once(start).chain(done).find(|n| !bin.has_usdt(provider, n)) {
+                bail!(bin.usdt_missing(provider, missing));
             }
-            let done_sites: Vec<String> = done.iter().flat_map(|d| sites(provider, d)).collect();
-            (
-                format!("{provider}:{}", pair_base(start)),
-                Target::UsdtPair { provider: provider.clone(), start: start.clone(), done: done.clone() },
-                json!({"type": "usdt_pair", "provider": provider, "start": start, "done": done,
-                    "start_sites": sites(provider, start), "done_sites": done_sites}),
-            )
+            let (target, meta) = usdt_pair(bin, provider, start, done);
+            (format!("{provider}:{}", pair_base(start)), target, meta)
         }
     };
     let name = arg.name.clone().unwrap_or(default_name);

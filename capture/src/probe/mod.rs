@@ -156,7 +156,7 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
     }
     rodata.wakeup_bytes = (cfg.ringbuf_size / 16) as u64;
 
-    let skel = open.load().map_err(|e| {
+    let mut skel = open.load().map_err(|e| {
         if e.kind() == libbpf_rs::ErrorKind::PermissionDenied {
             anyhow!("the kernel refused to load the BPF programs (EPERM): {}", missing_capabilities())
         } else {
@@ -188,7 +188,6 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
     }
     // After attaching, so a listen() in between is seen by one side or the other.
     listeners::seed(&skel.maps.listeners, cfg);
-    let mut skel = skel;
     links.extend(calls::attach(&mut skel, &cfg.probes, &cfg.pids)?);
     let mut mechanisms: serde_json::Map<String, serde_json::Value> =
         TRACEPOINT_MECHANISMS.iter().map(|(p, m)| (p.to_string(), serde_json::Value::from(*m))).collect();
