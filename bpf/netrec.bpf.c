@@ -385,11 +385,11 @@ static __always_inline struct listener_key listener_key_of(const struct sock *sk
 	return k;
 }
 
-SEC("raw_tp/inet_sock_set_state")
-int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
+/* The one body behind every state transition, whichever hook saw it. */
+static __always_inline void handle_state(const struct sock *sk, int oldstate, int newstate)
 {
 	if (!is_inet_tcp(sk))
-		return 0;
+		return;
 	struct sock_info *si = sock_info_get(sk);
 
 	if (si) {
@@ -431,36 +431,391 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, con
 		}
 		bpf_map_delete_elem(&socks, &key);
 	}
-	return 0;
 }
 
 /* tcp_probe fires for every segment received on an established socket;
  * record srtt only when it changed. */
-SEC("raw_tp/tcp_probe")
-int BPF_PROG(tcp_probe, struct sock *sk, struct sk_buff *skb)
+static __always_inline void handle_rtt(const struct sock *sk)
 {
 	if (!is_inet_tcp(sk))
-		return 0;
+		return;
 	__u32 srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
 	struct sock_info *si = sock_info_get(sk);
 
 	if (!srtt_us)
-		return 0;
+		return;
 	if (si) {
 		if (si->last_srtt_us == srtt_us)
-			return 0;
+			return;
 		si->last_srtt_us = srtt_us;
 	}
 	emit_sock_event(sk, si, EVENT_RTT, srtt_us, 0, 0, false);
+}
+
+static __always_inline void handle_retransmit(const struct sock *sk)
+{
+	if (!is_inet_tcp(sk))
+		return;
+	emit_sock_event(sk, sock_info_get(sk), EVENT_RETRANSMIT, 0, 0, 0, false);
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	handle_state(sk, oldstate, newstate);
+	return 0;
+}
+
+SEC("raw_tp/tcp_probe")
+int BPF_PROG(tcp_probe, struct sock *sk, struct sk_buff *skb)
+{
+	handle_rtt(sk);
 	return 0;
 }
 
 SEC("raw_tp/tcp_retransmit_skb")
 int BPF_PROG(tcp_retransmit_skb, const struct sock *sk)
 {
-	if (!is_inet_tcp(sk))
+	handle_retransmit(sk);
+	return 0;
+}
+
+/*
+ * ---- kernels before 6.3: the same bodies behind kprobes and fentry ----
+ *
+ * Older kernels lack sock_send_length/sock_recv_length, so bytes come from
+ * the TCP functions themselves; state, RTT and retransmits have kprobe and
+ * fentry entry points too, for --attach kprobe|fentry. User space loads one
+ * set per probe (set_autoload) after asking the kernel's BTF what exists.
+ *
+ * fexit sees arguments and return value at once. A kretprobe does not see
+ * arguments, so its kprobe leaves the socket in `inflight` per thread.
+ * Receives avoid kretprobes altogether: a thread blocked in recv() would
+ * hold one of the few kretprobe instances (maxactive) and returns beyond
+ * them are dropped by the kernel without a trace. Instead tcp_recvmsg and
+ * tcp_splice_read mark the thread's socket and tcp_cleanup_rbuf, which
+ * both reach with the bytes consumed so far (`copied`), reports them.
+ */
+
+/* Parameter counts user space read from the kernel's BTF: tcp_recvmsg took
+ * a `nonblock` argument before 5.19, inet_csk_listen_start a `backlog`. */
+const volatile __u32 recvmsg_nargs = 5;
+const volatile __u32 listen_nargs = 1;
+/* Whether the kprobe receive path also counts splice(2) (else the splice
+ * tracepoints do). */
+const volatile bool kprobe_counts_splice = false;
+
+enum inflight_hook {
+	HOOK_SEND,
+	HOOK_RECV,
+	HOOK_LISTEN,
+	HOOK_RETRANSMIT,
+};
+
+struct inflight_key {
+	__u32 tid;
+	__u32 cpu; /* the idle tasks all have tid 0: tell their softirqs apart */
+	__u32 hook;
+};
+
+struct inflight {
+	__u64 sk;
+	__u32 flags;
+	__u32 reported; /* receive: bytes of this call already reported */
+	__u8 splice;
+	__u8 pad[7];
+};
+
+/* LRU: the receive marks are never deleted (tcp_cleanup_rbuf may come several
+ * times per call), and a full table must not refuse new calls. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct inflight_key);
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+static __always_inline struct inflight_key inflight_key_of(__u32 hook)
+{
+	struct inflight_key k = {};
+
+	k.tid = (__u32)bpf_get_current_pid_tgid();
+	k.cpu = k.tid ? 0 : bpf_get_smp_processor_id();
+	k.hook = hook;
+	return k;
+}
+
+/* Entry of a call whose return we need. A mark already there means the
+ * previous return was never seen (kretprobe instances exhausted): lost. */
+static __always_inline void inflight_push(__u32 hook, const void *sk, __u32 lost_kind)
+{
+	struct inflight_key k = inflight_key_of(hook);
+	struct inflight f = {};
+
+	f.sk = (__u64)sk;
+	if (bpf_map_update_elem(&inflight, &k, &f, BPF_NOEXIST)) {
+		count(COUNTER_LOST_BASE + lost_kind);
+		bpf_map_update_elem(&inflight, &k, &f, BPF_ANY);
+	}
+}
+
+/* No mark: the call began before the capture (return probes are attached
+ * first), which is outside the window rather than lost. */
+static __always_inline struct sock *inflight_pop(__u32 hook)
+{
+	struct inflight_key k = inflight_key_of(hook);
+	struct inflight *f = bpf_map_lookup_elem(&inflight, &k);
+	struct sock *sk;
+
+	if (!f)
+		return NULL;
+	sk = (struct sock *)f->sk;
+	bpf_map_delete_elem(&inflight, &k);
+	return sk;
+}
+
+static __always_inline void recv_mark(const struct sock *sk, __u32 flags, bool splice)
+{
+	struct inflight_key k = inflight_key_of(HOOK_RECV);
+	struct inflight f = {};
+
+	f.sk = (__u64)sk;
+	f.flags = flags;
+	f.splice = splice;
+	bpf_map_update_elem(&inflight, &k, &f, BPF_ANY);
+}
+
+/* bytes sent: tcp_sendmsg, and tcp_sendpage (sendfile, until 6.5) */
+
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(kprobe_tcp_sendmsg, struct sock *sk)
+{
+	inflight_push(HOOK_SEND, sk, EVENT_SEND);
+	return 0;
+}
+
+SEC("kretprobe/tcp_sendmsg")
+int BPF_KRETPROBE(kretprobe_tcp_sendmsg, int ret)
+{
+	struct sock *sk = inflight_pop(HOOK_SEND);
+
+	if (sk && ret > 0)
+		handle_data(sk, EVENT_SEND, ret);
+	return 0;
+}
+
+SEC("kprobe/tcp_sendpage")
+int BPF_KPROBE(kprobe_tcp_sendpage, struct sock *sk)
+{
+	inflight_push(HOOK_SEND, sk, EVENT_SEND);
+	return 0;
+}
+
+SEC("kretprobe/tcp_sendpage")
+int BPF_KRETPROBE(kretprobe_tcp_sendpage, int ret)
+{
+	struct sock *sk = inflight_pop(HOOK_SEND);
+
+	if (sk && ret > 0)
+		handle_data(sk, EVENT_SEND, ret);
+	return 0;
+}
+
+SEC("fexit/tcp_sendmsg")
+int BPF_PROG(fexit_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t size, int ret)
+{
+	if (ret > 0)
+		handle_data(sk, EVENT_SEND, ret);
+	return 0;
+}
+
+SEC("fexit/tcp_sendpage")
+int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset, size_t size,
+	     int flags, int ret)
+{
+	if (ret > 0)
+		handle_data(sk, EVENT_SEND, ret);
+	return 0;
+}
+
+/* bytes consumed: tcp_recvmsg (MSG_PEEK consumes nothing), tcp_splice_read */
+
+SEC("kprobe/tcp_recvmsg")
+int BPF_KPROBE(kprobe_tcp_recvmsg, struct sock *sk)
+{
+	__u32 flags = recvmsg_nargs == 6 ? PT_REGS_PARM5(ctx) : PT_REGS_PARM4(ctx);
+
+	recv_mark(sk, flags, false);
+	return 0;
+}
+
+SEC("kprobe/tcp_splice_read")
+int BPF_KPROBE(kprobe_tcp_splice_read, struct socket *sock)
+{
+	recv_mark(BPF_CORE_READ(sock, sk), 0, true);
+	return 0;
+}
+
+/*
+ * Within one tcp_recvmsg `copied` is cumulative (MSG_WAITALL calls this
+ * before each wait), so report only the growth; each tcp_read_sock under
+ * splice starts from zero.
+ */
+SEC("kprobe/tcp_cleanup_rbuf")
+int BPF_KPROBE(kprobe_tcp_cleanup_rbuf, struct sock *sk, int copied)
+{
+	struct inflight_key k = inflight_key_of(HOOK_RECV);
+	struct inflight *f = bpf_map_lookup_elem(&inflight, &k);
+	__u32 bytes;
+
+	if (!f || f->sk != (__u64)sk || copied <= 0)
 		return 0;
-	emit_sock_event(sk, sock_info_get(sk), EVENT_RETRANSMIT, 0, 0, 0, false);
+	if (f->splice) {
+		if (!kprobe_counts_splice)
+			return 0;
+		bytes = copied;
+	} else {
+		if (f->flags & MSG_PEEK || (__u32)copied <= f->reported)
+			return 0;
+		bytes = copied - f->reported;
+		f->reported = copied;
+	}
+	handle_data(sk, EVENT_RECV, bytes);
+	return 0;
+}
+
+SEC("fexit/tcp_recvmsg")
+int fexit_tcp_recvmsg(__u64 *ctx)
+{
+	struct sock *sk = (struct sock *)ctx[0];
+	int flags, ret;
+
+	if (recvmsg_nargs == 6) {
+		flags = ctx[4];
+		ret = ctx[6];
+	} else {
+		flags = ctx[3];
+		ret = ctx[5];
+	}
+	if (ret > 0 && !(flags & MSG_PEEK))
+		handle_data(sk, EVENT_RECV, ret);
+	return 0;
+}
+
+SEC("fexit/tcp_splice_read")
+int BPF_PROG(fexit_tcp_splice_read, struct socket *sock, loff_t *ppos,
+	     struct pipe_inode_info *pipe, size_t len, unsigned int flags, long ret)
+{
+	if (ret > 0)
+		handle_data(BPF_CORE_READ(sock, sk), EVENT_RECV, ret);
+	return 0;
+}
+
+/*
+ * states: tcp_set_state makes most transitions; listen() and the child
+ * socket of a passive open set theirs directly (the tracepoint sees those
+ * inside inet_csk_listen_start and inet_csk_clone_lock).
+ */
+
+SEC("kprobe/tcp_set_state")
+int BPF_KPROBE(kprobe_tcp_set_state, struct sock *sk, int state)
+{
+	handle_state(sk, BPF_CORE_READ(sk, __sk_common.skc_state), state);
+	return 0;
+}
+
+SEC("fentry/tcp_set_state")
+int BPF_PROG(fentry_tcp_set_state, struct sock *sk, int state)
+{
+	handle_state(sk, BPF_CORE_READ(sk, __sk_common.skc_state), state);
+	return 0;
+}
+
+SEC("kprobe/inet_csk_listen_start")
+int BPF_KPROBE(kprobe_inet_csk_listen_start, struct sock *sk)
+{
+	inflight_push(HOOK_LISTEN, sk, EVENT_STATE);
+	return 0;
+}
+
+SEC("kretprobe/inet_csk_listen_start")
+int BPF_KRETPROBE(kretprobe_inet_csk_listen_start, int ret)
+{
+	struct sock *sk = inflight_pop(HOOK_LISTEN);
+
+	if (sk && ret == 0)
+		handle_state(sk, TCP_CLOSE, TCP_LISTEN);
+	return 0;
+}
+
+SEC("fexit/inet_csk_listen_start")
+int fexit_inet_csk_listen_start(__u64 *ctx)
+{
+	int ret = listen_nargs == 2 ? ctx[2] : ctx[1];
+
+	if (ret == 0)
+		handle_state((struct sock *)ctx[0], TCP_CLOSE, TCP_LISTEN);
+	return 0;
+}
+
+/* The child is a copy of the listener, so it leaves TCP_LISTEN. */
+SEC("kretprobe/inet_csk_clone_lock")
+int BPF_KRETPROBE(kretprobe_inet_csk_clone_lock, struct sock *newsk)
+{
+	if (newsk)
+		handle_state(newsk, TCP_LISTEN, TCP_SYN_RECV);
+	return 0;
+}
+
+SEC("fexit/inet_csk_clone_lock")
+int BPF_PROG(fexit_inet_csk_clone_lock, const struct sock *sk, const struct request_sock *req,
+	     const gfp_t priority, struct sock *newsk)
+{
+	if (newsk)
+		handle_state(newsk, TCP_LISTEN, TCP_SYN_RECV);
+	return 0;
+}
+
+/* RTT: the tcp_probe tracepoint sits at the top of tcp_rcv_established. */
+
+SEC("kprobe/tcp_rcv_established")
+int BPF_KPROBE(kprobe_tcp_rcv_established, struct sock *sk)
+{
+	handle_rtt(sk);
+	return 0;
+}
+
+SEC("fentry/tcp_rcv_established")
+int BPF_PROG(fentry_tcp_rcv_established, struct sock *sk)
+{
+	handle_rtt(sk);
+	return 0;
+}
+
+/* retransmits: the tracepoint fires when tcp_retransmit_skb succeeds. */
+
+SEC("kprobe/tcp_retransmit_skb")
+int BPF_KPROBE(kprobe_tcp_retransmit_skb, struct sock *sk)
+{
+	inflight_push(HOOK_RETRANSMIT, sk, EVENT_RETRANSMIT);
+	return 0;
+}
+
+SEC("kretprobe/tcp_retransmit_skb")
+int BPF_KRETPROBE(kretprobe_tcp_retransmit_skb, int ret)
+{
+	struct sock *sk = inflight_pop(HOOK_RETRANSMIT);
+
+	if (sk && ret == 0)
+		handle_retransmit(sk);
+	return 0;
+}
+
+SEC("fexit/tcp_retransmit_skb")
+int BPF_PROG(fexit_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb, int segs, int ret)
+{
+	if (ret == 0)
+		handle_retransmit(sk);
 	return 0;
 }
 

@@ -14,17 +14,7 @@ const MS: u64 = 1_000_000;
 
 /// Compiles the workload into `dir` (gcc is on every machine these tests run on).
 fn build_workload(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/workloads");
-    let bin = dir.join("calls_workload");
-    let out = Command::new("cc")
-        .args(["-O0", "-g", "-pthread", "-o"])
-        .arg(&bin)
-        .arg(src.join("calls.c"))
-        .arg(src.join("calls_twin.c"))
-        .output()
-        .expect("run cc");
-    assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
-    bin
+    compile_c(&dir.join("calls_workload"), &["calls.c", "calls_twin.c"], &["-O0", "-g", "-pthread"])
 }
 
 /// A running workload: started, waiting for "go".

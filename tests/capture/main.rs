@@ -1,5 +1,5 @@
 //! netrec-capture against the real kernel, as root, with real loopback traffic
-//! whose sizes the workload knows exactly (tests/workloads/tcp_workload.py).
+//! whose sizes the workload knows exactly (tests/workloads/tcp_workload.c).
 
 mod calls;
 mod databases;
@@ -76,7 +76,7 @@ fn bytes_states_and_owners_are_exact() {
 
     // The client process was started during the capture: its exec and exit are there.
     let exec = rows.iter().find(|r| r.kind == "exec" && r.pid == Some(client_pid)).expect("client exec");
-    assert!(exec.filename.as_deref().unwrap_or("").contains("python3"), "{exec:?}");
+    assert!(exec.filename.as_deref().unwrap_or("").contains("tcp_workload"), "{exec:?}");
     assert!(exec.ppid.is_some());
     assert!(rows.iter().any(|r| r.kind == "exit" && r.pid == Some(client_pid) && r.comm.as_deref() == Some("nr-client")));
 

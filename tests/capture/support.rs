@@ -27,8 +27,27 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub fn workload_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/workloads/tcp_workload.py")
+/// Compiles tests/workloads/<sources> into `out` with the machine's cc.
+pub fn compile_c(out: &Path, sources: &[&str], flags: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/workloads");
+    let result = Command::new("cc")
+        .args(flags)
+        .arg("-o")
+        .arg(out)
+        .args(sources.iter().map(|s| src.join(s)))
+        .output()
+        .expect("run cc");
+    assert!(result.status.success(), "cc {sources:?}: {}", String::from_utf8_lossy(&result.stderr));
+    out.to_path_buf()
+}
+
+/// tests/workloads/tcp_workload.c, built static once per test run: the same
+/// binary runs here and in the 6.1 VM (tests/capture/vm.rs).
+pub fn tcp_workload() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        compile_c(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("tcp_workload"), &["tcp_workload.c"], &["-static", "-O2", "-Wall"])
+    })
 }
 
 /// A running netrec-capture process.
@@ -109,13 +128,12 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
-        let mut child = Command::new("python3")
-            .arg(workload_script())
+        let mut child = Command::new(tcp_workload())
             .arg("server")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("spawn python3 workload server");
+            .expect("spawn the workload server");
         let stdin = child.stdin.take();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
@@ -133,11 +151,10 @@ impl Server {
 
     /// Runs the client once against this server; returns the client's own counts.
     pub fn run_client(&self) -> Value {
-        let out = Command::new("python3")
-            .arg(workload_script())
+        let out = Command::new(tcp_workload())
             .args(["client", &self.port.to_string(), &self.other_port.to_string()])
             .output()
-            .expect("run python3 workload client");
+            .expect("run the workload client");
         assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).expect("client prints its counts")
     }

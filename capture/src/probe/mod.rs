@@ -1,6 +1,7 @@
 //! Loading the BPF object, choosing and attaching its programs, reading its counters.
 
 pub mod calls;
+pub mod hooks;
 mod libbpf_log;
 pub mod listeners;
 pub mod tracefs;
@@ -12,28 +13,15 @@ pub mod skel {
 
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use anyhow::{anyhow, Context, Result};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
-use crate::cli::{Attach, Config};
+use crate::cli::Config;
 use crate::event::{Kind, PerKind};
 use skel::types::counter;
 use skel::{NetrecSkel, NetrecSkelBuilder};
-
-/// Which hook feeds each probe: recorded in every segment.
-const TRACEPOINT_MECHANISMS: &[(&str, &str)] = &[
-    ("send", "raw_tracepoint:sock/sock_send_length"),
-    ("recv", "raw_tracepoint:sock/sock_recv_length"),
-    ("recv_splice", "tracepoint:syscalls/sys_enter_splice+sys_exit_splice, raw_tracepoint:tcp/tcp_rcv_space_adjust"),
-    ("state", "raw_tracepoint:sock/inet_sock_set_state"),
-    ("rtt", "raw_tracepoint:tcp/tcp_probe"),
-    ("retransmit", "raw_tracepoint:tcp/tcp_retransmit_skb"),
-    ("exec", "raw_tracepoint:sched/sched_process_exec"),
-    ("exit", "raw_tracepoint:sched/sched_process_exit"),
-];
 
 /// Kernel-side counters, cumulative since load.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -58,25 +46,6 @@ pub struct Probes<'obj> {
     links: Vec<Link>,
     pub mechanisms: serde_json::Value,
     _tracefs: tracefs::TracefsGuard,
-}
-
-fn check_kernel() -> Result<()> {
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        bail!(
-            "this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): \
-             netrec needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions since 2020)"
-        );
-    }
-    // Tracepoints appear in BTF as btf_trace_<name> typedefs; no tracefs needed to ask.
-    let btf = std::fs::read("/sys/kernel/btf/vmlinux").context("reading /sys/kernel/btf/vmlinux")?;
-    if !btf.windows(27).any(|w| w == b"btf_trace_sock_send_length\0") {
-        bail!(
-            "this kernel ({}) has no sock:sock_send_length tracepoint (added in Linux 6.3); \
-             the kprobe and fentry programs for older kernels are not in this build yet",
-            crate::host::kernel_release()
-        );
-    }
-    Ok(())
 }
 
 /// Names the capabilities this process lacks for loading BPF tracing programs.
@@ -131,17 +100,19 @@ fn set_filters(skel: &NetrecSkel<'_>, cfg: &Config) -> Result<()> {
 
 /// Opens, configures, loads and attaches every probe.
 pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config) -> Result<Probes<'obj>> {
-    match cfg.attach {
-        Attach::Auto | Attach::Tracepoint => {}
-        other => bail!(
-            "--attach {}: this build has tracepoint programs only; use --attach auto or --attach tracepoint",
-            format!("{other:?}").to_lowercase()
-        ),
-    }
-    check_kernel()?;
+    // Syscall tracepoints (splice) and old kernels' kprobes need tracefs.
+    let tracefs = tracefs::ensure_mounted()?;
+    let kernel = hooks::Kernel::inspect(tracefs::events())?;
+    let plan = hooks::plan(cfg.attach, &kernel)?;
     libbpf_log::capture();
 
     let mut open = NetrecSkelBuilder::default().open(open_object).context("opening the BPF object")?;
+    for mut prog in open.open_object_mut().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        if hooks::managed(&name) {
+            prog.set_autoload(plan.loads(&name));
+        }
+    }
     open.maps.events.set_max_entries(cfg.ringbuf_size).context("sizing the ring buffer")?;
     open.maps.socks.set_max_entries(cfg.max_sockets).context("sizing the socket table")?;
     let rodata = open.maps.rodata_data.as_deref_mut().ok_or_else(|| anyhow!("BPF .rodata is not mmapped"))?;
@@ -155,6 +126,9 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
         }
     }
     rodata.wakeup_bytes = (cfg.ringbuf_size / 16) as u64;
+    rodata.recvmsg_nargs = plan.recvmsg_nargs;
+    rodata.listen_nargs = plan.listen_nargs;
+    rodata.kprobe_counts_splice = plan.kprobe_counts_splice;
 
     let mut skel = open.load().map_err(|e| {
         if e.kind() == libbpf_rs::ErrorKind::PermissionDenied {
@@ -164,33 +138,40 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
         }
     })?;
     set_filters(&skel, cfg)?;
-    // Only the splice accounting needs tracefs (syscall tracepoints).
-    let tracefs = tracefs::ensure_mounted()?;
 
-    let progs = &skel.progs;
+    // Probe by probe in the plan's order; within a probe, return hooks
+    // before entry hooks, so no call is seen entering but never leaving.
     let mut links = Vec::new();
-    for (name, prog) in [
-        ("sock_send_length", &progs.sock_send_length),
-        ("sock_recv_length", &progs.sock_recv_length),
-        ("sys_enter_splice", &progs.splice_enter),
-        ("tcp_rcv_space_adjust", &progs.tcp_rcv_space_adjust),
-        ("sys_exit_splice", &progs.splice_exit),
-        ("inet_sock_set_state", &progs.inet_sock_set_state),
-        ("tcp_probe", &progs.tcp_probe),
-        ("tcp_retransmit_skb", &progs.tcp_retransmit_skb),
-        ("sched_process_exec", &progs.sched_process_exec),
-        ("sched_process_exit", &progs.sched_process_exit),
-    ] {
-        links.push(
-            prog.attach()
-                .with_context(|| format!("attaching the {name} program; libbpf said:\n{}", libbpf_log::recent()))?,
-        );
+    let mut attached: Vec<&str> = Vec::new();
+    let mut mechanisms = serde_json::Map::new();
+    for (hook, programs) in &plan.hooks {
+        let mut sections = Vec::new();
+        for p in programs {
+            let prog = skel
+                .object()
+                .progs_mut()
+                .find(|prog| prog.name() == p.name)
+                .ok_or_else(|| anyhow!("the BPF object has no program {}", p.name))?;
+            sections.push(prog.section().to_string_lossy().into_owned());
+            if attached.contains(&p.name) {
+                continue;
+            }
+            links.push(prog.attach().with_context(|| {
+                format!(
+                    "attaching {} ({} for {}; try another --attach); libbpf said:\n{}",
+                    prog.section().to_string_lossy(),
+                    hook.mechanism,
+                    hook.probe,
+                    libbpf_log::recent()
+                )
+            })?);
+            attached.push(p.name);
+        }
+        mechanisms.insert(hook.probe.into(), format!("{}: {}", hook.mechanism, sections.join(", ")).into());
     }
     // After attaching, so a listen() in between is seen by one side or the other.
     listeners::seed(&skel.maps.listeners, cfg);
     links.extend(calls::attach(&mut skel, &cfg.probes, &cfg.pids)?);
-    let mut mechanisms: serde_json::Map<String, serde_json::Value> =
-        TRACEPOINT_MECHANISMS.iter().map(|(p, m)| (p.to_string(), serde_json::Value::from(*m))).collect();
     if !cfg.probes.is_empty() {
         mechanisms.insert("call".into(), "uprobe+uretprobe, usdt (netrec.probes)".into());
     }

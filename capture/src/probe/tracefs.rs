@@ -1,10 +1,16 @@
-//! tracefs is needed to attach syscall tracepoints (splice accounting).
+//! tracefs is needed to attach syscall tracepoints (splice accounting) and,
+//! on kernels without the kprobe PMU, kprobes.
 
 use std::path::Path;
 
 use anyhow::{bail, Result};
 
 const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Where tracefs lists its events once mounted.
+pub fn events() -> &'static Path {
+    Path::new("/sys/kernel/tracing/events")
+}
 
 /// Unmounts tracefs on drop if we were the ones to mount it.
 pub struct TracefsGuard {
@@ -23,7 +29,7 @@ impl Drop for TracefsGuard {
 
 /// Makes sure `/sys/kernel/tracing/events` exists, mounting tracefs if needed.
 pub fn ensure_mounted() -> Result<TracefsGuard> {
-    let events = Path::new(TRACEFS).join("events");
+    let events = events();
     if events.is_dir() {
         return Ok(TracefsGuard { mounted_by_us: false });
     }

@@ -1,0 +1,370 @@
+//! Which kernel hook feeds each probe. Every probe has a tracepoint program;
+//! most also have fentry and kprobe programs sharing its body in
+//! bpf/netrec.bpf.c. `--attach auto` takes, probe by probe, the first of
+//! tracepoint, fentry, kprobe this kernel offers; `--attach X` takes X for
+//! every probe that has it.
+
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use libbpf_rs::btf::types::{Func as BtfFunc, FuncProto};
+use libbpf_rs::btf::Btf;
+use libbpf_rs::libbpf_sys;
+
+use crate::cli::Attach;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Tracepoint,
+    Fentry,
+    Kprobe,
+}
+
+impl fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mechanism::Tracepoint => "tracepoint",
+            Mechanism::Fentry => "fentry",
+            Mechanism::Kprobe => "kprobe",
+        })
+    }
+}
+
+/// What a program needs from the running kernel.
+#[derive(Debug, Clone, Copy)]
+enum Needs {
+    /// A tracepoint, which BTF lists as the typedef `btf_trace_<name>`.
+    Tp(&'static str),
+    /// A syscall tracepoint under tracefs `events/syscalls/`.
+    SyscallTp(&'static str),
+    /// A kernel function taking one of these numbers of parameters.
+    Func(&'static str, &'static [usize]),
+}
+
+#[derive(Debug)]
+pub struct Program {
+    /// The program's name in bpf/netrec.bpf.c.
+    pub name: &'static str,
+    needs: Needs,
+    /// Loaded when the kernel has it, skipped otherwise (tcp_sendpage left in 6.5).
+    optional: bool,
+}
+
+const fn prog(name: &'static str, needs: Needs) -> Program {
+    Program { name, needs, optional: false }
+}
+
+const fn optional(name: &'static str, needs: Needs) -> Program {
+    Program { name, needs, optional: true }
+}
+
+#[derive(Debug)]
+pub struct Hook {
+    pub probe: &'static str,
+    pub mechanism: Mechanism,
+    programs: &'static [Program],
+}
+
+use Mechanism::*;
+use Needs::*;
+
+/// Probes in the order they are attached; within a probe, preference order.
+const HOOKS: &[Hook] = &[
+    Hook { probe: "send", mechanism: Tracepoint, programs: &[prog("sock_send_length", Tp("sock_send_length"))] },
+    Hook {
+        probe: "send",
+        mechanism: Fentry,
+        programs: &[
+            prog("fexit_tcp_sendmsg", Func("tcp_sendmsg", &[3])),
+            optional("fexit_tcp_sendpage", Func("tcp_sendpage", &[5])),
+        ],
+    },
+    Hook {
+        probe: "send",
+        mechanism: Kprobe,
+        programs: &[
+            prog("kretprobe_tcp_sendmsg", Func("tcp_sendmsg", &[3])),
+            prog("kprobe_tcp_sendmsg", Func("tcp_sendmsg", &[3])),
+            optional("kretprobe_tcp_sendpage", Func("tcp_sendpage", &[5])),
+            optional("kprobe_tcp_sendpage", Func("tcp_sendpage", &[5])),
+        ],
+    },
+    Hook { probe: "recv", mechanism: Tracepoint, programs: &[prog("sock_recv_length", Tp("sock_recv_length"))] },
+    Hook { probe: "recv", mechanism: Fentry, programs: &[prog("fexit_tcp_recvmsg", Func("tcp_recvmsg", &[5, 6]))] },
+    Hook {
+        probe: "recv",
+        mechanism: Kprobe,
+        // tcp_splice_read's mark keeps a splice from being taken for the
+        // thread's last recvmsg; it counts only if recv_splice is kprobe too.
+        programs: &[
+            prog("kprobe_tcp_cleanup_rbuf", Func("tcp_cleanup_rbuf", &[2])),
+            prog("kprobe_tcp_recvmsg", Func("tcp_recvmsg", &[5, 6])),
+            prog("kprobe_tcp_splice_read", Func("tcp_splice_read", &[5])),
+        ],
+    },
+    Hook {
+        probe: "recv_splice",
+        mechanism: Tracepoint,
+        programs: &[
+            prog("splice_exit", SyscallTp("sys_exit_splice")),
+            prog("tcp_rcv_space_adjust", Tp("tcp_rcv_space_adjust")),
+            prog("splice_enter", SyscallTp("sys_enter_splice")),
+        ],
+    },
+    Hook {
+        probe: "recv_splice",
+        mechanism: Fentry,
+        programs: &[prog("fexit_tcp_splice_read", Func("tcp_splice_read", &[5]))],
+    },
+    Hook {
+        probe: "recv_splice",
+        mechanism: Kprobe,
+        programs: &[
+            prog("kprobe_tcp_cleanup_rbuf", Func("tcp_cleanup_rbuf", &[2])),
+            prog("kprobe_tcp_splice_read", Func("tcp_splice_read", &[5])),
+        ],
+    },
+    Hook {
+        probe: "state",
+        mechanism: Tracepoint,
+        programs: &[prog("inet_sock_set_state", Tp("inet_sock_set_state"))],
+    },
+    Hook {
+        probe: "state",
+        mechanism: Fentry,
+        programs: &[
+            prog("fentry_tcp_set_state", Func("tcp_set_state", &[2])),
+            prog("fexit_inet_csk_listen_start", Func("inet_csk_listen_start", &[1, 2])),
+            prog("fexit_inet_csk_clone_lock", Func("inet_csk_clone_lock", &[3])),
+        ],
+    },
+    Hook {
+        probe: "state",
+        mechanism: Kprobe,
+        programs: &[
+            prog("kprobe_tcp_set_state", Func("tcp_set_state", &[2])),
+            prog("kretprobe_inet_csk_listen_start", Func("inet_csk_listen_start", &[1, 2])),
+            prog("kprobe_inet_csk_listen_start", Func("inet_csk_listen_start", &[1, 2])),
+            prog("kretprobe_inet_csk_clone_lock", Func("inet_csk_clone_lock", &[3])),
+        ],
+    },
+    Hook { probe: "rtt", mechanism: Tracepoint, programs: &[prog("tcp_probe", Tp("tcp_probe"))] },
+    Hook {
+        probe: "rtt",
+        mechanism: Fentry,
+        programs: &[prog("fentry_tcp_rcv_established", Func("tcp_rcv_established", &[2]))],
+    },
+    Hook {
+        probe: "rtt",
+        mechanism: Kprobe,
+        programs: &[prog("kprobe_tcp_rcv_established", Func("tcp_rcv_established", &[2]))],
+    },
+    Hook {
+        probe: "retransmit",
+        mechanism: Tracepoint,
+        programs: &[prog("tcp_retransmit_skb", Tp("tcp_retransmit_skb"))],
+    },
+    Hook {
+        probe: "retransmit",
+        mechanism: Fentry,
+        programs: &[prog("fexit_tcp_retransmit_skb", Func("tcp_retransmit_skb", &[3]))],
+    },
+    Hook {
+        probe: "retransmit",
+        mechanism: Kprobe,
+        programs: &[
+            prog("kretprobe_tcp_retransmit_skb", Func("tcp_retransmit_skb", &[3])),
+            prog("kprobe_tcp_retransmit_skb", Func("tcp_retransmit_skb", &[3])),
+        ],
+    },
+    Hook {
+        probe: "exec",
+        mechanism: Tracepoint,
+        programs: &[prog("sched_process_exec", Tp("sched_process_exec"))],
+    },
+    Hook {
+        probe: "exit",
+        mechanism: Tracepoint,
+        programs: &[prog("sched_process_exit", Tp("sched_process_exit"))],
+    },
+];
+
+/// Every program this table manages (the application-call programs are not here).
+pub fn managed(name: &str) -> bool {
+    HOOKS.iter().flat_map(|h| h.programs).any(|p| p.name == name)
+}
+
+/// What the running kernel offers, asked once.
+pub struct Kernel {
+    btf: Btf<'static>,
+    release: String,
+    /// Why fentry programs cannot be used here, if they cannot.
+    fentry_refused: Option<String>,
+    kprobes: bool,
+    tracefs_events: &'static Path,
+}
+
+impl Kernel {
+    pub fn inspect(tracefs_events: &'static Path) -> Result<Kernel> {
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+            bail!(
+                "this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): \
+                 netrec needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions since 2020)"
+            );
+        }
+        let btf = Btf::from_vmlinux().map_err(|e| anyhow::anyhow!("reading /sys/kernel/btf/vmlinux: {e}"))?;
+        let fentry_refused = fentry_refusal(&btf);
+        // libbpf attaches kprobes through this PMU, or through tracefs on old kernels.
+        let kprobes = Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
+            || tracefs_events.parent().is_some_and(|t| t.join("kprobe_events").exists());
+        Ok(Kernel { btf, release: crate::host::kernel_release(), fentry_refused, kprobes, tracefs_events })
+    }
+
+    fn params(&self, function: &str) -> Option<usize> {
+        let func: BtfFunc<'_> = self.btf.type_by_name(function)?;
+        let proto: FuncProto<'_> = func.next_type()?.try_into().ok()?;
+        Some(proto.len())
+    }
+
+    /// Why `mechanism` is unavailable on this kernel as a whole.
+    fn refusal(&self, mechanism: Mechanism) -> Option<String> {
+        match mechanism {
+            Tracepoint => None,
+            Fentry => self.fentry_refused.clone(),
+            Kprobe if !self.kprobes => Some("this kernel has no kprobes (CONFIG_KPROBES is off)".into()),
+            Kprobe => None,
+        }
+    }
+
+    /// Why this program cannot load here, if it cannot.
+    fn missing(&self, needs: Needs) -> Option<String> {
+        match needs {
+            Tp(name) => {
+                (self.btf.type_by_name::<libbpf_rs::btf::BtfType<'_>>(&format!("btf_trace_{name}")).is_none())
+                    .then(|| format!("no {name} tracepoint"))
+            }
+            SyscallTp(name) => (!self.tracefs_events.join("syscalls").join(name).is_dir())
+                .then(|| format!("no syscalls:{name} tracepoint")),
+            Func(name, counts) => match self.params(name) {
+                None => Some(format!("no {name}() in the kernel's BTF")),
+                Some(n) if !counts.contains(&n) => {
+                    Some(format!("{name}() takes {n} parameters here, netrec knows {counts:?}"))
+                }
+                Some(_) => None,
+            },
+        }
+    }
+}
+
+/// Loads a two-instruction fentry program on tcp_sendmsg, as libbpf-tools'
+/// fentry_can_attach() does: some kernels have the BTF but refuse the
+/// program type (no ftrace direct calls, or a security policy).
+fn fentry_refusal(btf: &Btf<'static>) -> Option<String> {
+    let Some(target) = btf.type_by_name::<BtfFunc<'_>>("tcp_sendmsg") else {
+        return Some("no tcp_sendmsg() in the kernel's BTF".into());
+    };
+    // r0 = 0; exit
+    let insns = [
+        libbpf_sys::bpf_insn { code: 0xb7, _bitfield_align_1: [], _bitfield_1: libbpf_sys::bpf_insn::new_bitfield_1(0, 0), off: 0, imm: 0 },
+        libbpf_sys::bpf_insn { code: 0x95, _bitfield_align_1: [], _bitfield_1: libbpf_sys::bpf_insn::new_bitfield_1(0, 0), off: 0, imm: 0 },
+    ];
+    let mut opts = libbpf_sys::bpf_prog_load_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: libbpf_sys::BPF_TRACE_FENTRY,
+        attach_btf_id: u32::from(target.type_id()),
+        ..Default::default()
+    };
+    // SAFETY: valid instructions and options that outlive the call.
+    let fd = unsafe {
+        libbpf_sys::bpf_prog_load(
+            libbpf_sys::BPF_PROG_TYPE_TRACING,
+            std::ptr::null(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            &mut opts,
+        )
+    };
+    if fd < 0 {
+        let err = std::io::Error::from_raw_os_error(-fd);
+        return Some(format!("this kernel refuses fentry programs ({err})"));
+    }
+    // SAFETY: we own the descriptor.
+    unsafe { libc::close(fd) };
+    None
+}
+
+/// The hooks chosen for this capture.
+pub struct Plan {
+    pub hooks: Vec<(&'static Hook, Vec<&'static Program>)>,
+    pub recvmsg_nargs: u32,
+    pub listen_nargs: u32,
+    pub kprobe_counts_splice: bool,
+}
+
+impl Plan {
+    pub fn loads(&self, program: &str) -> bool {
+        self.hooks.iter().flat_map(|(_, ps)| ps).any(|p| p.name == program)
+    }
+}
+
+/// Picks one hook per probe, or says in one line why a probe cannot be recorded.
+pub fn plan(attach: Attach, kernel: &Kernel) -> Result<Plan> {
+    let mut probes: Vec<&str> = HOOKS.iter().map(|h| h.probe).collect();
+    probes.dedup();
+    let forced = match attach {
+        Attach::Auto => None,
+        Attach::Tracepoint => Some(Tracepoint),
+        Attach::Fentry => Some(Fentry),
+        Attach::Kprobe => Some(Kprobe),
+    };
+    let mut hooks = Vec::new();
+    for probe in probes {
+        let offered: Vec<&Hook> = HOOKS.iter().filter(|h| h.probe == probe).collect();
+        let candidates: Vec<&Hook> = match forced {
+            None => offered,
+            Some(m) if offered.iter().any(|h| h.mechanism == m) => offered.into_iter().filter(|h| h.mechanism == m).collect(),
+            // exec and exit have tracepoints only, on every kernel.
+            Some(_) => offered.into_iter().filter(|h| h.mechanism == Tracepoint).collect(),
+        };
+        let mut refusals = Vec::new();
+        let mut chosen = None;
+        for hook in candidates {
+            match usable(hook, kernel) {
+                Ok(programs) => {
+                    chosen = Some((hook, programs));
+                    break;
+                }
+                Err(why) => refusals.push(format!("{}: {why}", hook.mechanism)),
+            }
+        }
+        match chosen {
+            Some(c) => hooks.push(c),
+            None => bail!(
+                "{}cannot record {probe} on this kernel ({}): {}",
+                forced.map(|m| format!("--attach {m}: ")).unwrap_or_default(),
+                kernel.release,
+                refusals.join("; ")
+            ),
+        }
+    }
+    let nargs = |f: &str, default: usize| kernel.params(f).unwrap_or(default) as u32;
+    let kprobe_counts_splice = hooks.iter().any(|(h, _)| h.probe == "recv_splice" && h.mechanism == Kprobe);
+    Ok(Plan { hooks, recvmsg_nargs: nargs("tcp_recvmsg", 5), listen_nargs: nargs("inet_csk_listen_start", 1), kprobe_counts_splice })
+}
+
+fn usable(hook: &'static Hook, kernel: &Kernel) -> Result<Vec<&'static Program>, String> {
+    if let Some(why) = kernel.refusal(hook.mechanism) {
+        return Err(why);
+    }
+    let mut programs = Vec::new();
+    for p in hook.programs {
+        match kernel.missing(p.needs) {
+            None => programs.push(p),
+            Some(_) if p.optional => {}
+            Some(why) => return Err(why),
+        }
+    }
+    Ok(programs)
+}
