@@ -195,7 +195,7 @@ fn rotation_makes_several_readable_segments_and_retention_prunes() {
     let out = dir.path().join("size");
     let server = Server::start();
     let cap = Capture::start(&out, &["--rotate-size", "4KiB", "--batch-rows", "64"]);
-    let clients: Vec<_> = (0..3).map(|_| server.run_client()).collect();
+    let clients: Vec<_> = (0..8).map(|_| server.run_client()).collect();
     let served = server.finish();
     assert!(cap.stop().0.success());
     let segs = read_segments(&out);

@@ -14,7 +14,7 @@ pub mod skel {
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
@@ -48,30 +48,36 @@ pub struct Probes<'obj> {
     _tracefs: tracefs::TracefsGuard,
 }
 
-/// Names the capabilities this process lacks for loading BPF tracing programs.
-fn missing_capabilities() -> String {
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
-    let eff = std::fs::read_to_string("/proc/self/status")
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+fn effective_capabilities() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         })
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// The capabilities missing for loading tracing programs, if any are.
+fn lacking_capabilities() -> Option<String> {
+    let eff = effective_capabilities();
     let has = |cap: u32| eff & (1 << cap) != 0;
     if has(CAP_SYS_ADMIN) {
-        return "CAP_SYS_ADMIN is present, so a security module or sysctl (kernel.unprivileged_bpf_disabled, lockdown) refused it".into();
+        return None;
     }
     let missing: Vec<&str> =
         [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")].iter().filter(|(c, _)| !has(*c)).map(|(_, n)| *n).collect();
-    if missing.is_empty() {
-        "CAP_BPF and CAP_PERFMON are present, so a security module or sysctl refused it".into()
-    } else {
-        format!("missing capability {} (or run as root)", missing.join(" and "))
-    }
+    (!missing.is_empty()).then(|| format!("missing capability {} (or run as root)", missing.join(" and ")))
+}
+
+/// Why the kernel answered EPERM to a load.
+fn refusal_reason() -> String {
+    lacking_capabilities().unwrap_or_else(|| {
+        "the capabilities are present, so a security module or sysctl (kernel.unprivileged_bpf_disabled, lockdown) refused it".into()
+    })
 }
 
 fn set_filters(skel: &NetrecSkel<'_>, cfg: &Config) -> Result<()> {
@@ -100,6 +106,10 @@ fn set_filters(skel: &NetrecSkel<'_>, cfg: &Config) -> Result<()> {
 
 /// Opens, configures, loads and attaches every probe.
 pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config) -> Result<Probes<'obj>> {
+    // Say so before mounting tracefs fails for the same reason.
+    if let Some(missing) = lacking_capabilities() {
+        bail!("the kernel will refuse to load the BPF programs: {missing}");
+    }
     // Syscall tracepoints (splice) and old kernels' kprobes need tracefs.
     let tracefs = tracefs::ensure_mounted()?;
     let kernel = hooks::Kernel::inspect(tracefs::events())?;
@@ -132,7 +142,7 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
 
     let mut skel = open.load().map_err(|e| {
         if e.kind() == libbpf_rs::ErrorKind::PermissionDenied {
-            anyhow!("the kernel refused to load the BPF programs (EPERM): {}", missing_capabilities())
+            anyhow!("the kernel refused to load the BPF programs (EPERM): {}", refusal_reason())
         } else {
             anyhow::Error::new(e).context(format!("loading the BPF programs; libbpf said:\n{}", libbpf_log::recent()))
         }
