@@ -64,11 +64,14 @@ struct sock_info {
 	__u32 last_srtt_us;
 	__u8 owner_known;
 	__u8 selected; /* owner passes the pid/comm/cgroup filters */
+	/* Reached TCP_CLOSE: kept, because the application may still read data
+	 * queued before the peer's FIN, until the address is born again. */
+	__u8 closed;
 	/* Last non-zero ports: the kernel zeroes the local port when the
 	 * socket is unhashed, before its final CLOSE transition. */
 	__u16 lport;
 	__u16 rport;
-	__u8 pad[6];
+	__u8 pad[5];
 	char comm[TASK_COMM_LEN];
 };
 
@@ -392,6 +395,16 @@ static __always_inline void handle_state(const struct sock *sk, int oldstate, in
 		return;
 	struct sock_info *si = sock_info_get(sk);
 
+	/* A new connection at the address of a closed one: a new identity. */
+	bool born = (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) ||
+		    newstate == TCP_SYN_RECV;
+
+	if (si && si->closed && born) {
+		__u64 id = __sync_fetch_and_add(&next_sock_id, 1);
+
+		__builtin_memset(si, 0, sizeof(*si));
+		si->id = id;
+	}
 	if (si) {
 		/* connect() and listen() run in the owner's context. */
 		if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN))
@@ -422,14 +435,13 @@ static __always_inline void handle_state(const struct sock *sk, int oldstate, in
 	}
 	emit_sock_event(sk, si, EVENT_STATE, 0, oldstate, newstate, false);
 	if (newstate == TCP_CLOSE) {
-		__u64 key = (__u64)sk;
-
 		if (oldstate == TCP_LISTEN) {
 			struct listener_key k = listener_key_of(sk);
 
 			bpf_map_delete_elem(&listeners, &k);
 		}
-		bpf_map_delete_elem(&socks, &key);
+		if (si)
+			si->closed = 1;
 	}
 }
 
@@ -497,10 +509,9 @@ int BPF_PROG(tcp_retransmit_skb, const struct sock *sk)
  * both reach with the bytes consumed so far (`copied`), reports them.
  */
 
-/* Parameter counts user space read from the kernel's BTF: tcp_recvmsg took
- * a `nonblock` argument before 5.19, inet_csk_listen_start a `backlog`. */
+/* tcp_recvmsg's parameter count, from the kernel's BTF: 6 before 5.19,
+ * which had `nonblock` before `flags`. */
 const volatile __u32 recvmsg_nargs = 5;
-const volatile __u32 listen_nargs = 1;
 /* Whether the kprobe receive path also counts splice(2) (else the splice
  * tracepoints do). */
 const volatile bool kprobe_counts_splice = false;
@@ -643,9 +654,12 @@ int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset,
 SEC("kprobe/tcp_recvmsg")
 int BPF_KPROBE(kprobe_tcp_recvmsg, struct sock *sk)
 {
-	__u32 flags = recvmsg_nargs == 6 ? PT_REGS_PARM5(ctx) : PT_REGS_PARM4(ctx);
+	__u64 parm4 = PT_REGS_PARM4(ctx), parm5 = PT_REGS_PARM5(ctx);
 
-	recv_mark(sk, flags, false);
+	/* Two fixed loads: the verifier refuses a computed offset into ctx. */
+	barrier_var(parm4);
+	barrier_var(parm5);
+	recv_mark(sk, recvmsg_nargs == 6 ? parm5 : parm4, false);
 	return 0;
 }
 
@@ -685,18 +699,19 @@ int BPF_KPROBE(kprobe_tcp_cleanup_rbuf, struct sock *sk, int copied)
 }
 
 SEC("fexit/tcp_recvmsg")
-int fexit_tcp_recvmsg(__u64 *ctx)
+int BPF_PROG(fexit_tcp_recvmsg, struct sock *sk, struct msghdr *msg, size_t len, int flags,
+	     int *addr_len, int ret)
 {
-	struct sock *sk = (struct sock *)ctx[0];
-	int flags, ret;
+	if (ret > 0 && !(flags & MSG_PEEK))
+		handle_data(sk, EVENT_RECV, ret);
+	return 0;
+}
 
-	if (recvmsg_nargs == 6) {
-		flags = ctx[4];
-		ret = ctx[6];
-	} else {
-		flags = ctx[3];
-		ret = ctx[5];
-	}
+/* Before 5.19 tcp_recvmsg took `nonblock` before `flags`. */
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(fexit_tcp_recvmsg_nonblock, struct sock *sk, struct msghdr *msg, size_t len,
+	     int nonblock, int flags, int *addr_len, int ret)
+{
 	if (ret > 0 && !(flags & MSG_PEEK))
 		handle_data(sk, EVENT_RECV, ret);
 	return 0;
@@ -749,12 +764,19 @@ int BPF_KRETPROBE(kretprobe_inet_csk_listen_start, int ret)
 }
 
 SEC("fexit/inet_csk_listen_start")
-int fexit_inet_csk_listen_start(__u64 *ctx)
+int BPF_PROG(fexit_inet_csk_listen_start, struct sock *sk, int ret)
 {
-	int ret = listen_nargs == 2 ? ctx[2] : ctx[1];
-
 	if (ret == 0)
-		handle_state((struct sock *)ctx[0], TCP_CLOSE, TCP_LISTEN);
+		handle_state(sk, TCP_CLOSE, TCP_LISTEN);
+	return 0;
+}
+
+/* Before 5.19 inet_csk_listen_start took the backlog too. */
+SEC("fexit/inet_csk_listen_start")
+int BPF_PROG(fexit_inet_csk_listen_start_backlog, struct sock *sk, int backlog, int ret)
+{
+	if (ret == 0)
+		handle_state(sk, TCP_CLOSE, TCP_LISTEN);
 	return 0;
 }
 

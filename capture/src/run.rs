@@ -26,6 +26,8 @@ use crate::segment::writer::{CaptureFacts, SegmentWriter};
 const POLL: Duration = Duration::from_millis(100);
 /// Rows reach the writer at least this often, so rotation and losses stay timely.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Any negative value makes libbpf's consume() return early.
+const BATCH_FULL: i32 = -libc::EAGAIN;
 
 enum Msg {
     Batch(RecordBatch, PerKind, Counters),
@@ -187,6 +189,7 @@ pub fn run(cfg: Config) -> Result<Summary> {
     }));
     let mut rb_builder = RingBufferBuilder::new();
     let sink = Rc::clone(&pending);
+    let batch_rows = cfg.batch_rows;
     rb_builder
         .add(&probes.skel.maps.events, move |data: &[u8]| {
             let mut p = sink.borrow_mut();
@@ -200,7 +203,13 @@ pub fn run(cfg: Config) -> Result<Summary> {
                 // Never abort the stream over one bad record: count it.
                 Err(_) => p.bad_records += 1,
             }
-            0
+            // A full batch stops this consume() once libbpf has taken the
+            // record, so a burst never grows a batch past --batch-rows.
+            if p.batch.len() >= batch_rows {
+                BATCH_FULL
+            } else {
+                0
+            }
         })
         .context("setting up the ring buffer")?;
     let ring = rb_builder.build().context("setting up the ring buffer")?;
@@ -231,7 +240,9 @@ pub fn run(cfg: Config) -> Result<Summary> {
         }
         // Both report how many records were handled; errors here are EINTR from our signals.
         let _ = ring.poll(POLL);
-        let _ = ring.consume();
+        if pending.borrow().batch.len() < cfg.batch_rows {
+            let _ = ring.consume();
+        }
         if let Some(live) = pending.borrow_mut().live.as_mut() {
             let _ = live.tick(chrono::Utc::now(), &mut stdout);
         }
@@ -245,7 +256,14 @@ pub fn run(cfg: Config) -> Result<Summary> {
     }
     // Detach first so nothing arrives after the final drain.
     probes.detach();
-    let _ = ring.consume();
+    let mut result = result;
+    while result.is_ok() {
+        let _ = ring.consume();
+        if pending.borrow().batch.len() < cfg.batch_rows {
+            break;
+        }
+        result = flush(&mut counted, &probes);
+    }
     // Calls still running: rows without a duration, then the final flush.
     let result = result.and_then(|()| {
         let mut p = pending.borrow_mut();

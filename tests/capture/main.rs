@@ -5,6 +5,7 @@ mod calls;
 mod databases;
 mod servers;
 mod support;
+mod vm;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;

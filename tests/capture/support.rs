@@ -60,7 +60,12 @@ pub struct Capture {
 impl Capture {
     /// Starts the capture and waits until its probes are attached.
     pub fn start(dir: &Path, args: &[&str]) -> Capture {
-        let mut child = Command::new(CAPTURE)
+        Capture::start_binary(Path::new(CAPTURE), dir, args)
+    }
+
+    /// Starts the given netrec-capture build (tests/capture/vm.rs: the static one).
+    pub fn start_binary(binary: &Path, dir: &Path, args: &[&str]) -> Capture {
+        let mut child = Command::new(binary)
             .arg("--output")
             .arg(dir)
             .args(args)

@@ -42,21 +42,33 @@ enum Needs {
     Func(&'static str, &'static [usize]),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Required,
+    /// Loaded when the kernel has it, skipped otherwise (tcp_sendpage left in 6.5).
+    Optional,
+    /// One of a hook's variants for different signatures must load.
+    Variant,
+}
+
 #[derive(Debug)]
 pub struct Program {
     /// The program's name in bpf/netrec.bpf.c.
     pub name: &'static str,
     needs: Needs,
-    /// Loaded when the kernel has it, skipped otherwise (tcp_sendpage left in 6.5).
-    optional: bool,
+    role: Role,
 }
 
 const fn prog(name: &'static str, needs: Needs) -> Program {
-    Program { name, needs, optional: false }
+    Program { name, needs, role: Role::Required }
 }
 
 const fn optional(name: &'static str, needs: Needs) -> Program {
-    Program { name, needs, optional: true }
+    Program { name, needs, role: Role::Optional }
+}
+
+const fn variant(name: &'static str, needs: Needs) -> Program {
+    Program { name, needs, role: Role::Variant }
 }
 
 #[derive(Debug)]
@@ -91,7 +103,14 @@ const HOOKS: &[Hook] = &[
         ],
     },
     Hook { probe: "recv", mechanism: Tracepoint, programs: &[prog("sock_recv_length", Tp("sock_recv_length"))] },
-    Hook { probe: "recv", mechanism: Fentry, programs: &[prog("fexit_tcp_recvmsg", Func("tcp_recvmsg", &[5, 6]))] },
+    Hook {
+        probe: "recv",
+        mechanism: Fentry,
+        programs: &[
+            variant("fexit_tcp_recvmsg", Func("tcp_recvmsg", &[5])),
+            variant("fexit_tcp_recvmsg_nonblock", Func("tcp_recvmsg", &[6])),
+        ],
+    },
     Hook {
         probe: "recv",
         mechanism: Kprobe,
@@ -135,7 +154,8 @@ const HOOKS: &[Hook] = &[
         mechanism: Fentry,
         programs: &[
             prog("fentry_tcp_set_state", Func("tcp_set_state", &[2])),
-            prog("fexit_inet_csk_listen_start", Func("inet_csk_listen_start", &[1, 2])),
+            variant("fexit_inet_csk_listen_start", Func("inet_csk_listen_start", &[1])),
+            variant("fexit_inet_csk_listen_start_backlog", Func("inet_csk_listen_start", &[2])),
             prog("fexit_inet_csk_clone_lock", Func("inet_csk_clone_lock", &[3])),
         ],
     },
@@ -299,7 +319,6 @@ fn fentry_refusal(btf: &Btf<'static>) -> Option<String> {
 pub struct Plan {
     pub hooks: Vec<(&'static Hook, Vec<&'static Program>)>,
     pub recvmsg_nargs: u32,
-    pub listen_nargs: u32,
     pub kprobe_counts_splice: bool,
 }
 
@@ -351,7 +370,7 @@ pub fn plan(attach: Attach, kernel: &Kernel) -> Result<Plan> {
     }
     let nargs = |f: &str, default: usize| kernel.params(f).unwrap_or(default) as u32;
     let kprobe_counts_splice = hooks.iter().any(|(h, _)| h.probe == "recv_splice" && h.mechanism == Kprobe);
-    Ok(Plan { hooks, recvmsg_nargs: nargs("tcp_recvmsg", 5), listen_nargs: nargs("inet_csk_listen_start", 1), kprobe_counts_splice })
+    Ok(Plan { hooks, recvmsg_nargs: nargs("tcp_recvmsg", 5), kprobe_counts_splice })
 }
 
 fn usable(hook: &'static Hook, kernel: &Kernel) -> Result<Vec<&'static Program>, String> {
@@ -359,12 +378,18 @@ fn usable(hook: &'static Hook, kernel: &Kernel) -> Result<Vec<&'static Program>,
         return Err(why);
     }
     let mut programs = Vec::new();
+    let mut variant_missing = None;
     for p in hook.programs {
-        match kernel.missing(p.needs) {
-            None => programs.push(p),
-            Some(_) if p.optional => {}
-            Some(why) => return Err(why),
+        match (kernel.missing(p.needs), p.role) {
+            (None, _) => programs.push(p),
+            (Some(_), Role::Optional) => {}
+            (Some(why), Role::Variant) => variant_missing = Some(why),
+            (Some(why), Role::Required) => return Err(why),
         }
+    }
+    let has_variants = hook.programs.iter().any(|p| p.role == Role::Variant);
+    if has_variants && !programs.iter().any(|p| p.role == Role::Variant) {
+        return Err(variant_missing.unwrap_or_default());
     }
     Ok(programs)
 }

@@ -73,13 +73,6 @@ fn lacking_capabilities() -> Option<String> {
     (!missing.is_empty()).then(|| format!("missing capability {} (or run as root)", missing.join(" and ")))
 }
 
-/// Why the kernel answered EPERM to a load.
-fn refusal_reason() -> String {
-    lacking_capabilities().unwrap_or_else(|| {
-        "the capabilities are present, so a security module or sysctl (kernel.unprivileged_bpf_disabled, lockdown) refused it".into()
-    })
-}
-
 fn set_filters(skel: &NetrecSkel<'_>, cfg: &Config) -> Result<()> {
     for pid in &cfg.pids {
         skel.maps
@@ -137,16 +130,13 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
     }
     rodata.wakeup_bytes = (cfg.ringbuf_size / 16) as u64;
     rodata.recvmsg_nargs = plan.recvmsg_nargs;
-    rodata.listen_nargs = plan.listen_nargs;
     rodata.kprobe_counts_splice = plan.kprobe_counts_splice;
 
-    let mut skel = open.load().map_err(|e| {
-        if e.kind() == libbpf_rs::ErrorKind::PermissionDenied {
-            anyhow!("the kernel refused to load the BPF programs (EPERM): {}", refusal_reason())
-        } else {
-            anyhow::Error::new(e).context(format!("loading the BPF programs; libbpf said:\n{}", libbpf_log::recent()))
-        }
-    })?;
+    // The capabilities were checked above: an EPERM now comes from a sysctl,
+    // lockdown or the verifier, and libbpf's log says which.
+    let mut skel = open
+        .load()
+        .map_err(|e| anyhow::Error::new(e).context(format!("loading the BPF programs; libbpf said:\n{}", libbpf_log::recent())))?;
     set_filters(&skel, cfg)?;
 
     // Probe by probe in the plan's order; within a probe, return hooks

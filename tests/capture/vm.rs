@@ -1,0 +1,225 @@
+//! The static netrec-capture on a second kernel. Here (6.18) it records with
+//! tracepoints; in Debian's 6.1 cloud kernel under qemu (tests/vm/boot.sh),
+//! which lacks sock_send_length/sock_recv_length, it records once with
+//! `--attach auto`, once with kprobes and once with fentry. Every run must give
+//! the workload's own byte counts per process, the same connections and the
+//! same state sequences, each row attributed to the socket's owner.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::prelude::*;
+use serde_json::Value;
+
+use crate::support::*;
+
+/// Client connections the workload opens: 2 plain, sendfile, peek, 20 short.
+const CONNECTIONS: usize = 24;
+
+/// Builds the static executable the README documents, in its own target dir.
+fn static_capture() -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("static");
+    let triple = "x86_64-unknown-linux-gnu";
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--release", "-p", "netrec-capture", "--features", "static", "--target", triple])
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("LIBBPF_SYS_LIBRARY_PATH", "/usr/lib/x86_64-linux-gnu")
+        .output()
+        .expect("run cargo build for the static capture");
+    assert!(out.status.success(), "static build failed: {}", String::from_utf8_lossy(&out.stderr));
+    target.join(triple).join("release/netrec-capture")
+}
+
+/// One capture of `tcp_workload pair`: its rows and the workload's own counts.
+struct Run {
+    name: String,
+    dir: PathBuf,
+    segments: Vec<Segment>,
+    workload: Value,
+}
+
+impl Run {
+    fn pid(&self, role: &str) -> u32 {
+        self.workload[role]["pid"].as_u64().unwrap() as u32
+    }
+
+    fn mechanisms(&self) -> Value {
+        serde_json::from_str(&self.segments[0].metadata["netrec.mechanisms"]).unwrap()
+    }
+}
+
+fn host_run(capture: &Path, dir: &Path) -> Run {
+    let out = dir.join("host");
+    let cap = Capture::start_binary(capture, &out, &[]);
+    let w = Command::new(tcp_workload()).arg("pair").output().expect("run the workload");
+    assert!(w.status.success(), "workload: {}", String::from_utf8_lossy(&w.stderr));
+    let (status, _, stderr) = cap.stop();
+    assert!(status.success(), "{stderr:?}");
+    Run { name: "6.18 host".into(), segments: read_segments(&out), dir: out, workload: serde_json::from_slice(&w.stdout).unwrap() }
+}
+
+/// Boots the VM and takes its runs back from the tagged console lines.
+fn vm_runs(capture: &Path, dir: &Path, modes: &[&str]) -> (String, Vec<Run>) {
+    let boot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vm/boot.sh");
+    let out = Command::new("bash").arg(boot).arg(capture).arg(tcp_workload()).arg(modes.join(",")).output().unwrap();
+    let console = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "boot.sh failed: {}\n{console}", String::from_utf8_lossy(&out.stderr));
+    assert!(console.contains("vm-done"), "the VM did not finish:\n{console}");
+
+    let mut kernel = String::new();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut segment: Option<(PathBuf, String, String)> = None; // path, sha256, base64
+    let flush = |segment: &mut Option<(PathBuf, String, String)>| {
+        if let Some((path, sha, b64)) = segment.take() {
+            let bytes = BASE64_STANDARD.decode(&b64).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            std::fs::write(&path, &bytes).unwrap();
+            let got = Command::new("sha256sum").arg(&path).output().unwrap();
+            assert!(String::from_utf8_lossy(&got.stdout).starts_with(&sha), "{} arrived damaged", path.display());
+        }
+    };
+    for line in console.lines().map(|l| l.trim_end_matches('\r')) {
+        // The firmware's screen-clearing codes may precede the first tag.
+        let Some(line) = line.find("vm-").map(|i| &line[i..]) else { continue };
+        let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match tag {
+            "vm-kernel" => kernel = rest.to_string(),
+            "vm-run" => {
+                flush(&mut segment);
+                let out = dir.join(rest);
+                std::fs::create_dir_all(&out).unwrap();
+                runs.push(Run { name: format!("6.1 VM --attach {rest}"), dir: out, segments: Vec::new(), workload: Value::Null });
+            }
+            "vm-workload" => runs.last_mut().unwrap().workload = serde_json::from_str(rest).unwrap(),
+            "vm-exit" => assert!(rest.ends_with(" 0"), "capture in the VM failed ({rest}):\n{console}"),
+            "vm-segment" => {
+                flush(&mut segment);
+                let mut f = rest.split(' ');
+                let (_mode, name, sha) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+                segment = Some((runs.last().unwrap().dir.join(name), sha.to_string(), String::new()));
+            }
+            "vm-b64" => segment.as_mut().expect("base64 outside a segment").2.push_str(rest),
+            _ => {}
+        }
+    }
+    flush(&mut segment);
+    for run in &mut runs {
+        run.segments = read_segments(&run.dir);
+    }
+    (kernel, runs)
+}
+
+/// What must be the same on every kernel and mechanism.
+#[derive(Debug, PartialEq, Eq)]
+struct Facts {
+    /// (sent, received) of the server and of the client.
+    totals: [(u64, u64); 2],
+    /// Connections the client opened and the server accepted, and how many closed.
+    opened: [usize; 2],
+    closed: [usize; 2],
+    /// Each socket's state sequence, counted, per side.
+    sequences: [BTreeMap<Vec<(String, String)>, usize>; 2],
+}
+
+fn facts(run: &Run) -> Facts {
+    let rows = all_rows(&run.segments);
+    let md = &run.segments[0].metadata;
+    assert_eq!(md["netrec.lost_events"], "0", "{}", run.name);
+    let (server, client) = (run.pid("server"), run.pid("client"));
+    assert_eq!(run.pid("served"), server);
+    let port = run.workload["server"]["port"].as_u64().unwrap() as u16;
+    let other = run.workload["server"]["other_port"].as_u64().unwrap() as u16;
+
+    // Sockets of the workload's connections, by side; every row of each
+    // carries its owner, also those raised in softirq.
+    let mut by_sock: HashMap<u64, Vec<&Row>> = HashMap::new();
+    for r in rows.iter().filter(|r| r.sock_id.is_some()) {
+        by_sock.entry(r.sock_id.unwrap()).or_default().push(r);
+    }
+    let mut sequences: [BTreeMap<Vec<(String, String)>, usize>; 2] = Default::default();
+    let mut opened = [0; 2];
+    let mut closed = [0; 2];
+    for sock_rows in by_sock.values_mut() {
+        let side = if sock_rows.iter().any(|r| r.rport == Some(port) || r.rport == Some(other)) {
+            1
+        } else if sock_rows.iter().any(|r| (r.lport == Some(port) || r.lport == Some(other)) && r.rport != Some(0)) {
+            0
+        } else {
+            continue;
+        };
+        let owner = [server, client][side];
+        sock_rows.sort_by_key(|r| r.ts_kernel_ns);
+        for r in sock_rows.iter() {
+            assert_eq!(r.pid, Some(owner), "{}: {r:?}", run.name);
+        }
+        let seq: Vec<(String, String)> = sock_rows
+            .iter()
+            .filter(|r| r.kind == "state")
+            .map(|r| (r.old_state.clone().unwrap(), r.new_state.clone().unwrap()))
+            .collect();
+        if seq.iter().any(|(o, n)| (o == "CLOSE" && n == "SYN_SENT") || (o == "LISTEN" && n == "SYN_RECV")) {
+            opened[side] += 1;
+        }
+        if seq.last().is_some_and(|(_, n)| n == "CLOSE") {
+            closed[side] += 1;
+        }
+        *sequences[side].entry(seq).or_default() += 1;
+    }
+    Facts { totals: [totals_for(&rows, server), totals_for(&rows, client)], opened, closed, sequences }
+}
+
+#[test]
+fn same_totals_states_and_owners_on_6_1_with_kprobe_and_fentry() {
+    let _g = serial();
+    let dir = tempdir();
+    let capture = static_capture();
+    let out = Command::new("file").arg("-L").arg(&capture).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("static"), "not static: {}", String::from_utf8_lossy(&out.stdout));
+
+    let host = host_run(&capture, dir.path());
+    let (kernel, vm) = vm_runs(&capture, dir.path(), &["auto", "kprobe", "fentry"]);
+    assert!(kernel.starts_with("6.1."), "the VM ran {kernel}");
+    assert_eq!(vm.len(), 3);
+
+    // The workload's own counts are the truth, and the same on both kernels.
+    let truth = |run: &Run| [expected(&run.workload["served"]), expected(&run.workload["client"])];
+    let reference = facts(&host);
+    assert_eq!(reference.totals, truth(&host), "host");
+    assert_eq!(reference.opened, [CONNECTIONS; 2]);
+    assert_eq!(reference.closed, [CONNECTIONS; 2]);
+    for run in &vm {
+        assert_eq!(truth(run), truth(&host), "{}: the workload itself moved other sizes", run.name);
+        assert_eq!(facts(run), reference, "{} differs from the 6.18 tracepoint capture", run.name);
+    }
+
+    // Which hooks fed each probe, as each segment records it.
+    let mech = |run: &Run, probe: &str| run.mechanisms()[probe].as_str().unwrap().to_string();
+    for probe in ["send", "recv", "state", "rtt"] {
+        assert!(mech(&host, probe).starts_with("tracepoint"), "{}", host.mechanisms());
+    }
+    let (auto, kprobe, fentry) = (&vm[0], &vm[1], &vm[2]);
+    assert!(mech(auto, "send").starts_with("fentry:") && mech(auto, "recv").starts_with("fentry:"), "{}", auto.mechanisms());
+    assert!(mech(auto, "state").starts_with("tracepoint:"), "{}", auto.mechanisms());
+    for probe in ["send", "recv", "recv_splice", "state", "rtt", "retransmit"] {
+        assert!(mech(kprobe, probe).starts_with("kprobe:"), "{}", kprobe.mechanisms());
+        assert!(mech(fentry, probe).starts_with("fentry:"), "{}", fentry.mechanisms());
+    }
+    assert!(mech(kprobe, "send").contains("kprobe/tcp_sendpage"), "sendfile on 6.1: {}", kprobe.mechanisms());
+
+    // The host's analyzer reads what came out of the VM.
+    for run in &vm {
+        let netio = analyze_json(&["netio", run.dir.to_str().unwrap()]);
+        let per_pid: HashSet<(u64, u64, u64)> = netio
+            .iter()
+            .filter(|r| r["total"] == "key")
+            .map(|r| (r["pid"].as_u64().unwrap(), r["sent_bytes"].as_u64().unwrap(), r["recv_bytes"].as_u64().unwrap()))
+            .collect();
+        for (role, (sent, recv)) in [("served", truth(run)[0]), ("client", truth(run)[1])] {
+            let pid = run.workload[role]["pid"].as_u64().unwrap();
+            assert!(per_pid.contains(&(pid, sent, recv)), "{}: netio {netio:?}", run.name);
+        }
+    }
+}
