@@ -26,6 +26,9 @@ Examples:
   # PostgreSQL query latency from its USDT probes (query__start + query__done)
   netrec-capture -o /var/tmp/netrec --usdt /usr/lib/postgresql/15/bin/postgres:postgresql:query
 
+  # A kernel before 6.3: auto uses fentry (else kprobes) for bytes; force kprobes
+  netrec-capture -o /var/tmp/netrec --attach kprobe --duration 1m
+
 Application probes: FUNCTION is a plain name (login_connection), a C++ name
 without or with parameters (THD::init, login_connection(THD*)) or the symbol
 as in the binary (_Z16login_connectionP3THD). --usdt PROVIDER:BASE records a
@@ -124,7 +127,8 @@ pub struct Args {
     #[arg(long = "usdt-pair", value_name = "[NAME=]BINARY:PROVIDER:START:DONE")]
     pub usdt_pairs: Vec<String>,
 
-    /// Which kind of kernel hook to use
+    /// Which kind of kernel hook to use; auto takes, probe by probe, a
+    /// tracepoint, else fentry, else a kprobe (recorded in netrec.mechanisms)
     #[arg(long, value_enum, default_value_t = Attach::Auto)]
     pub attach: Attach,
 
