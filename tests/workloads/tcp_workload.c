@@ -6,8 +6,8 @@
  *                                  {"pid","port","other_port"}, serves until
  *                                  stdin closes, then prints its own counts.
  *   tcp_workload client PORT OTHER runs every scenario against PORT and one
- *                                  plain connection against OTHER; prints its
- *                                  own counts.
+ *                                  plain connection against OTHER, then one SYN
+ *                                  that is retransmitted; prints its own counts.
  *   tcp_workload pair              runs a server and a client (both exec'd)
  *                                  and prints {"server":…,"served":…,"client":…}.
  *
@@ -342,8 +342,30 @@ static int client(int port, int other_port)
 		close(fd);
 	}
 
+	/* A SYN nobody answers, retransmitted after the initial 1 s RTO: this
+	 * process's own listener has a full accept queue, so it drops the SYN. */
+	int retransmit_port;
+	{
+		struct sockaddr_in a = { .sin_family = AF_INET };
+		int l = socket(AF_INET, SOCK_STREAM, 0), queued, dropped;
+
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 0))
+			die("listen with backlog 0");
+		retransmit_port = local_port(l);
+		queued = connect_to(retransmit_port);
+		a.sin_port = htons(retransmit_port);
+		dropped = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (dropped < 0 || (connect(dropped, (struct sockaddr *)&a, sizeof(a)) && errno != EINPROGRESS))
+			die("connect to the full listener");
+		usleep(1500000);
+		close(dropped);
+		close(queued);
+		close(l);
+	}
+
 	char extra[512];
-	int len = snprintf(extra, sizeof(extra), "\"short_ports\": [");
+	int len = snprintf(extra, sizeof(extra), "\"retransmit_port\": %d, \"short_ports\": [", retransmit_port);
 
 	for (int i = 0; i < SHORT_CONNS; i++)
 		len += snprintf(extra + len, sizeof(extra) - len, "%s%d", i ? ", " : "", short_ports[i]);
