@@ -1,6 +1,7 @@
 //! netrec-capture against the real kernel, as root, with real loopback traffic
 //! whose sizes the workload knows exactly (tests/workloads/tcp_workload.c).
 
+mod bench;
 mod calls;
 mod databases;
 mod servers;

@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""The measurements behind bench/run (stdlib only). Prints a Markdown report.
+
+Every comparison alternates its variants run by run (baseline, capture, peer,
+baseline, …) and reports medians, because absolute times on shared machines drift.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+class Capture:
+    """netrec-capture as a child: started, ready, stopped with its rusage."""
+
+    def __init__(self, binary, out, *flags):
+        self.out = out
+        self.proc = subprocess.Popen([binary, "--output", out, *flags], stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if "recording to" in line:
+                return
+        raise SystemExit(f"netrec-capture did not start: {''.join(self.lines)}")
+
+    def stop(self):
+        time.sleep(0.5)  # let the reader drain what is queued
+        self.proc.send_signal(signal.SIGINT)
+        self.lines += self.proc.stderr.readlines()
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        if self.proc.returncode != 0:
+            raise SystemExit(f"netrec-capture failed: {''.join(self.lines)}")
+        done = re.search(r"done: (\d+) events in \d+ segments \(\d+ kept\), (\d+) lost", "".join(self.lines))
+        size = sum(os.path.getsize(os.path.join(self.out, f)) for f in os.listdir(self.out))
+        return {
+            "events": int(done.group(1)),
+            "lost": int(done.group(2)),
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "max_rss_kib": usage.ru_maxrss,
+            "bytes": size,
+        }
+
+
+def stream(binary, messages, size):
+    return json.loads(sh(binary, str(messages), str(size)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_rps(port, requests):
+    out = sh("redis-benchmark", "-p", str(port), "-n", str(requests), "-c", "20", "-t", "set,get", "--csv")
+    rps = {}
+    for line in out.splitlines():
+        cells = [c.strip('"') for c in line.split(",")]
+        if cells[0] in ("SET", "GET"):
+            rps[cells[0]] = float(cells[1])
+    return rps
+
+
+def bpf_progs():
+    """id -> (name, run_time_ns, run_cnt) of every loaded BPF program."""
+    return {
+        p["id"]: (p.get("name", "?"), p.get("run_time_ns", 0), p.get("run_cnt", 0))
+        for p in json.loads(sh("bpftool", "prog", "show", "--json"))
+    }
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--capture", required=True)
+    ap.add_argument("--stream", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--stream-messages", type=int, default=400000)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--redis-requests", type=int, default=200000)
+    ap.add_argument("--smoke", action="store_true")
+    a = ap.parse_args()
+    n, size = a.stream_messages, a.size
+    outdir = lambda: tempfile.mkdtemp(dir=a.work)  # noqa: E731
+    report = []
+    say = report.append
+
+    commit = sh("git", "rev-parse", "--short", "HEAD").strip()
+    dirty = " (uncommitted changes)" if sh("git", "status", "--porcelain", "--untracked-files=no").strip() else ""
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    say(f"## Run of {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    say("")
+    say(f"commit {commit}{dirty}; Linux {platform.release()}; {os.cpu_count()} × {cpu}; "
+        f"`bash bench/run{' --smoke' if a.smoke else ''}` ({a.runs} alternating runs, medians)")
+    say("")
+
+    # 1. Kernel cost per event, from the kernel's own BPF statistics.
+    old_stats = open(BPF_STATS).read().strip()
+    with open(BPF_STATS, "w") as f:
+        f.write("1")
+    try:
+        existing = bpf_progs()
+        cap = Capture(a.capture, outdir(), "--attach", "tracepoint")
+        # The capture's programs are the ones that appeared with it.
+        before = {i: p for i, p in bpf_progs().items() if i not in existing}
+        stream(a.stream, n, size)
+        after = {i: p for i, p in bpf_progs().items() if i in before}
+        cap.stop()
+    finally:
+        with open(BPF_STATS, "w") as f:
+            f.write(old_stats)
+    say(f"### Kernel cost per event (tracepoints, stream of {n:,} × {size} B)")
+    say("")
+    say("| program | runs | ns per run |")
+    say("|---|---:|---:|")
+    for i, (name, t1, c1) in sorted(after.items(), key=lambda kv: kv[1][0]):
+        t, c = t1 - before[i][1], c1 - before[i][2]
+        if c:
+            say(f"| {name} | {c:,} | {t / c:.0f} |")
+    say("")
+
+    # 2. Slowdown of the stream and of redis-benchmark, alternating.
+    variants = ["none", "netrec"] + ([] if a.smoke else ["bpftrace"])
+    rates = {v: [] for v in variants}
+    caps = []
+    for _ in range(a.runs):
+        for v in variants:
+            if v == "none":
+                rates[v].append(stream(a.stream, n, size)["sends_per_s"])
+            elif v == "netrec":
+                cap = Capture(a.capture, outdir())
+                rates[v].append(stream(a.stream, n, size)["sends_per_s"])
+                caps.append(cap.stop())
+            else:
+                bt = subprocess.Popen(
+                    ["bpftrace", "-e",
+                     'tracepoint:sock:sock_send_length { printf("%d %d send %d\\n", nsecs, pid, args->ret); } '
+                     'tracepoint:sock:sock_recv_length { printf("%d %d recv %d\\n", nsecs, pid, args->ret); }'],
+                    stdout=open(os.path.join(a.work, "bpftrace.out"), "w"), stderr=subprocess.PIPE, text=True)
+                time.sleep(3)  # bpftrace attaches
+                rates[v].append(stream(a.stream, n, size)["sends_per_s"])
+                bt.send_signal(signal.SIGINT)
+                bt.wait()
+    base = median(rates["none"])
+    say(f"### Loopback stream: {n:,} sends and {n:,} receives of {size} B")
+    say("")
+    say("| recorder | sends/s (median) | vs none |")
+    say("|---|---:|---:|")
+    for v in variants:
+        say(f"| {v} | {median(rates[v]):,.0f} | {median(rates[v]) / base - 1:+.1%} |")
+    say("")
+    lost = [c["lost"] for c in caps]
+    events = median([c["events"] for c in caps])
+    say(f"netrec recorded a median {events:,.0f} events per run, lost {lost} (per run).")
+    say("")
+
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        rr = {v: [] for v in ("none", "netrec")}
+        for _ in range(a.runs):
+            rr["none"].append(redis_rps(port, a.redis_requests))
+            cap = Capture(a.capture, outdir())
+            rr["netrec"].append(redis_rps(port, a.redis_requests))
+            cap.stop()
+    finally:
+        redis.terminate()
+        redis.wait()
+    say(f"### redis-benchmark -n {a.redis_requests:,} -c 20 -t set,get")
+    say("")
+    say("| recorder | SET rps | GET rps | vs none (SET, GET) |")
+    say("|---|---:|---:|---:|")
+    for v in rr:
+        s, g = median([r["SET"] for r in rr[v]]), median([r["GET"] for r in rr[v]])
+        s0, g0 = median([r["SET"] for r in rr["none"]]), median([r["GET"] for r in rr["none"]])
+        say(f"| {v} | {s:,.0f} | {g:,.0f} | {s / s0 - 1:+.1%}, {g / g0 - 1:+.1%} |")
+    say("")
+
+    # 3. User-space cost, memory and bytes on disk, from the stream captures.
+    say("### User space and disk (netrec, stream captures)")
+    say("")
+    say("| measure | median |")
+    say("|---|---:|")
+    say(f"| capture CPU (user+sys) per event, ring buffer to closed Parquet | "
+        f"{median([c['cpu_s'] / c['events'] * 1e9 for c in caps]):.0f} ns |")
+    say(f"| peak RSS | {median([c['max_rss_kib'] for c in caps]) / 1024:.1f} MiB |")
+    say(f"| bytes on disk per event (send/recv) | {median([c['bytes'] / c['events'] for c in caps]):.2f} B |")
+    say("")
+
+    # 4. Loss against ring-buffer and batch size at the stream's full rate.
+    say("### Lost events at the stream's full rate, by ring buffer and batch size")
+    say("")
+    say("| --ringbuf-size | --batch-rows | events | lost |")
+    say("|---|---:|---:|---:|")
+    sizes = ["256KiB", "16MiB"] if a.smoke else ["64KiB", "256KiB", "1MiB", "16MiB"]
+    for rb in sizes:
+        for br in ["4096", "65536"]:
+            cap = Capture(a.capture, outdir(), "--ringbuf-size", rb, "--batch-rows", br)
+            stream(a.stream, n, size)
+            c = cap.stop()
+            say(f"| {rb} | {br} | {c['events']:,} | {c['lost']:,} |")
+    say("")
+
+    text = "\n".join(report) + "\n"
+    sys.stdout.write(text)
+    os.makedirs("bench/results", exist_ok=True)
+    if not a.smoke:
+        with open(f"bench/results/{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M}.md", "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()

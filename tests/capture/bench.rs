@@ -1,0 +1,37 @@
+//! bench/run --smoke: the benchmark suite still runs end to end, and the
+//! kernel's own statistics agree with the stream's known number of calls.
+
+use std::process::Command;
+
+use crate::support::*;
+
+#[test]
+fn benchmark_suite_smoke_run() {
+    let _g = serial();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("bash")
+        .arg(root.join("bench/run"))
+        .arg("--smoke")
+        .current_dir(&root)
+        .env("NETREC_CAPTURE", CAPTURE)
+        .output()
+        .expect("run bench/run --smoke");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench/run --smoke failed: {}\n{report}", String::from_utf8_lossy(&out.stderr));
+    for section in ["Kernel cost per event", "Loopback stream", "redis-benchmark", "User space and disk", "Lost events"] {
+        assert!(report.contains(section), "no {section:?} in:\n{report}");
+    }
+    // The smoke stream sends and receives 20,000 messages, one call each;
+    // other traffic on the machine may add runs, never remove them.
+    for prog in ["sock_send_length", "sock_recv_length"] {
+        let runs: u64 = report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {prog} |")))
+            .and_then(|l| l.split('|').nth(2))
+            .map(|c| c.trim().replace(',', "").parse().unwrap())
+            .unwrap_or_else(|| panic!("no {prog} row in:\n{report}"));
+        assert!(runs >= 20_000, "{prog} ran {runs} times:\n{report}");
+    }
+    // The default 16 MiB ring buffer keeps up with the stream: nothing lost.
+    assert!(report.contains("| 16MiB | 65536 |") && report.lines().any(|l| l.starts_with("| 16MiB | 65536 |") && l.ends_with("| 0 |")), "{report}");
+}
