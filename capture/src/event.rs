@@ -116,7 +116,11 @@ pub fn decode(data: &[u8]) -> Result<Record<'_>, DecodeError> {
 /// A NUL-terminated kernel string as text (lossy: comm may hold any bytes).
 pub fn c_str(bytes: &[i8]) -> std::borrow::Cow<'_, str> {
     // SAFETY: i8 and u8 have the same layout.
-    let bytes: &[u8] = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len()) };
+    c_str_bytes(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len()) })
+}
+
+/// Text up to the first NUL, invalid UTF-8 replaced.
+pub fn c_str_bytes(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end])
 }

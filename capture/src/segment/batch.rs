@@ -1,6 +1,5 @@
 //! Decoded records appended column by column into an Arrow record batch.
 
-use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 
 use super::schema::arrow_schema;
-use crate::event::{c_str, tcp_state_name, Kind, PerKind, Record};
+use crate::event::{c_str, c_str_bytes, tcp_state_name, Kind, PerKind, Record};
 use crate::probe::skel::types::{netrec_call_event, netrec_proc_event, netrec_sock_event};
 
 const AF_INET: u8 = 2;
@@ -50,6 +49,8 @@ pub struct BatchBuilder {
     retval: Int64Builder,
     rows: usize,
     counts: PerKind,
+    addrs: TextCache<17>,
+    comms: TextCache<16>,
 }
 
 impl BatchBuilder {
@@ -87,6 +88,8 @@ impl BatchBuilder {
             retval: Int64Builder::new(),
             rows: 0,
             counts: PerKind::default(),
+            addrs: TextCache::new(),
+            comms: TextCache::new(),
         }
     }
 
@@ -132,7 +135,7 @@ impl BatchBuilder {
         self.push_common(kind, e.ts_ns);
         self.pid.append_value(e.pid);
         self.tid.append_value(e.tid);
-        self.comm.append_value(c_str(&e.comm));
+        self.comm.append_value(self.comms.text(comm_key(&e.comm), |k| c_str_bytes(k).into_owned()));
         self.ppid.append_null();
         self.no_sock();
         self.filename.append_null();
@@ -164,7 +167,7 @@ impl BatchBuilder {
         if e.owner_known != 0 {
             self.pid.append_value(e.pid);
             self.tid.append_value(e.tid);
-            self.comm.append_value(c_str(&e.comm));
+            self.comm.append_value(self.comms.text(comm_key(&e.comm), |k| c_str_bytes(k).into_owned()));
         } else {
             self.pid.append_null();
             self.tid.append_null();
@@ -175,9 +178,10 @@ impl BatchBuilder {
         let v4 = e.family == AF_INET;
         self.family.append_value(if v4 { "ipv4" } else { "ipv6" });
         self.protocol.append_value("tcp");
-        append_addr(&mut self.laddr, v4, &e.saddr);
+        let family = if v4 { AF_INET } else { 0 };
+        self.laddr.append_value(self.addrs.text(addr_key(family, &e.saddr), format_addr));
         self.lport.append_value(e.sport);
-        append_addr(&mut self.raddr, v4, &e.daddr);
+        self.raddr.append_value(self.addrs.text(addr_key(family, &e.daddr), format_addr));
         self.rport.append_value(e.dport);
         match kind {
             Kind::Send | Kind::Recv => self.bytes.append_value(e.value),
@@ -200,7 +204,7 @@ impl BatchBuilder {
         self.push_common(kind, e.ts_ns);
         self.pid.append_value(e.pid);
         self.tid.append_value(e.tid);
-        self.comm.append_value(c_str(&e.comm));
+        self.comm.append_value(self.comms.text(comm_key(&e.comm), |k| c_str_bytes(k).into_owned()));
         self.ppid.append_value(e.ppid);
         self.no_sock();
         if kind == Kind::Exec {
@@ -251,14 +255,48 @@ impl BatchBuilder {
     }
 }
 
-fn append_addr(b: &mut StringBuilder, v4: bool, raw: &[u8; 16]) {
-    // Writing into the builder avoids a String per row.
-    let _ = if v4 {
-        write!(b, "{}", Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+/// The text of raw values seen recently. Addresses and command names repeat
+/// row after row, and formatting them each time was a quarter of the
+/// capture's CPU (perf, bench/run stream). Direct-mapped: a hash picks the slot.
+struct TextCache<const N: usize> {
+    slots: Vec<Option<([u8; N], Box<str>)>>,
+}
+
+impl<const N: usize> TextCache<N> {
+    const SLOTS: usize = 256;
+
+    fn new() -> Self {
+        TextCache { slots: vec![None; Self::SLOTS] }
+    }
+
+    fn text(&mut self, key: [u8; N], format: impl FnOnce(&[u8; N]) -> String) -> &str {
+        let slot = key.iter().fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(b as usize)) % Self::SLOTS;
+        let entry = &mut self.slots[slot];
+        if entry.as_ref().is_none_or(|(k, _)| *k != key) {
+            *entry = Some((key, format(&key).into_boxed_str()));
+        }
+        &entry.as_ref().expect("filled above").1
+    }
+}
+
+fn format_addr(key: &[u8; 17]) -> String {
+    let raw: [u8; 16] = key[1..].try_into().expect("16 address bytes");
+    if key[0] == AF_INET {
+        Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).to_string()
     } else {
-        write!(b, "{}", Ipv6Addr::from(*raw))
-    };
-    b.append_value("");
+        Ipv6Addr::from(raw).to_string()
+    }
+}
+
+fn addr_key(family: u8, raw: &[u8; 16]) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = family;
+    key[1..].copy_from_slice(raw);
+    key
+}
+
+fn comm_key(comm: &[i8; 16]) -> [u8; 16] {
+    comm.map(|c| c as u8)
 }
 
 #[cfg(test)]
@@ -266,6 +304,23 @@ mod tests {
     use super::*;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
+
+    #[test]
+    fn text_cache_never_returns_another_keys_text() {
+        let mut cache = TextCache::<17>::new();
+        // More keys than slots, each looked up twice, in two orders.
+        let keys: Vec<[u8; 16]> = (0..1000u32).map(|i| {
+            let mut raw = [0u8; 16];
+            raw[..4].copy_from_slice(&(0x0a00_0000 + i * 7919).to_be_bytes());
+            raw
+        }).collect();
+        for raw in keys.iter().chain(keys.iter().rev()) {
+            let want = Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).to_string();
+            assert_eq!(cache.text(addr_key(AF_INET, raw), format_addr), want);
+        }
+        let v6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(cache.text(addr_key(0, &v6), format_addr), "2001:db8::1");
+    }
 
     #[test]
     fn sock_and_proc_rows_fill_their_columns() {
