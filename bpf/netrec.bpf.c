@@ -67,11 +67,18 @@ struct sock_info {
 	/* Reached TCP_CLOSE: kept, because the application may still read data
 	 * queued before the peer's FIN, until the address is born again. */
 	__u8 closed;
-	/* Last non-zero ports: the kernel zeroes the local port when the
-	 * socket is unhashed, before its final CLOSE transition. */
+	/* Set once both ports are known: a connected socket's addresses and
+	 * ports never change, so later events copy them from here instead of
+	 * reading the socket again (half the cost of a send event). They also
+	 * outlive the kernel zeroing the local port when it unhashes the
+	 * socket, before its final CLOSE transition. */
+	__u8 endpoints_known;
 	__u16 lport;
 	__u16 rport;
-	__u8 pad[5];
+	__u16 family;
+	__u8 pad[2];
+	__u8 saddr[16];
+	__u8 daddr[16];
 	char comm[TASK_COMM_LEN];
 };
 
@@ -213,6 +220,11 @@ static __always_inline void learn_owner(struct sock_info *si)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
+	/* The same thread again (nearly every send and receive): nothing new.
+	 * A thread renaming itself or changing cgroup keeps its old name and
+	 * filter verdict on this socket until another thread uses it. */
+	if (si->owner_known && si->tid == (__u32)pid_tgid && si->pid == pid_tgid >> 32)
+		return;
 	si->pid = pid_tgid >> 32;
 	si->tid = (__u32)pid_tgid;
 	si->owner_known = 1;
@@ -220,16 +232,19 @@ static __always_inline void learn_owner(struct sock_info *si)
 	bpf_get_current_comm(si->comm, sizeof(si->comm));
 }
 
-static __always_inline void fill_addrs(struct netrec_sock_event *e, const struct sock *sk)
+static __always_inline void read_endpoints(const struct sock *sk, __u16 *family, __u8 *saddr,
+					   __u8 *daddr, __u16 *lport, __u16 *rport)
 {
-	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (e->family == AF_INET) {
-		bpf_core_read(e->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(e->daddr, 4, &sk->__sk_common.skc_daddr);
+	*family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (*family == AF_INET) {
+		bpf_core_read(saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(daddr, 4, &sk->__sk_common.skc_daddr);
 	} else {
-		bpf_core_read(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+		bpf_core_read(saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
+	*lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 }
 
 /*
@@ -241,19 +256,28 @@ static __always_inline void emit_sock_event(const struct sock *sk, struct sock_i
 					    __u64 value, __u8 old_state, __u8 new_state,
 					    bool in_owner_context)
 {
-	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	__u8 saddr[16] = {}, daddr[16] = {};
+	__u16 family, lport, rport;
 	bool known, selected;
 
-	if (si) {
-		if (lport)
+	if (si && si->endpoints_known) {
+		family = si->family;
+		lport = si->lport;
+		rport = si->rport;
+		__builtin_memcpy(saddr, si->saddr, sizeof(saddr));
+		__builtin_memcpy(daddr, si->daddr, sizeof(daddr));
+	} else {
+		read_endpoints(sk, &family, saddr, daddr, &lport, &rport);
+		if (si && lport && rport) {
+			si->family = family;
 			si->lport = lport;
-		else
-			lport = si->lport;
-		if (rport)
 			si->rport = rport;
-		else
-			rport = si->rport;
+			__builtin_memcpy(si->saddr, saddr, sizeof(saddr));
+			__builtin_memcpy(si->daddr, daddr, sizeof(daddr));
+			si->endpoints_known = 1;
+		}
+	}
+	if (si) {
 		known = si->owner_known;
 		selected = si->selected;
 	} else {
@@ -279,30 +303,27 @@ static __always_inline void emit_sock_event(const struct sock *sk, struct sock_i
 	e->new_state = new_state;
 	e->owner_known = known;
 	e->pad = 0;
-	if (si) {
+	if (si && known) {
 		e->sock_id = si->id;
 		e->pid = si->pid;
 		e->tid = si->tid;
 		__builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
-	} else {
+	} else if (known) {
 		__u64 pid_tgid = bpf_get_current_pid_tgid();
 
 		e->sock_id = 0;
-		e->pid = known ? pid_tgid >> 32 : 0;
-		e->tid = known ? (__u32)pid_tgid : 0;
-		if (known)
-			bpf_get_current_comm(e->comm, sizeof(e->comm));
-		else
-			__builtin_memset(e->comm, 0, sizeof(e->comm));
-	}
-	if (!known) {
+		e->pid = pid_tgid >> 32;
+		e->tid = (__u32)pid_tgid;
+		bpf_get_current_comm(e->comm, sizeof(e->comm));
+	} else {
+		e->sock_id = si ? si->id : 0;
 		e->pid = 0;
 		e->tid = 0;
 		__builtin_memset(e->comm, 0, sizeof(e->comm));
 	}
-	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
-	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
-	fill_addrs(e, sk);
+	e->family = family;
+	__builtin_memcpy(e->saddr, saddr, sizeof(saddr));
+	__builtin_memcpy(e->daddr, daddr, sizeof(daddr));
 	e->sport = lport;
 	e->dport = rport;
 	submit(e);
@@ -311,9 +332,16 @@ static __always_inline void emit_sock_event(const struct sock *sk, struct sock_i
 /* Bytes moved by the application itself: the caller owns the socket. */
 static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64 bytes)
 {
-	if (!is_inet_tcp(sk))
-		return;
-	struct sock_info *si = sock_info_get(sk);
+	__u64 key = (__u64)sk;
+	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
+
+	/* Only TCP sockets get an entry; a closed one's memory may since hold
+	 * another kind of socket. */
+	if (!si || si->closed) {
+		if (!is_inet_tcp(sk))
+			return;
+		si = sock_info_get(sk);
+	}
 
 	if (si)
 		learn_owner(si);
