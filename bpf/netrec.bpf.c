@@ -626,6 +626,14 @@ static __always_inline void recv_mark(const struct sock *sk, __u32 flags, bool s
 
 /* bytes sent: tcp_sendmsg, and tcp_sendpage (sendfile, until 6.5) */
 
+static __always_inline void send_returned(int ret)
+{
+	struct sock *sk = inflight_pop(HOOK_SEND);
+
+	if (sk && ret > 0)
+		handle_data(sk, EVENT_SEND, ret);
+}
+
 SEC("kprobe/tcp_sendmsg")
 int BPF_KPROBE(kprobe_tcp_sendmsg, struct sock *sk)
 {
@@ -636,10 +644,7 @@ int BPF_KPROBE(kprobe_tcp_sendmsg, struct sock *sk)
 SEC("kretprobe/tcp_sendmsg")
 int BPF_KRETPROBE(kretprobe_tcp_sendmsg, int ret)
 {
-	struct sock *sk = inflight_pop(HOOK_SEND);
-
-	if (sk && ret > 0)
-		handle_data(sk, EVENT_SEND, ret);
+	send_returned(ret);
 	return 0;
 }
 
@@ -653,10 +658,7 @@ int BPF_KPROBE(kprobe_tcp_sendpage, struct sock *sk)
 SEC("kretprobe/tcp_sendpage")
 int BPF_KRETPROBE(kretprobe_tcp_sendpage, int ret)
 {
-	struct sock *sk = inflight_pop(HOOK_SEND);
-
-	if (sk && ret > 0)
-		handle_data(sk, EVENT_SEND, ret);
+	send_returned(ret);
 	return 0;
 }
 
