@@ -215,6 +215,26 @@ static __always_inline struct sock_info *sock_info_get(const struct sock *sk)
 	return bpf_map_lookup_elem(&socks, &key);
 }
 
+/*
+ * The entry of `sk` if it is an inet TCP socket (false if it is not);
+ * `*si` is NULL when the table is full. Only TCP sockets get an entry, so a
+ * known open one skips the protocol check; a closed one's memory may since
+ * hold another kind of socket.
+ */
+static __always_inline bool tcp_sock_info(const struct sock *sk, struct sock_info **si)
+{
+	__u64 key = (__u64)sk;
+
+	*si = bpf_map_lookup_elem(&socks, &key);
+	if (*si && !(*si)->closed)
+		return true;
+	if (!is_inet_tcp(sk))
+		return false;
+	if (!*si)
+		*si = sock_info_get(sk);
+	return true;
+}
+
 /* Only call from the owner's own context (a syscall on this socket). */
 static __always_inline void learn_owner(struct sock_info *si)
 {
@@ -332,17 +352,10 @@ static __always_inline void emit_sock_event(const struct sock *sk, struct sock_i
 /* Bytes moved by the application itself: the caller owns the socket. */
 static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64 bytes)
 {
-	__u64 key = (__u64)sk;
-	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
+	struct sock_info *si;
 
-	/* Only TCP sockets get an entry; a closed one's memory may since hold
-	 * another kind of socket. */
-	if (!si || si->closed) {
-		if (!is_inet_tcp(sk))
-			return;
-		si = sock_info_get(sk);
-	}
-
+	if (!tcp_sock_info(sk, &si))
+		return;
 	if (si)
 		learn_owner(si);
 	emit_sock_event(sk, si, kind, bytes, 0, 0, true);
@@ -419,9 +432,10 @@ static __always_inline struct listener_key listener_key_of(const struct sock *sk
 /* The one body behind every state transition, whichever hook saw it. */
 static __always_inline void handle_state(const struct sock *sk, int oldstate, int newstate)
 {
-	if (!is_inet_tcp(sk))
+	struct sock_info *si;
+
+	if (!tcp_sock_info(sk, &si))
 		return;
-	struct sock_info *si = sock_info_get(sk);
 
 	/* A new connection at the address of a closed one: a new identity. */
 	bool born = (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) ||
@@ -477,10 +491,11 @@ static __always_inline void handle_state(const struct sock *sk, int oldstate, in
  * record srtt only when it changed. */
 static __always_inline void handle_rtt(const struct sock *sk)
 {
-	if (!is_inet_tcp(sk))
+	struct sock_info *si;
+
+	if (!tcp_sock_info(sk, &si))
 		return;
 	__u32 srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
-	struct sock_info *si = sock_info_get(sk);
 
 	if (!srtt_us)
 		return;
@@ -494,9 +509,11 @@ static __always_inline void handle_rtt(const struct sock *sk)
 
 static __always_inline void handle_retransmit(const struct sock *sk)
 {
-	if (!is_inet_tcp(sk))
+	struct sock_info *si;
+
+	if (!tcp_sock_info(sk, &si))
 		return;
-	emit_sock_event(sk, sock_info_get(sk), EVENT_RETRANSMIT, 0, 0, 0, false);
+	emit_sock_event(sk, si, EVENT_RETRANSMIT, 0, 0, 0, false);
 }
 
 SEC("raw_tp/inet_sock_set_state")
