@@ -219,8 +219,9 @@ pub fn managed(name: &str) -> bool {
 pub struct Kernel {
     btf: Btf<'static>,
     release: String,
-    /// Why fentry programs cannot be used here, if they cannot.
-    fentry_refused: Option<String>,
+    /// Why fentry programs cannot be used here, if they cannot; asked only
+    /// when a probe gets as far as fentry (never on kernels ≥ 6.3 with auto).
+    fentry_refused: std::cell::OnceCell<Option<String>>,
     kprobes: bool,
     tracefs_events: &'static Path,
 }
@@ -234,11 +235,16 @@ impl Kernel {
             );
         }
         let btf = Btf::from_vmlinux().map_err(|e| anyhow::anyhow!("reading /sys/kernel/btf/vmlinux: {e}"))?;
-        let fentry_refused = fentry_refusal(&btf);
         // libbpf attaches kprobes through this PMU, or through tracefs on old kernels.
         let kprobes = Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
             || tracefs_events.parent().is_some_and(|t| t.join("kprobe_events").exists());
-        Ok(Kernel { btf, release: crate::host::kernel_release(), fentry_refused, kprobes, tracefs_events })
+        Ok(Kernel {
+            btf,
+            release: crate::host::kernel_release(),
+            fentry_refused: std::cell::OnceCell::new(),
+            kprobes,
+            tracefs_events,
+        })
     }
 
     fn params(&self, function: &str) -> Option<usize> {
@@ -251,7 +257,7 @@ impl Kernel {
     fn refusal(&self, mechanism: Mechanism) -> Option<String> {
         match mechanism {
             Tracepoint => None,
-            Fentry => self.fentry_refused.clone(),
+            Fentry => self.fentry_refused.get_or_init(|| fentry_refusal(&self.btf)).clone(),
             Kprobe if !self.kprobes => Some("this kernel has no kprobes (CONFIG_KPROBES is off)".into()),
             Kprobe => None,
         }
