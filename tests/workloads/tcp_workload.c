@@ -402,12 +402,25 @@ static pid_t spawn(const char *self, char *const argv[], int *to, FILE **from)
 	return pid;
 }
 
+/* Reads a child's one line of counts and waits for its clean exit. */
+static void collect(FILE *from, char *line, int size, pid_t pid, const char *who)
+{
+	int status;
+
+	if (!fgets(line, size, from))
+		die("%s counts", who);
+	waitpid(pid, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		die("%s failed", who);
+	line[strcspn(line, "\n")] = 0;
+}
+
 static int pair(const char *self)
 {
 	char announce[256], served[1024], client_out[2048], port[16], other[16];
 	char *server_argv[] = { (char *)self, "server", NULL };
 	char *client_argv[] = { (char *)self, "client", port, other, NULL };
-	int server_in, client_in, p, o, status;
+	int server_in, client_in, p, o;
 	FILE *server_out, *client_stdout;
 	pid_t server_pid, client_pid;
 
@@ -420,20 +433,10 @@ static int pair(const char *self)
 	snprintf(other, sizeof(other), "%d", o);
 	client_pid = spawn(self, client_argv, &client_in, &client_stdout);
 	close(client_in);
-	if (!fgets(client_out, sizeof(client_out), client_stdout))
-		die("client counts");
-	waitpid(client_pid, &status, 0);
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
-		die("client failed");
+	collect(client_stdout, client_out, sizeof(client_out), client_pid, "client");
 	close(server_in);
-	if (!fgets(served, sizeof(served), server_out))
-		die("server counts");
-	waitpid(server_pid, &status, 0);
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
-		die("server failed");
+	collect(server_out, served, sizeof(served), server_pid, "server");
 	announce[strcspn(announce, "\n")] = 0;
-	served[strcspn(served, "\n")] = 0;
-	client_out[strcspn(client_out, "\n")] = 0;
 	printf("{\"server\": %s, \"served\": %s, \"client\": %s}\n", announce, served, client_out);
 	return 0;
 }
