@@ -1,6 +1,7 @@
 //! netrec-analyze, the real binary: hand-made frames with known answers, bad
 //! inputs, output snapshots, and the shipped samples against their recorders' counts.
 
+mod bench;
 mod frames;
 mod samples;
 

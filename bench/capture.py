@@ -5,10 +5,8 @@ Every comparison alternates its variants run by run (baseline, capture, peer,
 baseline, …) and reports medians, because absolute times on shared machines drift.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -17,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from machine import header
 
 BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
 
@@ -65,6 +65,29 @@ def stream(binary, messages, size):
     return json.loads(sh("taskset", "-c", "0", binary, str(messages), str(size)))
 
 
+def short_connections(port, n):
+    """n loopback connections opened and closed at once, no data: state and RTT rows."""
+    srv = socket.create_server(("127.0.0.1", port), backlog=128)
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", port))
+        conn, _ = srv.accept()
+        c.close()
+        conn.close()
+    srv.close()
+
+
+def events_by_kind(out):
+    """Rows per kind over a capture's segments, from their footers."""
+    import pyarrow.parquet as pq
+
+    total = {}
+    for f in os.listdir(out):
+        meta = pq.read_metadata(os.path.join(out, f)).metadata
+        for k, v in json.loads(meta[b"netrec.events_by_kind"]).items():
+            total[k] = total.get(k, 0) + v
+    return {k: v for k, v in total.items() if v}
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -109,13 +132,8 @@ def main():
     report = []
     say = report.append
 
-    commit = sh("git", "rev-parse", "--short", "HEAD").strip()
-    dirty = " (uncommitted changes)" if sh("git", "status", "--porcelain", "--untracked-files=no").strip() else ""
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    say(f"## Run of {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
-    say("")
-    say(f"commit {commit}{dirty}; Linux {platform.release()}; {os.cpu_count()} × {cpu}; "
-        f"`bash bench/run{' --smoke' if a.smoke else ''}` ({a.runs} alternating runs, medians)")
+    say(header("Capture", f"bash bench/run capture{' --smoke' if a.smoke else ''}") +
+        f"\n{a.runs} alternating runs, medians.")
     say("")
 
     # 1. Kernel cost per event, from the kernel's own BPF statistics.
@@ -213,7 +231,30 @@ def main():
     say(f"| bytes on disk per event (send/recv) | {median([c['bytes'] / c['events'] for c in caps]):.2f} B |")
     say("")
 
-    # 4. Loss against ring-buffer and batch size at the stream's full rate.
+    # 4. Bytes on disk for the other kinds of rows, from workloads made of them.
+    say("### Bytes on disk per event, by workload")
+    say("")
+    say("| workload | events by kind | bytes | bytes per event |")
+    say("|---|---|---:|---:|")
+    conns, procs = (200, 100) if a.smoke else (5000, 2000)
+    port = free_port()
+    workloads = [
+        (f"stream: {n:,} × {size} B messages", [], lambda: stream(a.stream, n, size)),
+        (f"{conns:,} short loopback connections, no data (`--port`)", ["--port", str(port)],
+         lambda: short_connections(port, conns)),
+        (f"{procs:,} runs of /bin/true (`--comm true`)", ["--comm", "true"],
+         lambda: [subprocess.run(["/bin/true"]) for _ in range(procs)]),
+    ]
+    for name, flags, work in workloads:
+        out = outdir()
+        cap = Capture(a.capture, out, *flags)
+        work()
+        c = cap.stop()
+        mix = ", ".join(f"{k} {v:,}" for k, v in sorted(events_by_kind(out).items(), key=lambda kv: -kv[1]))
+        say(f"| {name} | {mix} | {c['bytes']:,} | {c['bytes'] / max(1, c['events']):.2f} |")
+    say("")
+
+    # 5. Loss against ring-buffer and batch size at the stream's full rate.
     say("### Lost events at the stream's full rate, by ring buffer and batch size")
     say("")
     say("| --ringbuf-size | --batch-rows | events | lost |")
@@ -227,12 +268,7 @@ def main():
             say(f"| {rb} | {br} | {c['events']:,} | {c['lost']:,} |")
     say("")
 
-    text = "\n".join(report) + "\n"
-    sys.stdout.write(text)
-    os.makedirs("bench/results", exist_ok=True)
-    if not a.smoke:
-        with open(f"bench/results/{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M}.md", "w") as f:
-            f.write(text)
+    sys.stdout.write("\n".join(report) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""netrec-analyze against DuckDB on the same synthetic traces (see BENCHMARKS.md).
+
+For each trace size and each of netio, churn and latency, runs netrec-analyze and
+the equivalent SQL (bench/duckdb.sql) in DuckDB's Python package as child
+processes, alternating (netrec, duckdb, netrec, …), and reports the median wall
+time and the peak RSS (wait4's ru_maxrss) of each, then checks that both computed
+the same numbers. Prints a Markdown section.
+
+    python3 bench/analyzer.py --analyzer target/release/netrec-analyze --sizes 10M,50M --runs 3
+"""
+import argparse
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from machine import header
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+METRICS = ["netio", "churn", "latency"]
+SHORT_NS = 100_000_000  # netrec-analyze churn's default --short 100ms
+
+
+def sql_blocks():
+    text = open(os.path.join(HERE, "duckdb.sql")).read()
+    parts = re.split(r"^-- name: (\w+)\n", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def duckdb_child(metric, segments, out):
+    """Runs one metric's SQL (the child process whose time and memory are measured)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW events AS SELECT *, epoch_ns(ts) AS ts_ns FROM read_parquet('{segments}/*.parquet')")
+    con.execute(sql_blocks()[metric].format(out=out, short_ns=SHORT_NS))
+
+
+def timed(cmd, stdout=subprocess.DEVNULL):
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {err}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def generate(traces, size, smoke):
+    """The trace of `size` events, made once and kept (keyed by the generator's hash)."""
+    gen = os.path.join(HERE, "gen_trace.py")
+    digest = hashlib.sha256(open(gen, "rb").read()).hexdigest()[:12]
+    path = os.path.join(traces, f"{size}-{digest}")
+    if not os.path.exists(os.path.join(path, ".complete")):
+        shutil.rmtree(path, ignore_errors=True)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, gen, "--events", size, "--out", path], check=True, stdout=subprocess.DEVNULL)
+        open(os.path.join(path, ".complete"), "w").close()
+        if not smoke:
+            print(f"<!-- generated {size} events in {time.perf_counter() - t0:.0f} s: {path} -->")
+    return path
+
+
+# --- the two sides' results, as comparable Python values -------------------------
+
+def rfc3339_ns(text):
+    """'2026-11-18T07:33:20Z' -> ns since the epoch (whole seconds, as netio prints them)."""
+    import datetime
+
+    t = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    return int(t.timestamp()) * 1_000_000_000
+
+
+def netrec_rows(path, first):
+    rows = [json.loads(line) for line in open(path)]
+    return [r for r in rows if first in r]
+
+
+def rows_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def num(v):
+    return None if v in ("", None) else int(v)
+
+
+def pcts(text):
+    return [int(x) for x in text.strip("[]").split(",")]
+
+
+def check_netio(netrec_out, duck):
+    a = {(rfc3339_ns(r["second"]), r["pid"]): (r["comm"], r["sent_bytes"], r["recv_bytes"]) for r in netrec_rows(netrec_out, "second")}
+    b = {(int(r["second"]), num(r["pid"])): (r["comm"] or None, int(r["sent_bytes"]), int(r["recv_bytes"])) for r in rows_csv(f"{duck}/netio.csv")}
+    return compare("netio rows (second, pid)", a, b)
+
+
+def check_churn(netrec_out, duck):
+    cols = ["opened_active", "opened_passive", "closed", "failed", "resets"]
+    a = {(rfc3339_ns(r["second"]), r["pid"]): tuple(r[c] for c in cols) + (r["short_lived"],) for r in netrec_rows(netrec_out, "second")}
+    short = {(int(r["second"]), num(r["pid"])): int(r["short_lived"]) for r in rows_csv(f"{duck}/churn_short.csv")}
+    b = {}
+    for r in rows_csv(f"{duck}/churn.csv"):
+        key = (int(r["second"]), num(r["pid"]))
+        b[key] = tuple(int(r[c]) for c in cols) + (short.pop(key, 0),)
+    for key, n in short.items():  # short-lived closes in a second with no other transition
+        b[key] = (0, 0, 0, 0, 0, n)
+    ok, why = compare("churn rows (second, pid)", a, b)
+    life = [r for r in netrec_rows(netrec_out, "metric") if r["metric"] == "lifetime"][0]
+    lt = rows_csv(f"{duck}/churn_lifetime.csv")[0]
+    mine = (life["count"], life["still_open"], [life[k] for k in ("p50_us", "p90_us", "p99_us", "p999_us")], life["max_us"],
+            {b["le_us"]: b["count"] for b in life["buckets"] if b["count"]})
+    theirs = (int(lt["count"]), int(lt["still_open"]), pcts(lt["percentiles_us"]), int(lt["max_us"]),
+              {(1 << int(r["bucket"])) - 1: int(r["count"]) for r in rows_csv(f"{duck}/churn_buckets.csv")})
+    if mine != theirs:
+        return False, f"{why}; lifetime differs: netrec {mine[:4]} duckdb {theirs[:4]}"
+    return ok, f"{why}; lifetime of {mine[0]} connections: same percentiles and buckets"
+
+
+def check_latency(netrec_out, duck):
+    a = {}
+    for r in netrec_rows(netrec_out, "metric"):
+        a[(r["metric"], r["pid"])] = (r["count"], [r[k] for k in ("p50_us", "p90_us", "p99_us", "p999_us")], r["max_us"],
+                                      {b["le_us"]: b["count"] for b in r["buckets"] if b["count"]})
+    b = {}
+    buckets = {}
+    for r in rows_csv(f"{duck}/latency_buckets.csv"):
+        buckets.setdefault((r["metric"], num(r["pid"])), {})[(1 << int(r["bucket"])) - 1] = int(r["count"])
+    for r in rows_csv(f"{duck}/latency.csv"):
+        key = (r["metric"], num(r["pid"]))
+        b[key] = (int(r["count"]), pcts(r["percentiles_us"]), int(r["max_us"]), buckets[key])
+    samples = sum(v[0] for v in a.values())
+    ok, why = compare("latency rows (metric, pid)", a, b)
+    return ok, f"{why}, {samples} samples"
+
+
+def compare(what, a, b):
+    if a == b:
+        return True, f"{len(a)} {what} identical"
+    only_a, only_b = a.keys() - b.keys(), b.keys() - a.keys()
+    diff = [k for k in a.keys() & b.keys() if a[k] != b[k]]
+    example = diff[0] if diff else None
+    return False, (f"{what} differ: {len(only_a)} only in netrec, {len(only_b)} only in duckdb, {len(diff)} with other values"
+                   + (f" (e.g. {example}: netrec {a[example]} duckdb {b[example]})" if example else ""))
+
+
+CHECKS = {"netio": check_netio, "churn": check_churn, "latency": check_latency}
+
+
+def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--duckdb-child":
+        return duckdb_child(*sys.argv[2:])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--analyzer", required=True, help="the netrec-analyze binary to measure")
+    p.add_argument("--traces", default="/var/tmp/netrec-bench-traces", help="where generated traces are kept between runs")
+    p.add_argument("--work", required=True, help="a scratch directory for outputs")
+    p.add_argument("--sizes", default="10M,50M")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--smoke", action="store_true")
+    a = p.parse_args()
+
+    import duckdb
+
+    print(header("Analyzer against DuckDB", f"bash bench/run analyzer{' --smoke' if a.smoke else ''}"))
+    print(f"netrec-analyze `{a.analyzer}` against DuckDB {duckdb.__version__} (Python package) running "
+          f"bench/duckdb.sql; {a.runs} alternating runs each, medians; peak RSS from wait4.\n")
+    base_wall, base_rss = timed([sys.executable, "-c", "import duckdb; duckdb.connect().execute('select 1')"])
+    print(f"Baseline of the DuckDB side (python3 + import duckdb, no query): {base_rss:.0f} MiB RSS, {base_wall:.2f} s.\n")
+    print("| events | metric | netrec s | duckdb s | time netrec/duckdb | netrec MiB | duckdb MiB | memory netrec/duckdb | same numbers |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    failures = []
+    for size in a.sizes.split(","):
+        trace = generate(a.traces, size, a.smoke)
+        for metric in METRICS:
+            mine, theirs = [], []
+            out = os.path.join(a.work, f"{size}-{metric}")
+            os.makedirs(out, exist_ok=True)
+            netrec_out = os.path.join(out, "netrec.jsonl")
+            for _ in range(a.runs):
+                with open(netrec_out, "w") as f:
+                    mine.append(timed([a.analyzer, metric, trace, "--format", "json"], stdout=f))
+                theirs.append(timed([sys.executable, os.path.abspath(__file__), "--duckdb-child", metric, trace, out]))
+            ok, why = CHECKS[metric](netrec_out, out)
+            if not ok:
+                failures.append(f"{size} {metric}: {why}")
+            tm, td = statistics.median(w for w, _ in mine), statistics.median(w for w, _ in theirs)
+            mm, md = statistics.median(r for _, r in mine), statistics.median(r for _, r in theirs)
+            print(f"| {size} | {metric} | {tm:.2f} | {td:.2f} | {tm / td:.2f} | {mm:.0f} | {md:.0f} | {mm / md:.2f} | "
+                  f"{'yes' if ok else '**NO**'}: {why} |")
+            sys.stdout.flush()
+    print()
+    if failures:
+        print("netrec-analyze and DuckDB disagree:\n" + "\n".join(f"- {f}" for f in failures))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
