@@ -57,6 +57,18 @@ class Capture:
         }
 
 
+class Bpftrace:
+    """bpftrace running one program, its output to a file."""
+
+    def __init__(self, program, out):
+        self.proc = subprocess.Popen(["bpftrace", "-e", program], stdout=open(out, "w"), stderr=subprocess.PIPE, text=True)
+        time.sleep(3)  # bpftrace attaches
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait()
+
+
 def stream(binary, messages, size):
     # Both ends on CPU 0, the recorder's reader free to run on the others:
     # unpinned, this 2-vCPU machine's stream is bound by idle wake-ups, and any
@@ -137,17 +149,32 @@ def main():
     say("")
 
     # 1. Kernel cost per event, from the kernel's own BPF statistics.
+    def kernel_cost(start, stop):
+        """ns per run of each program that `start` loaded, over one stream."""
+        existing = bpf_progs()
+        handle = start()
+        # The recorder's programs are the ones that appeared with it.
+        before = {i: p for i, p in bpf_progs().items() if i not in existing}
+        stream(a.stream, n, size)
+        after = {i: p for i, p in bpf_progs().items() if i in before}
+        stop(handle)
+        return [(name, c1 - before[i][2], (t1 - before[i][1]) / max(1, c1 - before[i][2]))
+                for i, (name, t1, c1) in sorted(after.items(), key=lambda kv: kv[1][0]) if c1 > before[i][2]]
+
+    # What any program costs on this machine, for scale: bpftrace on the same
+    # tracepoint doing nothing, counting, and one hash-map update with a clock read.
+    floors = [("empty program", "{ }"), ("one per-CPU count", "{ @n = count(); }"),
+              ("one hash-map update + clock read", "{ @t[tid] = nsecs; }")]
     old_stats = open(BPF_STATS).read().strip()
     with open(BPF_STATS, "w") as f:
         f.write("1")
     try:
-        existing = bpf_progs()
-        cap = Capture(a.capture, outdir(), "--attach", "tracepoint")
-        # The capture's programs are the ones that appeared with it.
-        before = {i: p for i, p in bpf_progs().items() if i not in existing}
-        stream(a.stream, n, size)
-        after = {i: p for i, p in bpf_progs().items() if i in before}
-        cap.stop()
+        rows = kernel_cost(lambda: Capture(a.capture, outdir(), "--attach", "tracepoint"), lambda c: c.stop())
+        reference = []
+        for label, body in ([] if a.smoke else floors):
+            cost = kernel_cost(lambda body=body: Bpftrace(f"tracepoint:sock:sock_send_length {body}", os.devnull),
+                               lambda bt: bt.stop())
+            reference += [(f"bpftrace `{body}`: {label}", c, ns) for _, c, ns in cost]
     finally:
         with open(BPF_STATS, "w") as f:
             f.write(old_stats)
@@ -155,10 +182,8 @@ def main():
     say("")
     say("| program | runs | ns per run |")
     say("|---|---:|---:|")
-    for i, (name, t1, c1) in sorted(after.items(), key=lambda kv: kv[1][0]):
-        t, c = t1 - before[i][1], c1 - before[i][2]
-        if c:
-            say(f"| {name} | {c:,} | {t / c:.0f} |")
+    for name, c, ns in rows + reference:
+        say(f"| {name} | {c:,} | {ns:.0f} |")
     say("")
 
     # 2. Slowdown of the stream and of redis-benchmark, alternating.
@@ -174,15 +199,11 @@ def main():
                 rates[v].append(stream(a.stream, n, size)["sends_per_s"])
                 caps.append(cap.stop())
             else:
-                bt = subprocess.Popen(
-                    ["bpftrace", "-e",
-                     'tracepoint:sock:sock_send_length { printf("%d %d send %d\\n", nsecs, pid, args->ret); } '
-                     'tracepoint:sock:sock_recv_length { printf("%d %d recv %d\\n", nsecs, pid, args->ret); }'],
-                    stdout=open(os.path.join(a.work, "bpftrace.out"), "w"), stderr=subprocess.PIPE, text=True)
-                time.sleep(3)  # bpftrace attaches
+                bt = Bpftrace('tracepoint:sock:sock_send_length { printf("%d %d send %d\\n", nsecs, pid, args->ret); } '
+                              'tracepoint:sock:sock_recv_length { printf("%d %d recv %d\\n", nsecs, pid, args->ret); }',
+                              os.path.join(a.work, "bpftrace.out"))
                 rates[v].append(stream(a.stream, n, size)["sends_per_s"])
-                bt.send_signal(signal.SIGINT)
-                bt.wait()
+                bt.stop()
     base = median(rates["none"])
     say(f"### Loopback stream: {n:,} sends and {n:,} receives of {size} B, both ends on CPU 0")
     say("")
