@@ -30,6 +30,7 @@ class Capture:
 
     def __init__(self, binary, out, *flags):
         self.out = out
+        self.started = time.perf_counter()
         self.proc = subprocess.Popen([binary, "--output", out, *flags], stderr=subprocess.PIPE, text=True)
         self.lines = []
         for line in self.proc.stderr:
@@ -49,6 +50,7 @@ class Capture:
         done = re.search(r"done: (\d+) events in \d+ segments \(\d+ kept\), (\d+) lost", "".join(self.lines))
         size = sum(os.path.getsize(os.path.join(self.out, f)) for f in os.listdir(self.out))
         return {
+            "wall_s": time.perf_counter() - self.started,
             "events": int(done.group(1)),
             "lost": int(done.group(2)),
             "cpu_s": usage.ru_utime + usage.ru_stime,
@@ -246,9 +248,20 @@ def main():
     say("")
     say("| measure | median |")
     say("|---|---:|")
-    say(f"| capture CPU (user+sys) per event, ring buffer to closed Parquet | "
+    # The same capture with no traffic for as long: start-up (BPF load,
+    # verifier), polling and shutdown, which a longer capture amortizes.
+    idle = []
+    for _ in range(a.runs):
+        cap = Capture(a.capture, outdir())
+        time.sleep(max(0.0, median([c["wall_s"] for c in caps]) - 0.5))
+        idle.append(cap.stop())
+    idle_cpu = median([c["cpu_s"] for c in idle])
+    say(f"| capture CPU (user+sys) per event, ring buffer to closed Parquet, start-up included | "
         f"{median([c['cpu_s'] / c['events'] * 1e9 for c in caps]):.0f} ns |")
+    say(f"| the same without the CPU of an idle capture as long ({idle_cpu * 1e3:.0f} ms: BPF load, polling, shutdown) | "
+        f"{median([(c['cpu_s'] - idle_cpu) / c['events'] * 1e9 for c in caps]):.0f} ns |")
     say(f"| peak RSS | {median([c['max_rss_kib'] for c in caps]) / 1024:.1f} MiB |")
+    say(f"| peak RSS of the idle capture | {median([c['max_rss_kib'] for c in idle]) / 1024:.1f} MiB |")
     say(f"| bytes on disk per event (send/recv) | {median([c['bytes'] / c['events'] for c in caps]):.2f} B |")
     say("")
 

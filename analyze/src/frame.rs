@@ -32,3 +32,22 @@ pub fn collect(lf: LazyFrame) -> PolarsResult<DataFrame> {
     // A plan with one sink always yields a single frame.
     Ok(lf.collect_with_engine(Engine::Streaming)?.unwrap_single())
 }
+
+/// Runs the plan on the streaming engine and folds each output batch into
+/// `state` as it arrives: the plan's whole output is never in memory at once.
+pub fn fold_batches<S: Send + 'static>(
+    lf: LazyFrame,
+    state: S,
+    fold: impl Fn(&mut S, DataFrame) -> PolarsResult<()> + Send + Sync + 'static,
+) -> PolarsResult<S> {
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(state)));
+    let inner = std::sync::Arc::clone(&shared);
+    let callback = PlanCallback::new(move |df: DataFrame| {
+        let mut guard = inner.lock().map_err(|_| polars_err!(ComputeError: "a batch callback panicked"))?;
+        fold(guard.as_mut().expect("taken only after the run"), df)?;
+        Ok(false) // never stop early
+    });
+    lf.sink_batches(callback, false, None)?.collect_with_engine(Engine::Streaming)?;
+    let mut guard = shared.lock().map_err(|_| polars_err!(ComputeError: "a batch callback panicked"))?;
+    Ok(guard.take().expect("taken once"))
+}

@@ -68,7 +68,8 @@ fn analyze(common: &Common, calls: bool, report_of: impl FnOnce(&Ctx) -> Result<
         }
     }
     let style = Style { format: common.format, local_time: common.local };
-    let mut out = io::stdout().lock();
+    // Stdout alone flushes every line: one write(2) per row of a big report.
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     output::write(&report, &style, &mut out)?;
     out.flush()?;
     Ok(if common.strict && lost > 0 { Outcome::LostEvents } else { Outcome::Ok })

@@ -80,11 +80,6 @@ impl Filters {
         Filters { from_ns: self.from_ns, to_ns: self.to_ns, ..Filters::default() }
     }
 
-    /// Whether an instant (ns since the epoch) lies in the selected range.
-    pub fn in_range(&self, t: i64) -> bool {
-        self.from_ns.is_none_or(|f| t >= f) && self.to_ns.is_none_or(|e| t < e)
-    }
-
     /// Whether a segment's time span overlaps the selected range.
     pub fn overlaps(&self, start_ns: i64, end_ns: i64) -> bool {
         self.from_ns.is_none_or(|f| end_ns > f) && self.to_ns.is_none_or(|t| start_ns < t)

@@ -53,7 +53,7 @@ impl By {
         self.shown()
             .into_iter()
             .filter(|c| !keys.contains(c))
-            .map(|c| col(c).drop_nulls().first().alias(c))
+            .map(|c| col(c).first_non_null().alias(c))
             .collect()
     }
 

@@ -48,35 +48,31 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
     let per_second = ctx.filters.time_only().apply(state.clone()).with_column(super::interval_start(args.interval_ns)).group_by(group.clone()).agg(aggs);
     let df = collect(per_second)?;
 
-    // Per connection: lifetime from open to close.
-    let conns = collect(connections::plan(state, ctx.by))?;
-    let (syn_s, syn_r, est_a, est_p, close) = (
-        i64s(&conns, "syn_sent_ns")?,
-        i64s(&conns, "syn_recv_ns")?,
-        i64s(&conns, "active_est_ns")?,
-        i64s(&conns, "passive_est_ns")?,
-        i64s(&conns, "close_ns")?,
-    );
-    let conn_keys: Vec<Vec<Value>> = shown.iter().map(|c| values(&conns, c)).collect::<Result<_, _>>()?;
+    // Per connection: lifetime from open to close, of the established ones.
+    let est = |c: &str| col(c).is_not_null();
+    let start = when(est("syn_sent_ns"))
+        .then(col("syn_sent_ns"))
+        .otherwise(when(est("syn_recv_ns")).then(col("syn_recv_ns")).otherwise(
+            when(est("active_est_ns")).then(col("active_est_ns")).otherwise(col("passive_est_ns")),
+        ));
+    let mut select: Vec<Expr> = shown.iter().map(|c| col(*c)).collect();
+    select.extend([col("close_ns"), (col("close_ns") - start).alias("life_ns")]);
+    let established = connections::plan(state, ctx.by).filter(est("active_est_ns").or(est("passive_est_ns")));
+    let conns = collect(established.select(select))?;
+    let still_open = conns.column("close_ns")?.null_count() as u64;
+    let closed = ctx.filters.time_only().apply(conns.lazy().filter(est("close_ns")).with_column(col("close_ns").alias("ts_ns")));
+    let lifetimes_us: Vec<u64> = u64s(&collect(closed.clone().select([(col("life_ns") / lit(1000)).alias("us")]))?, "us")?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut group: Vec<Expr> = vec![super::interval_start(args.interval_ns)];
+    group.extend(shown.iter().map(|c| col(*c)));
+    let short_df = collect(closed.filter(col("life_ns").lt(lit(args.short_ns))).group_by(group).agg([len().alias("n")]))?;
+    let short_keys: Vec<Vec<Value>> = shown.iter().map(|c| values(&short_df, c)).collect::<Result<_, _>>()?;
     let mut short: BTreeMap<(i64, String), u64> = BTreeMap::new();
-    let mut lifetimes_us = Vec::new();
-    let mut still_open = 0u64;
-    for i in 0..conns.height() {
-        let established = est_a[i].is_some() || est_p[i].is_some();
-        let (Some(start), true) = (syn_s[i].or(syn_r[i]).or(est_a[i]).or(est_p[i]), established) else { continue };
-        let Some(end) = close[i] else {
-            still_open += 1;
-            continue;
-        };
-        if !ctx.filters.in_range(end) {
-            continue;
-        }
-        let life = end - start;
-        lifetimes_us.push((life / 1000) as u64);
-        if life < args.short_ns {
-            let key: Vec<Value> = conn_keys.iter().map(|c| c[i].clone()).collect();
-            *short.entry(((end / args.interval_ns) * args.interval_ns, format!("{key:?}"))).or_default() += 1;
-        }
+    for (i, (sec, n)) in i64s(&short_df, "second")?.into_iter().zip(u64s(&short_df, "n")?).enumerate() {
+        let key: Vec<Value> = short_keys.iter().map(|c| c[i].clone()).collect();
+        short.insert((sec.unwrap_or(0), format!("{key:?}")), n.unwrap_or(0));
     }
 
     let mut columns = vec!["second".to_string()];

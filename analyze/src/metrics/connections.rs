@@ -16,8 +16,15 @@ pub fn state_rows(events: LazyFrame, ctx: &Ctx) -> LazyFrame {
     ctx.filters.without_time().apply(events.filter(col("kind").eq(lit("state")).and(col("sock_id").is_not_null())))
 }
 
+/// The time of the rows where `cond` holds, others null: min/max of it are
+/// streaming reductions (a filter inside the aggregation is not, and made
+/// polars hold every state row of the trace in memory).
+fn ts_where(cond: Expr) -> Expr {
+    when(cond).then(col("ts_ns")).otherwise(lit(Null {}).cast(DataType::Int64))
+}
+
 fn first_ts_where(cond: Expr) -> Expr {
-    col("ts_ns").filter(cond).min()
+    ts_where(cond).min()
 }
 
 /// Columns: host, capture_id, sock_id, the --by columns, and
@@ -31,7 +38,7 @@ pub fn plan(state: LazyFrame, by: By) -> LazyFrame {
         first_ts_where(new("SYN_RECV")).alias("syn_recv_ns"),
         first_ts_where(old("SYN_SENT").and(new("ESTABLISHED"))).alias("active_est_ns"),
         first_ts_where(old("SYN_RECV").and(new("ESTABLISHED"))).alias("passive_est_ns"),
-        col("ts_ns").filter(new("CLOSE")).max().alias("close_ns"),
+        ts_where(new("CLOSE")).max().alias("close_ns"),
         old("SYN_SENT").and(new("CLOSE")).any(true).alias("failed"),
     ];
     let keys = ["host", "capture_id", "sock_id"];
@@ -39,7 +46,7 @@ pub fn plan(state: LazyFrame, by: By) -> LazyFrame {
     for c in by.shown().into_iter().chain(["pid", "comm"]) {
         if !keys.contains(&c) && !carried.contains(&c) {
             carried.push(c);
-            aggs.push(col(c).drop_nulls().first().alias(c));
+            aggs.push(col(c).first_non_null().alias(c));
         }
     }
     state.group_by([col("host"), col("capture_id"), col("sock_id")]).agg(aggs)
