@@ -16,6 +16,23 @@ pub fn values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Value>> {
     })
 }
 
+/// A column ready for `value_at`: integers as UInt64, in one chunk.
+pub fn value_column(df: &DataFrame, name: &str) -> PolarsResult<Column> {
+    let c = df.column(name)?;
+    let c = if c.dtype() == &DataType::String { c.clone() } else { c.cast(&DataType::UInt64)? };
+    Ok(c.rechunk())
+}
+
+/// Row `i` of a `value_column` as a report value.
+pub fn value_at(c: &Column, i: usize) -> Value {
+    match c.get(i) {
+        Ok(AnyValue::UInt64(v)) => Value::U64(v),
+        Ok(AnyValue::String(s)) => Value::from(s),
+        Ok(AnyValue::StringOwned(s)) => Value::from(s.as_str()),
+        _ => Value::Null,
+    }
+}
+
 /// A column of integers (ns timestamps and the like).
 pub fn i64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<i64>>> {
     let c = df.column(name)?.cast(&DataType::Int64)?;

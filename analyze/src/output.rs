@@ -1,6 +1,9 @@
 //! Results as rows, written as a table, JSON lines or CSV to any `Write`.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use clap::ValueEnum;
@@ -19,13 +22,13 @@ pub enum Format {
 }
 
 /// One log2 histogram bucket: values in (le/2, le], as BCC's tools print them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Bucket {
     pub le_us: u64,
     pub count: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Value {
     Null,
     U64(u64),
@@ -67,6 +70,35 @@ pub struct Section {
     pub title: String,
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
+    /// More rows, after `rows`, made one at a time as they are written.
+    pub generated: Option<RowSource>,
+}
+
+/// Rows made on demand: a big report is never held as values all at once
+/// (345 k netio rows took 150 MiB that way).
+#[derive(Clone)]
+pub struct RowSource {
+    pub len: usize,
+    pub row: Arc<dyn Fn(usize) -> Vec<Value> + Send + Sync>,
+}
+
+impl fmt::Debug for RowSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RowSource({} rows)", self.len)
+    }
+}
+
+impl Section {
+    /// Every row: the held ones, then the generated ones.
+    pub fn all_rows(&self) -> impl Iterator<Item = Cow<'_, [Value]>> {
+        let held = self.rows.iter().map(|r| Cow::Borrowed(r.as_slice()));
+        let made = self.generated.iter().flat_map(|g| (0..g.len).map(|i| Cow::Owned((g.row)(i))));
+        held.chain(made)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.generated.as_ref().is_none_or(|g| g.len == 0)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -142,24 +174,25 @@ pub fn write(report: &Report, style: &Style, out: &mut dyn Write) -> io::Result<
                 if !s.title.is_empty() {
                     writeln!(out, "{}", s.title)?;
                 }
-                let shown: Vec<usize> = (0..s.columns.len())
-                    .filter(|&c| !s.rows.iter().any(|r| matches!(r[c], Value::Buckets(_))))
+                let has_buckets: Vec<bool> = (0..s.columns.len())
+                    .map(|c| s.all_rows().any(|r| matches!(r[c], Value::Buckets(_))))
                     .collect();
+                let shown: Vec<usize> = (0..s.columns.len()).filter(|&c| !has_buckets[c]).collect();
                 let mut t = Table::new();
                 t.load_preset(UTF8_FULL_CONDENSED);
                 t.set_header(shown.iter().map(|&c| s.columns[c].clone()));
-                for r in &s.rows {
+                for r in s.all_rows() {
                     t.add_row(shown.iter().map(|&c| {
                         let cell = comfy_table::Cell::new(cell_text(&r[c], style.local_time));
                         if matches!(r[c], Value::U64(_)) { cell.set_alignment(CellAlignment::Right) } else { cell }
                     }));
                 }
-                if s.rows.is_empty() {
+                if s.is_empty() {
                     writeln!(out, "(no rows)")?;
                 } else {
                     writeln!(out, "{t}")?;
                 }
-                for r in &s.rows {
+                for r in s.all_rows().filter(|_| has_buckets.contains(&true)) {
                     for (c, v) in r.iter().enumerate() {
                         if let Value::Buckets(b) = v {
                             // "connect (comm=curl)": the row's first text names it, the rest qualify it.
@@ -179,9 +212,9 @@ pub fn write(report: &Report, style: &Style, out: &mut dyn Write) -> io::Result<
         }
         Format::Json => {
             for s in &report.sections {
-                for r in &s.rows {
+                for r in s.all_rows() {
                     let mut obj = Map::new();
-                    for (c, v) in s.columns.iter().zip(r) {
+                    for (c, v) in s.columns.iter().zip(r.iter()) {
                         obj.insert(c.clone(), cell_json(v, style.local_time));
                     }
                     obj.insert("lost_events".into(), json!(report.lost_events));
@@ -203,7 +236,7 @@ pub fn write(report: &Report, style: &Style, out: &mut dyn Write) -> io::Result<
                     w.write_record(&s.columns).map_err(io_err)?;
                     header_of = Some(&s.columns);
                 }
-                for r in &s.rows {
+                for r in s.all_rows() {
                     let cells = r.iter().map(|v| cell_text(v, style.local_time).replace('\n', "; "));
                     w.write_record(cells).map_err(io_err)?;
                 }
@@ -217,12 +250,12 @@ pub fn write(report: &Report, style: &Style, out: &mut dyn Write) -> io::Result<
 impl Section {
     /// One two-column (field, value) section per row: for wide records shown to people.
     pub fn transposed(&self) -> Vec<Section> {
-        self.rows
-            .iter()
+        self.all_rows()
             .map(|r| Section {
                 title: format!("{} {}", self.title, cell_text(&r[0], false)),
                 columns: vec!["field".into(), "value".into()],
-                rows: self.columns.iter().zip(r).map(|(c, v)| vec![Value::from(c.as_str()), v.clone()]).collect(),
+                rows: self.columns.iter().zip(r.iter()).map(|(c, v)| vec![Value::from(c.as_str()), v.clone()]).collect(),
+                generated: None,
             })
             .collect()
     }
@@ -243,16 +276,41 @@ mod tests {
                     42u64.into(),
                     Value::Buckets(vec![Bucket { le_us: 1, count: 0 }, Bucket { le_us: 3, count: 2 }]),
                 ]],
+                generated: None,
             }],
             warnings: vec!["3 events lost".into()],
             lost_events: 3,
         }
     }
 
-    fn render(format: Format) -> String {
+    fn render_report(report: &Report, format: Format) -> String {
         let mut out = Vec::new();
-        write(&sample(), &Style { format, local_time: false }, &mut out).unwrap();
+        write(report, &Style { format, local_time: false }, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    fn render(format: Format) -> String {
+        render_report(&sample(), format)
+    }
+
+    #[test]
+    fn generated_rows_render_as_held_rows_do() {
+        let held = sample();
+        let mut made = sample();
+        let section = &mut made.sections[0];
+        let rows = std::mem::take(&mut section.rows);
+        // Two rows: the first held, the second made on demand.
+        section.rows = rows.clone();
+        let copy = rows[0].clone();
+        section.generated = Some(RowSource { len: 1, row: Arc::new(move |i| { assert_eq!(i, 0); copy.clone() }) });
+        let mut twice = held;
+        twice.sections[0].rows.push(rows[0].clone());
+        for format in [Format::Table, Format::Json, Format::Csv] {
+            assert_eq!(render_report(&made, format), render_report(&twice, format), "{format:?}");
+        }
+        let empty = Section { generated: Some(RowSource { len: 0, row: Arc::new(|_| unreachable!()) }), ..Default::default() };
+        assert!(empty.is_empty());
+        assert!(!made.sections[0].is_empty());
     }
 
     #[test]

@@ -158,8 +158,9 @@ pub fn run(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<Report> {
                 title: format!("Calls per {interval} by probe{by}; tcp_opens: connections the same processes opened"),
                 columns,
                 rows: per_interval,
+                generated: None,
             },
-            Section { title: format!("Calls by probe{by} (peak_calls: most in one {interval})"), columns: total_cols, rows: totals },
+            Section { title: format!("Calls by probe{by} (peak_calls: most in one {interval})"), columns: total_cols, rows: totals, generated: None },
         ],
         warnings,
         ..Default::default()

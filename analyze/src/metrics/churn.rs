@@ -112,6 +112,7 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
         ),
         columns,
         rows: rows.into_values().collect(),
+        generated: None,
     }];
     let life_cols = ["metric", "count", "still_open", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "buckets"];
     let mut life_row = vec![Value::from("lifetime")];
@@ -141,6 +142,7 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
         title: "Lifetime of closed connections (open to close)".into(),
         columns: life_cols.iter().map(|s| s.to_string()).collect(),
         rows: vec![life_row],
+        generated: None,
     });
     Ok(Report { sections, ..Default::default() })
 }

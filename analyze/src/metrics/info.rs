@@ -47,5 +47,5 @@ pub fn run(ctx: &Ctx) -> Report {
             pairs(&last.probes),
         ]);
     }
-    Report { sections: vec![Section { title: "Trace".into(), columns, rows }], ..Default::default() }
+    Report { sections: vec![Section { title: "Trace".into(), columns, rows, generated: None }], ..Default::default() }
 }

@@ -96,7 +96,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         rows.push(row);
     }
     Ok(Report {
-        sections: vec![Section { title: format!("Latency by {} (microseconds)", ctx.by_label()), columns, rows }],
+        sections: vec![Section { title: format!("Latency by {} (microseconds)", ctx.by_label()), columns, rows, generated: None }],
         ..Default::default()
     })
 }

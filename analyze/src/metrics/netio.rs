@@ -1,12 +1,13 @@
 //! `netio`: bytes sent and consumed per interval, per key.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use polars::prelude::*;
 
 use super::Ctx;
-use crate::frame::{collect, i64s, u64s, values};
-use crate::output::{Report, Section, Value};
+use crate::frame::{collect, i64s, u64s, value_at, value_column};
+use crate::output::{Report, RowSource, Section, Value};
 
 /// A key's shown values with its total sent and consumed bytes.
 type KeyTotals = (Vec<Value>, u64, u64);
@@ -51,57 +52,74 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
     // An interval that straddles two passes is in both: merge the partial sums.
     let all = concat(parts, UnionArgs { rechunk: false, parallel: false, ..Default::default() })?;
     let merged = aggregate(all, ctx, [col("sent_bytes").sum(), col("recv_bytes").sum()]);
-    let df = collect(merged.sort(["second"], SortMultipleOptions::default()))?;
+    let df = collect(merged)?;
 
+    // Each row's key (the shown columns) as a small id; totals per key decide
+    // --top and make the totals section.
     let shown = ctx.by.shown();
-    let key_values: Vec<Vec<Value>> = shown.iter().map(|c| values(&df, c)).collect::<Result<_, _>>()?;
+    let key_cols: Vec<Column> = shown.iter().map(|c| value_column(&df, c)).collect::<Result<_, _>>()?;
     let seconds = i64s(&df, "second")?;
     let sent = u64s(&df, "sent_bytes")?;
     let recv = u64s(&df, "recv_bytes")?;
-    let key_of = |i: usize| -> Vec<Value> { key_values.iter().map(|col| col[i].clone()).collect() };
-    let key_ids: Vec<String> = (0..df.height()).map(|i| format!("{:?}", key_of(i))).collect();
-
-    // Totals per key decide --top, and make the totals section.
-    let mut totals: HashMap<&String, KeyTotals> = HashMap::new();
-    for (i, id) in key_ids.iter().enumerate() {
-        let t = totals.entry(id).or_insert_with(|| (key_of(i), 0, 0));
-        t.1 += sent[i].unwrap_or(0);
-        t.2 += recv[i].unwrap_or(0);
+    let mut ids: HashMap<Vec<Value>, u32> = HashMap::new();
+    let mut keys: Vec<KeyTotals> = Vec::new();
+    let mut key_of_row = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let key: Vec<Value> = key_cols.iter().map(|c| value_at(c, i)).collect();
+        let id = *ids.entry(key).or_insert_with_key(|key| {
+            keys.push((key.clone(), 0, 0));
+            (keys.len() - 1) as u32
+        });
+        keys[id as usize].1 += sent[i].unwrap_or(0);
+        keys[id as usize].2 += recv[i].unwrap_or(0);
+        key_of_row.push(id);
     }
-    let mut ranked: Vec<(&String, KeyTotals)> = totals.into_iter().collect();
-    ranked.sort_by(|a, b| (b.1 .1 + b.1 .2).cmp(&(a.1 .1 + a.1 .2)).then_with(|| a.0.cmp(b.0)));
+    drop(ids);
+    // Busiest first; equal totals in key order.
+    let mut ranked: Vec<u32> = (0..keys.len() as u32).collect();
+    ranked.sort_by(|&a, &b| {
+        let (ka, kb) = (&keys[a as usize], &keys[b as usize]);
+        (kb.1 + kb.2).cmp(&(ka.1 + ka.2)).then_with(|| ka.0.cmp(&kb.0))
+    });
     if let Some(n) = args.top {
         ranked.truncate(n);
     }
-    let kept: std::collections::HashSet<&String> = ranked.iter().map(|(k, _)| *k).collect();
+    let mut rank_of_key = vec![u32::MAX; keys.len()];
+    for (rank, &id) in ranked.iter().enumerate() {
+        rank_of_key[id as usize] = rank as u32;
+    }
 
+    // Rows of kept keys by second, the busiest first within a second. They
+    // are made as they are written: held as values they were most of the
+    // memory on big traces.
+    let busy = |i: usize| sent[i].unwrap_or(0) + recv[i].unwrap_or(0);
+    let mut order: Vec<u32> = (0..df.height() as u32).filter(|&i| rank_of_key[key_of_row[i as usize] as usize] != u32::MAX).collect();
+    order.sort_by_key(|&i| {
+        let i = i as usize;
+        (seconds[i], std::cmp::Reverse(busy(i)), rank_of_key[key_of_row[i] as usize])
+    });
     let mut columns = vec!["second".to_string()];
     columns.extend(shown.iter().map(|s| s.to_string()));
     columns.extend(["sent_bytes".to_string(), "recv_bytes".to_string()]);
-    let mut rows = Vec::new();
-    let mut order: Vec<usize> = (0..df.height()).collect();
-    // Within a second, the busiest first.
-    order.sort_by(|&a, &b| {
-        let busy = |i: usize| std::cmp::Reverse(sent[i].unwrap_or(0) + recv[i].unwrap_or(0));
-        (seconds[a], busy(a), &key_ids[a]).cmp(&(seconds[b], busy(b), &key_ids[b]))
-    });
-    for i in order {
-        if !kept.contains(&key_ids[i]) {
-            continue;
-        }
-        let mut row = vec![Value::Time(seconds[i].unwrap_or(0))];
-        row.extend(key_of(i));
-        row.push(sent[i].into());
-        row.push(recv[i].into());
-        rows.push(row);
-    }
+    let per_interval = RowSource {
+        len: order.len(),
+        row: Arc::new(move |j| {
+            let i = order[j] as usize;
+            let mut row = vec![Value::Time(seconds[i].unwrap_or(0))];
+            row.extend(key_cols.iter().map(|c| value_at(c, i)));
+            row.push(sent[i].into());
+            row.push(recv[i].into());
+            row
+        }),
+    };
 
     let mut total_cols = vec!["total".to_string()];
     total_cols.extend(shown.iter().map(|s| s.to_string()));
     total_cols.extend(["sent_bytes".to_string(), "recv_bytes".to_string()]);
     let mut total_rows = Vec::new();
     let (mut all_sent, mut all_recv) = (0, 0);
-    for (_, (key, s, r)) in &ranked {
+    for &id in &ranked {
+        let (key, s, r) = &keys[id as usize];
         let mut row = vec![Value::from("key")];
         row.extend(key.clone());
         row.push((*s).into());
@@ -117,8 +135,13 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
 
     Ok(Report {
         sections: vec![
-            Section { title: format!("Bytes sent and consumed per {} by {}", ctx.interval_label(args.interval_ns), ctx.by_label()), columns, rows },
-            Section { title: "Totals".into(), columns: total_cols, rows: total_rows },
+            Section {
+                title: format!("Bytes sent and consumed per {} by {}", ctx.interval_label(args.interval_ns), ctx.by_label()),
+                columns,
+                rows: Vec::new(),
+                generated: Some(per_interval),
+            },
+            Section { title: "Totals".into(), columns: total_cols, rows: total_rows, generated: None },
         ],
         ..Default::default()
     })
