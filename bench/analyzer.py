@@ -165,12 +165,19 @@ def main():
     p.add_argument("--work", required=True, help="a scratch directory for outputs")
     p.add_argument("--sizes", default="10M,50M")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--metrics", default=",".join(METRICS), help="which of netio,churn,latency to measure")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args()
+    metrics = a.metrics.split(",")
+    if unknown := [m for m in metrics if m not in METRICS]:
+        p.error(f"--metrics: unknown {', '.join(unknown)} (expected some of {', '.join(METRICS)})")
 
     import duckdb
 
-    print(header("Analyzer against DuckDB", f"bash bench/run analyzer{' --smoke' if a.smoke else ''}"))
+    command = f"bash bench/run analyzer{' --smoke' if a.smoke else ''}"
+    if metrics != METRICS:  # a partial run by hand
+        command = f"python3 bench/analyzer.py --sizes {a.sizes} --runs {a.runs} --metrics {a.metrics}"
+    print(header("Analyzer against DuckDB", command))
     print(f"netrec-analyze `{a.analyzer}` against DuckDB {duckdb.__version__} (Python package) running "
           f"bench/duckdb.sql; {a.runs} alternating runs each, medians; peak RSS from wait4.\n")
     base_wall, base_rss = timed([sys.executable, "-c", "import duckdb; duckdb.connect().execute('select 1')"])
@@ -180,7 +187,7 @@ def main():
     failures = []
     for size in a.sizes.split(","):
         trace = generate(a.traces, size, a.smoke)
-        for metric in METRICS:
+        for metric in metrics:
             mine, theirs = [], []
             out = os.path.join(a.work, f"{size}-{metric}")
             os.makedirs(out, exist_ok=True)
