@@ -20,8 +20,10 @@ pub struct NetioArgs {
 /// Segments aggregated per pass. Polars' streaming group-by keeps every group
 /// it evicts from its hot table, so over a whole large trace its memory grew
 /// with the rows (560 MiB for 50 M events); partial sums of a few segments at
-/// a time, merged at the end, keep it to what a few segments need.
-const SEGMENTS_PER_PASS: usize = 4;
+/// a time, merged at the end, keep it to what a few segments need. Two per
+/// pass peaked at 182 MiB for 10 M events against 257 MiB with four, in the
+/// same time (bench/analyzer.py).
+const SEGMENTS_PER_PASS: usize = 2;
 
 /// Events -> one row per (interval, key) with sent_bytes and recv_bytes.
 fn plan(events: LazyFrame, ctx: &Ctx, interval_ns: i64) -> LazyFrame {
