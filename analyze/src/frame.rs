@@ -6,13 +6,10 @@ use crate::output::Value;
 
 /// A column as report values: integers as U64, strings as Str, nulls as Null.
 pub fn values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Value>> {
-    let c = df.column(name)?;
+    let c = value_column(df, name)?;
     Ok(match c.dtype() {
         DataType::String => c.str()?.iter().map(|v| v.map_or(Value::Null, Value::from)).collect(),
-        _ => {
-            let c = c.cast(&DataType::UInt64)?;
-            c.u64()?.iter().map(Value::from).collect()
-        }
+        _ => c.u64()?.iter().map(Value::from).collect(),
     })
 }
 

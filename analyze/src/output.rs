@@ -174,9 +174,13 @@ pub fn write(report: &Report, style: &Style, out: &mut dyn Write) -> io::Result<
                 if !s.title.is_empty() {
                     writeln!(out, "{}", s.title)?;
                 }
-                let has_buckets: Vec<bool> = (0..s.columns.len())
-                    .map(|c| s.all_rows().any(|r| matches!(r[c], Value::Buckets(_))))
-                    .collect();
+                // One pass over the rows: generated rows are made once per pass.
+                let mut has_buckets = vec![false; s.columns.len()];
+                for r in s.all_rows() {
+                    for (c, v) in r.iter().enumerate() {
+                        has_buckets[c] |= matches!(v, Value::Buckets(_));
+                    }
+                }
                 let shown: Vec<usize> = (0..s.columns.len()).filter(|&c| !has_buckets[c]).collect();
                 let mut t = Table::new();
                 t.load_preset(UTF8_FULL_CONDENSED);

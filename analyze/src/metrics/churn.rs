@@ -50,11 +50,7 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
 
     // Per connection: lifetime from open to close, of the established ones.
     let est = |c: &str| col(c).is_not_null();
-    let start = when(est("syn_sent_ns"))
-        .then(col("syn_sent_ns"))
-        .otherwise(when(est("syn_recv_ns")).then(col("syn_recv_ns")).otherwise(
-            when(est("active_est_ns")).then(col("active_est_ns")).otherwise(col("passive_est_ns")),
-        ));
+    let start = coalesce(&[col("syn_sent_ns"), col("syn_recv_ns"), col("active_est_ns"), col("passive_est_ns")]);
     let mut select: Vec<Expr> = shown.iter().map(|c| col(*c)).collect();
     select.extend([col("close_ns"), (col("close_ns") - start).alias("life_ns")]);
     let established = connections::plan(state, ctx.by).filter(est("active_est_ns").or(est("passive_est_ns")));

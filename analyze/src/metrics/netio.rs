@@ -21,8 +21,8 @@ pub struct NetioArgs {
 /// it evicts from its hot table, so over a whole large trace its memory grew
 /// with the rows (560 MiB for 50 M events); partial sums of a few segments at
 /// a time, merged at the end, keep it to what a few segments need. Two per
-/// pass peaked at 182 MiB for 10 M events against 257 MiB with four, in the
-/// same time (bench/analyzer.py).
+/// pass peaked at 182 MiB for 10 M events against 251–275 MiB with four, in
+/// the same time (/usr/bin/time, two runs each).
 const SEGMENTS_PER_PASS: usize = 2;
 
 /// Events -> one row per (interval, key) with sent_bytes and recv_bytes.
