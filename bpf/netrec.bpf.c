@@ -32,18 +32,35 @@ const volatile bool filter_comm = false;
 const volatile bool filter_cgroup = false;
 const volatile bool filter_port = false;
 const volatile char targ_comm[TASK_COMM_LEN] = {};
-/* Wake user space only once this much is queued; it also polls on a timer. */
-const volatile __u64 wakeup_bytes = 1 << 20;
+/* Wake user space once per this many records per CPU (a power of two); it
+ * also drains the ring on a timer, so a quiet CPU's records never wait long. */
+const volatile __u64 wakeup_records = 4096;
 
 /* Dummy instances so the skeleton generates the record types. */
 struct netrec_sock_event _netrec_sock_event = {};
 struct netrec_proc_event _netrec_proc_event = {};
 struct netrec_call_event _netrec_call_event = {};
+struct netrec_data_event _netrec_data_event = {};
+enum record_form _record_form = 0;
 enum event_kind _event_kind = 0;
 enum counter _counter = 0;
 
 /* Capture-unique socket ids; 0 is never handed out. */
 __u64 next_sock_id = 1;
+
+/* Threads between splice(2)'s entry and exit: while it is 0, the hook that
+ * runs on every receive (tcp_rcv_space_adjust) returns after one load. */
+__u64 splices_in_flight = 0;
+
+/* Records submitted per CPU since the last wake-up, each on its own cache
+ * line: a counter shared by all CPUs would bounce between them on every
+ * event (and bpf_ringbuf_query on every submit cost more than the record). */
+struct wakeup_count {
+	__u64 n;
+	__u64 pad[7];
+};
+#define WAKEUP_CPUS 256
+struct wakeup_count wakeup_counts[WAKEUP_CPUS] = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -76,7 +93,10 @@ struct sock_info {
 	__u16 lport;
 	__u16 rport;
 	__u16 family;
-	__u8 pad[2];
+	/* User space has this socket's endpoints and owner as they are now (a
+	 * SOCK_INFO record went out), so its send/recv can travel small. */
+	__u8 announced;
+	__u8 pad;
 	__u8 saddr[16];
 	__u8 daddr[16];
 	char comm[TASK_COMM_LEN];
@@ -152,11 +172,11 @@ static __always_inline void count(__u32 which)
 
 static __always_inline void submit(void *rec)
 {
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-			      ? BPF_RB_FORCE_WAKEUP
-			      : BPF_RB_NO_WAKEUP;
+	struct wakeup_count *w = &wakeup_counts[bpf_get_smp_processor_id() & (WAKEUP_CPUS - 1)];
+	/* Only this CPU writes its slot (programs do not migrate while they run). */
+	__u64 n = ++w->n;
 
-	bpf_ringbuf_submit(rec, flags);
+	bpf_ringbuf_submit(rec, n & (wakeup_records - 1) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP);
 }
 
 /* Does the current task pass the process filters? */
@@ -236,20 +256,29 @@ static __always_inline bool tcp_sock_info(const struct sock *sk, struct sock_inf
 }
 
 /* Only call from the owner's own context (a syscall on this socket). */
-static __always_inline void learn_owner(struct sock_info *si)
+static __always_inline void learn_owner(struct sock_info *si, __u64 pid_tgid)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	char comm[TASK_COMM_LEN];
 
 	/* The same thread again (nearly every send and receive): nothing new.
 	 * A thread renaming itself or changing cgroup keeps its old name and
 	 * filter verdict on this socket until another thread uses it. */
 	if (si->owner_known && si->tid == (__u32)pid_tgid && si->pid == pid_tgid >> 32)
 		return;
+	bpf_get_current_comm(comm, sizeof(comm));
+	/* Another thread of the same process with the same name (a thread
+	 * pool): the owner user space knows is still right. */
+	bool same = si->owner_known && si->pid == pid_tgid >> 32;
+
+	for (int i = 0; i < TASK_COMM_LEN && same; i++)
+		same = si->comm[i] == comm[i];
+	if (!same)
+		si->announced = 0;
 	si->pid = pid_tgid >> 32;
 	si->tid = (__u32)pid_tgid;
 	si->owner_known = 1;
 	si->selected = current_selected();
-	bpf_get_current_comm(si->comm, sizeof(si->comm));
+	__builtin_memcpy(si->comm, comm, sizeof(si->comm));
 }
 
 static __always_inline void read_endpoints(const struct sock *sk, __u16 *family, __u8 *saddr,
@@ -268,11 +297,12 @@ static __always_inline void read_endpoints(const struct sock *sk, __u16 *family,
 }
 
 /*
- * The one body behind every socket event. `si` may be NULL when the socket
- * table is full: the event is still recorded, attributed to the current
- * task only if `in_owner_context`.
+ * The one body behind every full socket record. `si` may be NULL when the
+ * socket table is full: the event is still recorded, attributed to the
+ * current task only if `in_owner_context`. `kind` may be RECORD_SOCK_INFO.
+ * 1: written; 0: filtered out; -1: the ring buffer was full (counted).
  */
-static __always_inline void emit_sock_event(const struct sock *sk, struct sock_info *si, __u32 kind,
+static __always_inline int emit_sock_event(const struct sock *sk, struct sock_info *si, __u32 kind,
 					    __u64 value, __u8 old_state, __u8 new_state,
 					    bool in_owner_context)
 {
@@ -306,15 +336,17 @@ static __always_inline void emit_sock_event(const struct sock *sk, struct sock_i
 		selected = in_owner_context && current_selected();
 	}
 	if ((filter_pid || filter_comm || filter_cgroup) && !(known && selected))
-		return;
+		return 0;
 	if (!port_selected(lport, rport))
-		return;
+		return 0;
 
 	struct netrec_sock_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e) {
-		count(COUNTER_LOST_BASE + kind);
-		return;
+		/* A lost SOCK_INFO loses no row: the data after it goes out in full. */
+		if (kind < EVENT_KIND_MAX)
+			count(COUNTER_LOST_BASE + kind);
+		return -1;
 	}
 	e->kind = kind;
 	e->ts_ns = bpf_ktime_get_boot_ns();
@@ -347,18 +379,54 @@ static __always_inline void emit_sock_event(const struct sock *sk, struct sock_i
 	e->sport = lport;
 	e->dport = rport;
 	submit(e);
+	return 1;
 }
 
-/* Bytes moved by the application itself: the caller owns the socket. */
+/*
+ * Bytes moved by the application itself: the caller owns the socket. The
+ * hot path: one table lookup, one 32-byte record.
+ */
 static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64 bytes)
 {
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct sock_info *si;
 
 	if (!tcp_sock_info(sk, &si))
 		return;
-	if (si)
-		learn_owner(si);
-	emit_sock_event(sk, si, kind, bytes, 0, 0, true);
+	if (!si) {
+		emit_sock_event(sk, si, kind, bytes, 0, 0, true);
+		return;
+	}
+	learn_owner(si, pid_tgid);
+	/* Re-announced after CLOSE too, so user space may forget closed sockets. */
+	if (!si->announced || si->closed) {
+		int sent = emit_sock_event(sk, si, RECORD_SOCK_INFO, 0, 0, 0, true);
+
+		if (sent == 0)
+			return; /* filtered out, and so is this data */
+		if (sent < 0 || !si->endpoints_known) {
+			emit_sock_event(sk, si, kind, bytes, 0, 0, true);
+			return;
+		}
+		si->announced = 1;
+	}
+	if ((filter_pid || filter_comm || filter_cgroup) && !si->selected)
+		return;
+	if (!port_selected(si->lport, si->rport))
+		return;
+
+	struct netrec_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(COUNTER_LOST_BASE + kind);
+		return;
+	}
+	e->kind = RECORD_DATA | kind;
+	e->tid = (__u32)pid_tgid;
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->sock_id = si->id;
+	e->bytes = bytes;
+	submit(e);
 }
 
 SEC("raw_tp/sock_send_length")
@@ -389,13 +457,16 @@ int splice_enter(struct trace_event_raw_sys_enter *ctx)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 none = 0;
 
-	bpf_map_update_elem(&splicing, &tid, &none, BPF_ANY);
+	if (!bpf_map_update_elem(&splicing, &tid, &none, BPF_NOEXIST))
+		__sync_fetch_and_add(&splices_in_flight, 1);
 	return 0;
 }
 
 SEC("raw_tp/tcp_rcv_space_adjust")
 int BPF_PROG(tcp_rcv_space_adjust, struct sock *sk)
 {
+	if (!splices_in_flight)
+		return 0;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 *slot = bpf_map_lookup_elem(&splicing, &tid);
 
@@ -414,7 +485,8 @@ int splice_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!slot)
 		return 0;
 	sk = (struct sock *)*slot;
-	bpf_map_delete_elem(&splicing, &tid);
+	if (!bpf_map_delete_elem(&splicing, &tid))
+		__sync_fetch_and_sub(&splices_in_flight, 1);
 	if (sk && ctx->ret > 0)
 		handle_data(sk, EVENT_RECV, ctx->ret);
 	return 0;
@@ -450,7 +522,7 @@ static __always_inline void handle_state(const struct sock *sk, int oldstate, in
 	if (si) {
 		/* connect() and listen() run in the owner's context. */
 		if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN))
-			learn_owner(si);
+			learn_owner(si, bpf_get_current_pid_tgid());
 		if (newstate == TCP_LISTEN) {
 			struct listener_key k = listener_key_of(sk);
 			struct owner o = {};

@@ -10,7 +10,10 @@
 #define TASK_COMM_LEN 16
 #define FILENAME_LEN 256
 
-/* Every record starts with a u32 kind; user space switches on it. */
+/*
+ * Every record starts with a u32: an event_kind, or'ed with a record_form
+ * when the record is not the kind's full layout. User space switches on it.
+ */
 enum event_kind {
 	EVENT_SEND = 1,
 	EVENT_RECV = 2,
@@ -22,6 +25,19 @@ enum event_kind {
 	EVENT_CALL = 8,
 	EVENT_USDT = 9,
 	EVENT_KIND_MAX = 10,
+};
+
+/*
+ * Send and receive are most of the traffic, so they travel small: a
+ * netrec_data_event names its socket by id, and the socket's endpoints and
+ * owner cross once, as a SOCK_INFO netrec_sock_event, whenever they are new
+ * to user space (a new socket, a new owner). User space keeps a table of
+ * them and fills those columns of every data row.
+ */
+enum record_form {
+	RECORD_KIND_MASK = 0xff,
+	RECORD_DATA = 0x100,      /* + EVENT_SEND / EVENT_RECV: netrec_data_event */
+	RECORD_SOCK_INFO = 0x200, /* netrec_sock_event, no row of its own */
 };
 
 /*
@@ -39,7 +55,7 @@ enum counter {
 	COUNTER_MAX = COUNTER_LOST_BASE + EVENT_KIND_MAX,
 };
 
-/* send, recv, state, rtt, retransmit */
+/* state, rtt, retransmit, a socket's info, and send/recv on an untracked socket */
 struct netrec_sock_event {
 	__u32 kind;
 	__u32 pid;         /* owner's tgid; meaningless unless owner_known */
@@ -57,6 +73,15 @@ struct netrec_sock_event {
 	__u16 dport;       /* remote port, host order */
 	__u32 pad;
 	char comm[TASK_COMM_LEN];
+};
+
+/* send, recv on a socket whose info user space has: 32 bytes instead of 104 */
+struct netrec_data_event {
+	__u32 kind;        /* RECORD_DATA | EVENT_SEND or EVENT_RECV */
+	__u32 tid;
+	__u64 ts_ns;       /* CLOCK_BOOTTIME */
+	__u64 sock_id;
+	__u64 bytes;
 };
 
 /* exec, exit */

@@ -29,6 +29,9 @@ Examples:
   # A kernel before 6.3: auto uses fentry (else kprobes) for bytes; force kprobes
   netrec-capture -o /var/tmp/netrec --attach kprobe --duration 1m
 
+  # What the capture costs, kernel side included (netrec-analyze info shows it)
+  netrec-capture -o /var/tmp/netrec --bpf-stats --duration 1m
+
 Application probes: FUNCTION is a plain name (login_connection), a C++ name
 without or with parameters (THD::init, login_connection(THD*)) or the symbol
 as in the binary (_Z16login_connectionP3THD). --usdt PROVIDER:BASE records a
@@ -136,6 +139,11 @@ pub struct Args {
     #[arg(long)]
     pub live: bool,
 
+    /// Turn on the kernel's BPF run-time statistics while capturing (restored
+    /// at exit), so each segment records its programs' run counts and times
+    #[arg(long)]
+    pub bpf_stats: bool,
+
     /// Print nothing but errors and lost-event warnings
     #[arg(short, long)]
     pub quiet: bool,
@@ -181,6 +189,7 @@ pub struct Config {
     /// Application probes; the index is the BPF cookie.
     pub probes: Vec<AppProbe>,
     pub live: bool,
+    pub bpf_stats: bool,
     pub quiet: bool,
     pub command_line: Vec<String>,
 }
@@ -251,6 +260,7 @@ impl Config {
             attach: args.attach,
             probes,
             live: args.live,
+            bpf_stats: args.bpf_stats,
             quiet: args.quiet,
             command_line,
         })

@@ -1,11 +1,14 @@
 //! Ring-buffer records, decoded from the skeleton's generated types.
 
-use crate::probe::skel::types::{event_kind, netrec_call_event, netrec_proc_event, netrec_sock_event};
+use crate::probe::skel::types::{
+    event_kind, netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, record_form,
+};
 
 // SAFETY: all are #[repr(C)] plain-old-data generated from bpf/netrec.h.
 unsafe impl plain::Plain for netrec_sock_event {}
 unsafe impl plain::Plain for netrec_proc_event {}
 unsafe impl plain::Plain for netrec_call_event {}
+unsafe impl plain::Plain for netrec_data_event {}
 
 /// What happened; the `kind` column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,7 +90,13 @@ impl Kind {
 pub type PerKind = [u64; Kind::ALL.len()];
 
 pub enum Record<'a> {
+    /// A full socket record: state, rtt, retransmit, or a send/recv the
+    /// kernel could not send small.
     Sock(Kind, &'a netrec_sock_event),
+    /// A socket's endpoints and owner, for the small records after it; no row.
+    SockInfo(&'a netrec_sock_event),
+    /// A send or receive naming its socket by id.
+    Data(Kind, &'a netrec_data_event),
     Proc(Kind, &'a netrec_proc_event),
     Call(Kind, &'a netrec_call_event),
 }
@@ -101,7 +110,17 @@ pub enum DecodeError {
 pub fn decode(data: &[u8]) -> Result<Record<'_>, DecodeError> {
     let raw = data.get(..4).ok_or(DecodeError::TooShort)?;
     let raw = u32::from_ne_bytes(raw.try_into().expect("4 bytes"));
-    let kind = Kind::from_raw(raw).ok_or(DecodeError::UnknownKind(raw))?;
+    let form = raw & !record_form::RECORD_KIND_MASK.0;
+    if form == record_form::RECORD_SOCK_INFO.0 {
+        return plain::from_bytes(data).map(Record::SockInfo).map_err(|_| DecodeError::TooShort);
+    }
+    let kind = Kind::from_raw(raw & record_form::RECORD_KIND_MASK.0).ok_or(DecodeError::UnknownKind(raw))?;
+    if form == record_form::RECORD_DATA.0 && matches!(kind, Kind::Send | Kind::Recv) {
+        return plain::from_bytes(data).map(|e| Record::Data(kind, e)).map_err(|_| DecodeError::TooShort);
+    }
+    if form != 0 {
+        return Err(DecodeError::UnknownKind(raw));
+    }
     match kind {
         Kind::Exec | Kind::Exit => {
             plain::from_bytes(data).map(|e| Record::Proc(kind, e)).map_err(|_| DecodeError::TooShort)
@@ -183,6 +202,30 @@ mod tests {
         e.kind = event_kind::EVENT_EXEC.0; // a proc record needs more bytes than a sock record
         let buf = bytes_of(&e);
         assert_eq!(decode(as_bytes(&buf, std::mem::size_of_val(&e))).err(), Some(DecodeError::TooShort));
+    }
+
+    #[test]
+    fn decodes_small_data_and_socket_info_records() {
+        let d = netrec_data_event {
+            kind: record_form::RECORD_DATA.0 | event_kind::EVENT_RECV.0,
+            tid: 3,
+            ts_ns: 4,
+            sock_id: 5,
+            bytes: 6,
+        };
+        let buf = bytes_of(&d);
+        match decode(as_bytes(&buf, std::mem::size_of_val(&d))).unwrap() {
+            Record::Data(Kind::Recv, got) => assert_eq!((got.sock_id, got.bytes), (5, 6)),
+            _ => panic!("wrong record"),
+        }
+        assert_eq!(std::mem::size_of_val(&d), 32);
+        let info = netrec_sock_event { kind: record_form::RECORD_SOCK_INFO.0, sock_id: 9, ..Default::default() };
+        let buf = bytes_of(&info);
+        assert!(matches!(decode(as_bytes(&buf, std::mem::size_of_val(&info))).unwrap(), Record::SockInfo(e) if e.sock_id == 9));
+        // A small form of a kind that has none is refused, not misread.
+        let bad = netrec_data_event { kind: record_form::RECORD_DATA.0 | event_kind::EVENT_STATE.0, ..d };
+        let buf = bytes_of(&bad);
+        assert!(matches!(decode(as_bytes(&buf, 32)), Err(DecodeError::UnknownKind(_))));
     }
 
     #[test]

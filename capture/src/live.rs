@@ -5,8 +5,8 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
-use crate::event::{c_str, Kind};
-use crate::probe::skel::types::netrec_sock_event;
+use crate::event::Kind;
+use crate::segment::batch::DataRow;
 
 #[derive(Default)]
 struct Totals {
@@ -22,17 +22,16 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn add(&mut self, kind: Kind, e: &netrec_sock_event) {
-        if !matches!(kind, Kind::Send | Kind::Recv) {
-            return;
-        }
-        let t = self.per_pid.entry(e.pid).or_default();
+    /// Rows of an unknown owner are not shown (the segments keep them).
+    pub fn add(&mut self, row: &DataRow) {
+        let Some(pid) = row.pid else { return };
+        let t = self.per_pid.entry(pid).or_default();
         if t.comm.is_empty() {
-            t.comm = c_str(&e.comm).into_owned();
+            t.comm = row.comm.unwrap_or_default().to_string();
         }
-        match kind {
-            Kind::Send => t.sent += e.value,
-            _ => t.recv += e.value,
+        match row.kind {
+            Kind::Send => t.sent += row.bytes,
+            _ => t.recv += row.bytes,
         }
     }
 
@@ -65,11 +64,10 @@ mod tests {
         let mut out = Vec::new();
         let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         live.tick(t0, &mut out).unwrap();
-        let mut e = netrec_sock_event { pid: 5, value: 100, ..Default::default() };
-        e.comm[0] = b'x' as i8;
-        live.add(Kind::Send, &e);
-        live.add(Kind::Recv, &netrec_sock_event { value: 30, ..e });
-        live.add(Kind::Rtt, &netrec_sock_event { value: 999, ..e });
+        let row = |kind, pid, bytes| DataRow { kind, pid, comm: Some("x"), bytes };
+        live.add(&row(Kind::Send, Some(5), 100));
+        live.add(&row(Kind::Recv, Some(5), 30));
+        live.add(&row(Kind::Recv, None, 999));
         live.tick(t0, &mut out).unwrap();
         live.tick(t0 + chrono::Duration::seconds(1), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();

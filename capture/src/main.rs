@@ -2,6 +2,7 @@
 
 mod calls;
 mod cli;
+mod cost;
 mod event;
 mod host;
 mod live;

@@ -16,12 +16,13 @@ use arrow_array::RecordBatch;
 use libbpf_rs::RingBufferBuilder;
 
 use crate::cli::Config;
+use crate::cost::{BpfStats, Meter};
 use crate::event::{decode, PerKind, Record};
 use crate::live::Live;
 use crate::probe::{self, Counters};
 use crate::segment::batch::BatchBuilder;
 use crate::segment::retention::Retention;
-use crate::segment::writer::{CaptureFacts, SegmentWriter};
+use crate::segment::writer::{CaptureFacts, Encoding, SegmentWriter};
 
 const POLL: Duration = Duration::from_millis(100);
 /// Rows reach the writer at least this often, so rotation and losses stay timely.
@@ -30,7 +31,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const BATCH_FULL: i32 = -libc::EAGAIN;
 
 enum Msg {
-    Batch(RecordBatch, PerKind, Counters),
+    /// Rows (a batch per kind of row), their counts per kind, kernel
+    /// counters since the last message, data rows whose socket was unknown.
+    Batch(Vec<RecordBatch>, PerKind, Counters, u64),
     Finish,
 }
 
@@ -53,11 +56,12 @@ struct WriterState {
     opened: Instant,
     retention: Retention,
     summary: Summary,
+    meter: Meter,
 }
 
 impl WriterState {
     fn open_next(&mut self) -> Result<()> {
-        self.current = Some(SegmentWriter::create(&self.cfg.output, &self.stem, self.next_index)?);
+        self.current = Some(SegmentWriter::create(&self.cfg.output, &self.stem, self.next_index, Encoding::default())?);
         self.next_index += 1;
         self.opened = Instant::now();
         Ok(())
@@ -66,7 +70,8 @@ impl WriterState {
     fn finalize_current(&mut self) -> Result<()> {
         let Some(seg) = self.current.take() else { return Ok(()) };
         let (rows, lost) = (seg.rows(), seg.lost_total());
-        let (path, size) = seg.finalize(&self.facts)?;
+        let cost = self.meter.segment_done();
+        let (path, size) = seg.finalize(&self.facts, &cost)?;
         self.summary.segments_written += 1;
         self.summary.events += rows;
         if lost > 0 {
@@ -87,12 +92,10 @@ impl WriterState {
         Ok(())
     }
 
-    fn handle(&mut self, batch: RecordBatch, counts: PerKind, delta: Counters) -> Result<()> {
+    fn handle(&mut self, batches: Vec<RecordBatch>, counts: PerKind, delta: Counters, unknown: u64) -> Result<()> {
         let seg = self.current.as_mut().expect("a segment is open between messages");
-        if batch.num_rows() > 0 {
-            seg.write(&batch, &counts)?;
-        }
-        seg.add_losses(&delta.lost, delta.untracked);
+        seg.write(&batches, &counts)?;
+        seg.add_losses(&delta.lost, delta.untracked, unknown);
         self.summary.lost += delta.lost.iter().sum::<u64>();
         self.summary.untracked += delta.untracked;
         if seg.size() >= self.cfg.rotate_size || self.opened.elapsed() >= self.cfg.rotate_every {
@@ -106,7 +109,7 @@ impl WriterState {
 fn writer_loop(mut st: WriterState, rx: Receiver<Msg>) -> Result<Summary> {
     for msg in rx {
         match msg {
-            Msg::Batch(batch, counts, delta) => st.handle(batch, counts, delta)?,
+            Msg::Batch(batches, counts, delta, unknown) => st.handle(batches, counts, delta, unknown)?,
             Msg::Finish => break,
         }
     }
@@ -158,13 +161,17 @@ pub fn run(cfg: Config) -> Result<Summary> {
         opened: Instant::now(),
         retention: Retention::new(cfg.max_disk, cfg.max_segments),
         summary: Summary::default(),
+        meter: Meter::new(),
     };
     // Fail on an unwritable directory before touching the kernel.
     ws.open_next()?;
 
     let mut open_object = MaybeUninit::uninit();
+    // Before loading, so every program run is counted.
+    let _bpf_stats = cfg.bpf_stats.then(BpfStats::enable).transpose()?;
     let mut probes = probe::start(&mut open_object, &cfg)?;
     ws.facts.mechanisms = probes.mechanisms.clone();
+    ws.meter.watch(std::mem::take(&mut probes.programs));
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -183,7 +190,11 @@ pub fn run(cfg: Config) -> Result<Summary> {
         bad_records: u64,
     }
     let pending = Rc::new(RefCell::new(Pending {
-        batch: BatchBuilder::new(clock_offset_ns, cfg.probes.iter().map(|p| p.name.clone()).collect()),
+        batch: BatchBuilder::new(
+            clock_offset_ns,
+            cfg.probes.iter().map(|p| p.name.clone()).collect(),
+            cfg.max_sockets as usize,
+        ),
         live: cfg.live.then(Live::default),
         bad_records: 0,
     }));
@@ -192,13 +203,12 @@ pub fn run(cfg: Config) -> Result<Summary> {
     let batch_rows = cfg.batch_rows;
     rb_builder
         .add(&probes.skel.maps.events, move |data: &[u8]| {
-            let mut p = sink.borrow_mut();
+            let p = &mut *sink.borrow_mut();
             match decode(data) {
                 Ok(record) => {
-                    if let (Some(live), Record::Sock(kind, e)) = (p.live.as_mut(), &record) {
-                        live.add(*kind, e);
+                    if let (Some(row), Some(live)) = (p.batch.push(&record), p.live.as_mut()) {
+                        live.add(&row);
                     }
-                    p.batch.push(&record);
                 }
                 // Never abort the stream over one bad record: count it.
                 Err(_) => p.bad_records += 1,
@@ -226,11 +236,11 @@ pub fn run(cfg: Config) -> Result<Summary> {
     let mut counted = Counters::default();
     let mut stdout = std::io::stdout().lock();
     let flush = |counted: &mut Counters, probes: &probe::Probes| -> Result<()> {
-        let (batch, counts) = pending.borrow_mut().batch.finish();
+        let (batches, counts, unknown) = pending.borrow_mut().batch.finish();
         let now = probes.counters()?;
         let delta = now.since(counted);
         *counted = now;
-        tx.send(Msg::Batch(batch, counts, delta)).map_err(|_| anyhow!("the segment writer stopped"))
+        tx.send(Msg::Batch(batches, counts, delta, unknown)).map_err(|_| anyhow!("the segment writer stopped"))
     };
 
     let mut result: Result<()> = Ok(());

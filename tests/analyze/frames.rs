@@ -73,11 +73,13 @@ pub struct SegmentSpec<'a> {
     pub end: i64,
     pub lost: u64,
     pub schema_version: u32,
+    /// The capture's cost metadata: user ns, sys ns, peak RSS bytes, programs JSON.
+    pub cost: Option<(u64, u64, u64, &'a str)>,
 }
 
 impl Default for SegmentSpec<'_> {
     fn default() -> Self {
-        SegmentSpec { host: "db1", capture_id: "c0ffee", index: 0, start: T0, end: T0 + 60 * SEC, lost: 0, schema_version: 1 }
+        SegmentSpec { host: "db1", capture_id: "c0ffee", index: 0, start: T0, end: T0 + 60 * SEC, lost: 0, schema_version: 1, cost: None }
     }
 }
 
@@ -209,6 +211,16 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
     ];
     for (k, v) in kv {
         w.append_key_value_metadata(KeyValue::new(k.into(), v));
+    }
+    if let Some((user, sys, rss, programs)) = spec.cost {
+        for (k, v) in [
+            ("netrec.capture_cpu_user_ns", user.to_string()),
+            ("netrec.capture_cpu_sys_ns", sys.to_string()),
+            ("netrec.capture_peak_rss_bytes", rss.to_string()),
+            ("netrec.bpf_programs", programs.to_string()),
+        ] {
+            w.append_key_value_metadata(KeyValue::new(k.into(), v));
+        }
     }
     w.close().unwrap();
     path

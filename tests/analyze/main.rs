@@ -265,6 +265,39 @@ fn losses_are_reported_and_strict_fails() {
 }
 
 #[test]
+fn info_shows_what_the_capture_cost() {
+    let d = dir();
+    let sec10 = |i: i64| SegmentSpec { index: i as u32, start: T0 + i * 10 * SEC, end: T0 + (i + 1) * 10 * SEC, ..Default::default() };
+    let send = |i: i64| [io("send", T0 + i * 10 * SEC, 1, "a", 10)];
+    let mib = 1 << 20;
+    write_segment(d.path(), &SegmentSpec { cost: Some((1_500_000_000, 500_000_000, 40 * mib, r#"{"sock_send_length":{"run_cnt":1,"run_time_ns":600}}"#)), ..sec10(0) }, &send(0));
+    write_segment(d.path(), &SegmentSpec { cost: Some((1_500_000_000, 500_000_000, 48 * mib, r#"{"sock_send_length":{"run_cnt":2,"run_time_ns":1000}}"#)), ..sec10(1) }, &send(1));
+    // Written before the capture recorded its cost: left out of the totals.
+    write_segment(d.path(), &sec10(2), &send(2));
+    let info = json_rows(&["info", s(d.path())]);
+    assert_eq!(info[0]["capture_cpu"], "3.00 s user + 1.00 s sys in 20 s: 20.00 % of one CPU");
+    assert_eq!(info[0]["capture_peak_rss"], "48.0 MiB");
+    assert_eq!(info[0]["kernel_ns_per_event"], "800", "1,600 ns of program runs for 2 events");
+    assert_eq!(info[0]["bpf_programs"]["sock_send_length"], "3 runs, 533 ns per run");
+    let per_segment = info[0]["cost_by_segment"].as_str().unwrap();
+    assert_eq!(per_segment.lines().count(), 2, "{per_segment}");
+    assert!(per_segment.lines().next().unwrap().ends_with("00000.parquet: 1.50 s user + 0.50 s sys in 10 s: 20.00 % of one CPU, peak RSS 40.0 MiB, kernel 600 ns per event"), "{per_segment}");
+
+    // Without BPF statistics, CPU and memory are still there.
+    let d = dir();
+    write_segment(d.path(), &SegmentSpec { cost: Some((100_000_000, 0, mib, "{}")), ..sec10(0) }, &send(0));
+    let info = json_rows(&["info", s(d.path())]);
+    assert_eq!(info[0]["capture_cpu"], "0.10 s user + 0.00 s sys in 10 s: 1.00 % of one CPU");
+    assert!(info[0]["kernel_ns_per_event"].as_str().unwrap().contains("--bpf-stats"));
+    // A broken cost entry names the file and the key.
+    let d = dir();
+    write_segment(d.path(), &SegmentSpec { cost: Some((1, 1, 1, "[1]")), ..sec10(0) }, &send(0));
+    let r = analyze(&["info", s(d.path())]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("netrec.bpf_programs") && r.stderr.contains("00000.parquet") && r.stderr.lines().count() == 1, "{}", r.stderr);
+}
+
+#[test]
 fn bad_inputs_get_one_line_naming_the_file_or_flag() {
     let d = dir();
     let p = d.path();

@@ -61,6 +61,25 @@ pub struct SegmentInfo {
     pub filters: serde_json::Value,
     /// Application probes (`netrec.probes`, version 2): name -> spec.
     pub probes: BTreeMap<String, String>,
+    /// What the capture cost while writing this segment; None in segments
+    /// written before netrec recorded it.
+    pub cost: Option<Cost>,
+}
+
+/// The capture's own cost over one segment (`netrec.capture_*`, `netrec.bpf_programs`).
+#[derive(Debug, Clone, Default)]
+pub struct Cost {
+    pub cpu_user_ns: u64,
+    pub cpu_sys_ns: u64,
+    pub peak_rss_bytes: u64,
+    /// Program name -> (runs, run time in ns); empty when BPF statistics were off.
+    pub programs: BTreeMap<String, (u64, u64)>,
+}
+
+#[derive(Deserialize)]
+struct ProgStats {
+    run_cnt: u64,
+    run_time_ns: u64,
 }
 
 fn bad(path: &Path, why: impl Into<String>) -> InputError {
@@ -115,6 +134,19 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
                 .collect()
         }
     };
+    let cost = match kv.get("netrec.capture_cpu_user_ns") {
+        None => None,
+        Some(_) => {
+            let programs: BTreeMap<String, ProgStats> = serde_json::from_value(json("netrec.bpf_programs")?)
+                .map_err(|_| bad(path, "netrec.bpf_programs is not an object of run counts and times"))?;
+            Some(Cost {
+                cpu_user_ns: number("netrec.capture_cpu_user_ns")?,
+                cpu_sys_ns: number("netrec.capture_cpu_sys_ns")?,
+                peak_rss_bytes: number("netrec.capture_peak_rss_bytes")?,
+                programs: programs.into_iter().map(|(k, p)| (k, (p.run_cnt, p.run_time_ns))).collect(),
+            })
+        }
+    };
     Ok(SegmentInfo {
         path: path.to_path_buf(),
         schema_version: version,
@@ -130,5 +162,6 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
         mechanisms: serde_json::from_value(json("netrec.mechanisms")?).unwrap_or_default(),
         filters: json("netrec.filters")?,
         probes,
+        cost,
     })
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::Ctx;
+use crate::input::segment::Cost;
 use crate::input::SegmentInfo;
 use crate::output::{Report, Section, Value};
 
@@ -15,7 +16,8 @@ pub fn run(ctx: &Ctx) -> Report {
     }
     let columns: Vec<String> = [
         "host", "kernel", "command", "first", "last", "segments", "events", "events_by_kind", "lost_events", "lost_by_segment",
-        "mechanisms", "filters", "probes",
+        "mechanisms", "filters", "probes", "capture_cpu", "capture_peak_rss", "kernel_ns_per_event", "bpf_programs",
+        "cost_by_segment",
     ]
     .map(String::from)
     .to_vec();
@@ -46,6 +48,66 @@ pub fn run(ctx: &Ctx) -> Report {
             Value::from(last.filters.to_string()),
             pairs(&last.probes),
         ]);
+        rows.last_mut().expect("just pushed").extend(cost_columns(&segs));
     }
     Report { sections: vec![Section { title: "Trace".into(), columns, rows, generated: None }], ..Default::default() }
+}
+
+fn seconds(s: &SegmentInfo) -> f64 {
+    (s.end - s.start).num_nanoseconds().unwrap_or(0) as f64 / 1e9
+}
+
+/// Kernel run time per written event, when BPF statistics were on.
+fn kernel_ns_per_event(costs: &[(&SegmentInfo, &Cost)]) -> Option<f64> {
+    let with_stats: Vec<_> = costs.iter().filter(|(_, c)| !c.programs.is_empty()).collect();
+    let events: u64 = with_stats.iter().map(|(s, _)| s.events).sum();
+    let run_ns: u64 = with_stats.iter().flat_map(|(_, c)| c.programs.values().map(|p| p.1)).sum();
+    (events > 0).then(|| run_ns as f64 / events as f64)
+}
+
+/// What the capture cost, in total and per segment (segments that recorded it).
+fn cost_columns(segs: &[&SegmentInfo]) -> Vec<Value> {
+    let costs: Vec<(&SegmentInfo, &Cost)> = segs.iter().filter_map(|s| s.cost.as_ref().map(|c| (*s, c))).collect();
+    if costs.is_empty() {
+        let none = Value::from("not recorded (segments written before netrec recorded its cost)");
+        return vec![none, Value::Null, Value::Null, Value::Map(Vec::new()), Value::Null];
+    }
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+    let cpu_text = |user: u64, sys: u64, secs: f64| {
+        let pct = if secs > 0.0 { (user + sys) as f64 / 1e9 / secs * 100.0 } else { 0.0 };
+        format!("{:.2} s user + {:.2} s sys in {secs:.0} s: {pct:.2} % of one CPU", user as f64 / 1e9, sys as f64 / 1e9)
+    };
+    let user: u64 = costs.iter().map(|(_, c)| c.cpu_user_ns).sum();
+    let sys: u64 = costs.iter().map(|(_, c)| c.cpu_sys_ns).sum();
+    let secs: f64 = costs.iter().map(|(s, _)| seconds(s)).sum();
+    let mut programs: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (_, c) in &costs {
+        for (name, (runs, ns)) in &c.programs {
+            let p = programs.entry(name).or_default();
+            p.0 += runs;
+            p.1 += ns;
+        }
+    }
+    let per_segment: Vec<String> = costs
+        .iter()
+        .map(|(s, c)| {
+            let kernel = kernel_ns_per_event(&[(s, c)]).map_or(String::new(), |ns| format!(", kernel {ns:.0} ns per event"));
+            format!("{}: {}, peak RSS {}{kernel}", s.path.display(), cpu_text(c.cpu_user_ns, c.cpu_sys_ns, seconds(s)), mib(c.peak_rss_bytes))
+        })
+        .collect();
+    vec![
+        Value::from(cpu_text(user, sys, secs)),
+        Value::from(mib(costs.iter().map(|(_, c)| c.peak_rss_bytes).max().unwrap_or(0))),
+        kernel_ns_per_event(&costs).map_or(Value::from("BPF statistics off (capture with --bpf-stats)"), |ns| Value::from(format!("{ns:.0}"))),
+        Value::Map(
+            programs
+                .iter()
+                .map(|(name, (runs, ns))| {
+                    let per_run = if *runs > 0 { *ns as f64 / *runs as f64 } else { 0.0 };
+                    (name.to_string(), format!("{runs} runs, {per_run:.0} ns per run"))
+                })
+                .collect(),
+        ),
+        Value::from(per_segment.join("\n")),
+    ]
 }

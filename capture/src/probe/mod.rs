@@ -12,7 +12,7 @@ pub mod skel {
 }
 
 use std::mem::MaybeUninit;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
@@ -44,6 +44,8 @@ impl Counters {
 pub struct Probes<'obj> {
     pub skel: NetrecSkel<'obj>,
     links: Vec<Link>,
+    /// Every attached program by name, for its run statistics.
+    pub programs: Vec<(String, OwnedFd)>,
     pub mechanisms: serde_json::Value,
     _tracefs: tracefs::TracefsGuard,
 }
@@ -97,6 +99,15 @@ fn set_filters(skel: &NetrecSkel<'_>, cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Records per CPU between wake-ups of the reader: about 1/64 of the ring
+/// in small data records, a power of two as the kernel side needs. The
+/// reader also drains on a timer, so this only bounds how full a burst gets.
+fn wakeup_records(ringbuf_size: u32) -> u64 {
+    const SMALL_RECORD: u64 = 32 + 8; // netrec_data_event + the ring's header
+    let n = (ringbuf_size as u64 / 64 / SMALL_RECORD).max(1);
+    1 << (63 - n.leading_zeros()) // the power of two at or below n
+}
+
 /// Opens, configures, loads and attaches every probe.
 pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config) -> Result<Probes<'obj>> {
     // Say so before mounting tracefs fails for the same reason.
@@ -128,7 +139,7 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
             *dst = src as i8;
         }
     }
-    rodata.wakeup_bytes = (cfg.ringbuf_size / 16) as u64;
+    rodata.wakeup_records = wakeup_records(cfg.ringbuf_size);
     rodata.recvmsg_nargs = plan.recvmsg_nargs;
     rodata.kprobe_counts_splice = plan.kprobe_counts_splice;
 
@@ -143,6 +154,7 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
     // before entry hooks, so no call is seen entering but never leaving.
     let mut links = Vec::new();
     let mut attached: Vec<&str> = Vec::new();
+    let mut prog_fds = Vec::new();
     let mut mechanisms = serde_json::Map::new();
     for (hook, programs) in &plan.hooks {
         let mut sections = Vec::new();
@@ -166,6 +178,7 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
                 )
             })?);
             attached.push(p.name);
+            prog_fds.push((p.name.to_string(), prog.as_fd().try_clone_to_owned().context("duplicating a program fd")?));
         }
         mechanisms.insert(hook.probe.into(), format!("{}: {}", hook.mechanism, sections.join(", ")).into());
     }
@@ -174,8 +187,14 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
     links.extend(calls::attach(&mut skel, &cfg.probes, &cfg.pids)?);
     if !cfg.probes.is_empty() {
         mechanisms.insert("call".into(), "uprobe+uretprobe, usdt (netrec.probes)".into());
+        for prog in skel.object().progs() {
+            let name = prog.name().to_string_lossy();
+            if ["call_entry", "call_exit", "usdt_fire", "usdt_start", "usdt_done"].contains(&name.as_ref()) {
+                prog_fds.push((name.into_owned(), prog.as_fd().try_clone_to_owned().context("duplicating a program fd")?));
+            }
+        }
     }
-    Ok(Probes { skel, links, mechanisms: serde_json::Value::Object(mechanisms), _tracefs: tracefs })
+    Ok(Probes { skel, links, programs: prog_fds, mechanisms: serde_json::Value::Object(mechanisms), _tracefs: tracefs })
 }
 
 impl Probes<'_> {

@@ -1,32 +1,79 @@
-//! Decoded records appended column by column into an Arrow record batch.
+//! Decoded records -> Arrow record batches, built column by column per kind
+//! of row: each group appends only the columns its rows have, and the
+//! columns it lacks become one all-null array per batch (no null appended
+//! row by row). Rows keep the ring buffer's order within a group.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use arrow_array::builder::{
+    ArrayBuilder,
     Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder,
     UInt64Builder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::types::{UInt32Type, UInt8Type};
+use arrow_array::{new_null_array, ArrayRef, DictionaryArray, RecordBatch, StringArray, UInt32Array, UInt8Array};
+use arrow_schema::Schema;
+use rustc_hash::FxHashMap;
 
 use super::schema::arrow_schema;
+use super::sockets::{SockText, SocketTable};
 use crate::event::{c_str, c_str_bytes, tcp_state_name, Kind, PerKind, Record};
-use crate::probe::skel::types::{netrec_call_event, netrec_proc_event, netrec_sock_event};
+use crate::probe::skel::types::{netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event};
 
-const AF_INET: u8 = 2;
+const TCP_CLOSE: u8 = 7;
 
-/// Builders in the column order of `schemas/events.json`.
-pub struct BatchBuilder {
-    clock_offset_ns: i64,
-    /// Application probe names, indexed by the cookie in call records.
-    probe_names: Arc<[String]>,
+/// A send or receive as it was recorded, for `--live`.
+pub struct DataRow<'a> {
+    pub kind: Kind,
+    pub pid: Option<u32>,
+    pub comm: Option<&'a str>,
+    pub bytes: u64,
+}
+
+/// Columns every row has.
+struct Common {
     kind: StringBuilder,
     ts: TimestampNanosecondBuilder,
     ts_kernel_ns: UInt64Builder,
     pid: UInt32Builder,
     tid: UInt32Builder,
     comm: StringBuilder,
-    ppid: UInt32Builder,
+}
+
+impl Common {
+    fn new() -> Self {
+        Common {
+            kind: StringBuilder::new(),
+            ts: TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            ts_kernel_ns: UInt64Builder::new(),
+            pid: UInt32Builder::new(),
+            tid: UInt32Builder::new(),
+            comm: StringBuilder::new(),
+        }
+    }
+
+    fn push(&mut self, kind: Kind, ts_kernel_ns: u64, clock_offset_ns: i64) {
+        self.kind.append_value(kind.name());
+        self.ts.append_value(ts_kernel_ns as i64 + clock_offset_ns);
+        self.ts_kernel_ns.append_value(ts_kernel_ns);
+    }
+
+    fn len(&self) -> usize {
+        self.ts_kernel_ns.len()
+    }
+
+    fn finish(&mut self, out: &mut Vec<(&'static str, ArrayRef)>) {
+        out.push(("kind", Arc::new(self.kind.finish())));
+        out.push(("ts", Arc::new(self.ts.finish())));
+        out.push(("ts_kernel_ns", Arc::new(self.ts_kernel_ns.finish())));
+        out.push(("pid", Arc::new(self.pid.finish())));
+        out.push(("tid", Arc::new(self.tid.finish())));
+        out.push(("comm", Arc::new(self.comm.finish())));
+    }
+}
+
+/// The socket columns of send, receive, state, RTT and retransmit rows.
+struct SockCols {
     sock_id: UInt64Builder,
     family: StringBuilder,
     protocol: StringBuilder,
@@ -34,38 +81,11 @@ pub struct BatchBuilder {
     lport: UInt16Builder,
     raddr: StringBuilder,
     rport: UInt16Builder,
-    bytes: UInt64Builder,
-    old_state: StringBuilder,
-    new_state: StringBuilder,
-    srtt_us: UInt32Builder,
-    filename: StringBuilder,
-    exit_status: Int32Builder,
-    probe: StringBuilder,
-    duration_ns: UInt64Builder,
-    depth: UInt32Builder,
-    arg0: Int64Builder,
-    arg1: Int64Builder,
-    arg2: Int64Builder,
-    retval: Int64Builder,
-    rows: usize,
-    counts: PerKind,
-    addrs: TextCache<17>,
-    comms: TextCache<16>,
 }
 
-impl BatchBuilder {
-    /// `clock_offset_ns`: wall clock minus CLOCK_BOOTTIME, added to every kernel timestamp.
-    pub fn new(clock_offset_ns: i64, probe_names: Arc<[String]>) -> Self {
-        BatchBuilder {
-            clock_offset_ns,
-            probe_names,
-            kind: StringBuilder::new(),
-            ts: TimestampNanosecondBuilder::new().with_timezone("UTC"),
-            ts_kernel_ns: UInt64Builder::new(),
-            pid: UInt32Builder::new(),
-            tid: UInt32Builder::new(),
-            comm: StringBuilder::new(),
-            ppid: UInt32Builder::new(),
+impl SockCols {
+    fn new() -> Self {
+        SockCols {
             sock_id: UInt64Builder::new(),
             family: StringBuilder::new(),
             protocol: StringBuilder::new(),
@@ -73,23 +93,217 @@ impl BatchBuilder {
             lport: UInt16Builder::new(),
             raddr: StringBuilder::new(),
             rport: UInt16Builder::new(),
+        }
+    }
+
+    /// Owner columns into `common`, endpoints here.
+    fn push(&mut self, common: &mut Common, sock_id: Option<u64>, tid: Option<u32>, s: &SockText) {
+        common.pid.append_option(s.pid);
+        common.tid.append_option(tid);
+        common.comm.append_option(s.comm.as_deref());
+        self.sock_id.append_option(sock_id);
+        self.family.append_value(s.family);
+        self.protocol.append_value("tcp");
+        self.laddr.append_value(&*s.laddr);
+        self.lport.append_value(s.lport);
+        self.raddr.append_value(&*s.raddr);
+        self.rport.append_value(s.rport);
+    }
+
+    fn finish(&mut self, out: &mut Vec<(&'static str, ArrayRef)>) {
+        out.push(("sock_id", Arc::new(self.sock_id.finish())));
+        out.push(("family", Arc::new(self.family.finish())));
+        out.push(("protocol", Arc::new(self.protocol.finish())));
+        out.push(("laddr", Arc::new(self.laddr.finish())));
+        out.push(("lport", Arc::new(self.lport.finish())));
+        out.push(("raddr", Arc::new(self.raddr.finish())));
+        out.push(("rport", Arc::new(self.rport.finish())));
+    }
+}
+
+/// send and recv: nearly every row of a busy capture. Their text columns
+/// (kind, comm, family, protocol, laddr, raddr) are dictionary arrays over
+/// the batch's distinct sockets, so a row costs one key instead of six
+/// strings copied; the Parquet writer takes them as the plain strings the
+/// schema declares.
+struct DataGroup {
+    ts: TimestampNanosecondBuilder,
+    ts_kernel_ns: UInt64Builder,
+    /// 0: send, 1: recv.
+    kind: Vec<u8>,
+    pid: UInt32Builder,
+    tid: UInt32Builder,
+    sock_id: UInt64Builder,
+    lport: UInt16Builder,
+    rport: UInt16Builder,
+    bytes: UInt64Builder,
+    /// Index into `texts` per row.
+    keys: Vec<u32>,
+    /// The batch's sockets; None for a socket user space did not know.
+    texts: Vec<Option<Arc<SockText>>>,
+    key_of: FxHashMap<u64, u32>,
+}
+
+impl DataGroup {
+    fn new() -> Self {
+        DataGroup {
+            ts: TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            ts_kernel_ns: UInt64Builder::new(),
+            kind: Vec::new(),
+            pid: UInt32Builder::new(),
+            tid: UInt32Builder::new(),
+            sock_id: UInt64Builder::new(),
+            lport: UInt16Builder::new(),
+            rport: UInt16Builder::new(),
             bytes: UInt64Builder::new(),
-            old_state: StringBuilder::new(),
-            new_state: StringBuilder::new(),
-            srtt_us: UInt32Builder::new(),
-            filename: StringBuilder::new(),
-            exit_status: Int32Builder::new(),
-            probe: StringBuilder::new(),
-            duration_ns: UInt64Builder::new(),
-            depth: UInt32Builder::new(),
-            arg0: Int64Builder::new(),
-            arg1: Int64Builder::new(),
-            arg2: Int64Builder::new(),
-            retval: Int64Builder::new(),
+            keys: Vec::new(),
+            texts: Vec::new(),
+            key_of: FxHashMap::default(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn push(&mut self, kind: Kind, ts_kernel_ns: u64, clock_offset_ns: i64, sock_id: Option<u64>, tid: Option<u32>, bytes: u64, text: Option<&Arc<SockText>>) {
+        self.ts.append_value(ts_kernel_ns as i64 + clock_offset_ns);
+        self.ts_kernel_ns.append_value(ts_kernel_ns);
+        self.kind.push(u8::from(kind == Kind::Recv));
+        self.tid.append_option(tid);
+        self.sock_id.append_option(sock_id);
+        self.bytes.append_value(bytes);
+        self.pid.append_option(text.and_then(|t| t.pid));
+        self.lport.append_option(text.map(|t| t.lport));
+        self.rport.append_option(text.map(|t| t.rport));
+        // Untracked sockets (id 0) and unknown ones get a key of their own.
+        let key = match sock_id.filter(|&id| id != 0).map(|id| self.key_of.get(&id).copied().ok_or(id)) {
+            Some(Ok(key)) => key,
+            other => {
+                let key = self.texts.len() as u32;
+                self.texts.push(text.cloned());
+                if let Some(Err(id)) = other {
+                    self.key_of.insert(id, key);
+                }
+                key
+            }
+        };
+        self.keys.push(key);
+    }
+
+    /// A socket's text changed: its later rows need a new key.
+    fn forget(&mut self, sock_id: u64) {
+        self.key_of.remove(&sock_id);
+    }
+
+    fn finish(&mut self, out: &mut Vec<(&'static str, ArrayRef)>) {
+        let keys = UInt32Array::from(std::mem::take(&mut self.keys));
+        let texts = std::mem::take(&mut self.texts);
+        self.key_of.clear();
+        let dict = |values: StringArray| -> ArrayRef {
+            Arc::new(DictionaryArray::<UInt32Type>::try_new(keys.clone(), Arc::new(values)).expect("keys index the batch's sockets"))
+        };
+        let text_col = |f: &dyn Fn(&SockText) -> Option<&str>| -> StringArray {
+            texts.iter().map(|t| t.as_deref().and_then(f)).collect()
+        };
+        let kinds = UInt8Array::from(std::mem::take(&mut self.kind));
+        let kind_values = StringArray::from(vec![Kind::Send.name(), Kind::Recv.name()]);
+        out.push(("kind", Arc::new(DictionaryArray::<UInt8Type>::try_new(kinds, Arc::new(kind_values)).expect("two kinds"))));
+        out.push(("ts", Arc::new(self.ts.finish())));
+        out.push(("ts_kernel_ns", Arc::new(self.ts_kernel_ns.finish())));
+        out.push(("pid", Arc::new(self.pid.finish())));
+        out.push(("tid", Arc::new(self.tid.finish())));
+        out.push(("comm", dict(text_col(&|t| t.comm.as_deref()))));
+        out.push(("sock_id", Arc::new(self.sock_id.finish())));
+        out.push(("family", dict(text_col(&|t| Some(t.family)))));
+        out.push(("protocol", dict(texts.iter().map(|_| Some("tcp")).collect())));
+        out.push(("laddr", dict(text_col(&|t| Some(&*t.laddr)))));
+        out.push(("lport", Arc::new(self.lport.finish())));
+        out.push(("raddr", dict(text_col(&|t| Some(&*t.raddr)))));
+        out.push(("rport", Arc::new(self.rport.finish())));
+        out.push(("bytes", Arc::new(self.bytes.finish())));
+    }
+}
+
+/// state, rtt, retransmit.
+struct SockGroup {
+    common: Common,
+    sock: SockCols,
+    old_state: StringBuilder,
+    new_state: StringBuilder,
+    srtt_us: UInt32Builder,
+}
+
+/// exec, exit.
+struct ProcGroup {
+    common: Common,
+    ppid: UInt32Builder,
+    filename: StringBuilder,
+    exit_status: Int32Builder,
+}
+
+/// call, usdt.
+struct CallGroup {
+    common: Common,
+    probe: StringBuilder,
+    duration_ns: UInt64Builder,
+    depth: UInt32Builder,
+    arg0: Int64Builder,
+    arg1: Int64Builder,
+    arg2: Int64Builder,
+    retval: Int64Builder,
+}
+
+pub struct BatchBuilder {
+    clock_offset_ns: i64,
+    /// Application probe names, indexed by the cookie in call records.
+    probe_names: Arc<[String]>,
+    sockets: SocketTable,
+    data: DataGroup,
+    sock: SockGroup,
+    proc: ProcGroup,
+    call: CallGroup,
+    rows: usize,
+    counts: PerKind,
+    /// Data rows whose socket was not in the table (their owner is null).
+    unknown_sockets: u64,
+}
+
+impl BatchBuilder {
+    /// `clock_offset_ns`: wall clock minus CLOCK_BOOTTIME, added to every
+    /// kernel timestamp; `max_sockets`: the kernel's socket table size.
+    pub fn new(clock_offset_ns: i64, probe_names: Arc<[String]>, max_sockets: usize) -> Self {
+        BatchBuilder {
+            clock_offset_ns,
+            probe_names,
+            sockets: SocketTable::new(max_sockets),
+            data: DataGroup::new(),
+            sock: SockGroup {
+                common: Common::new(),
+                sock: SockCols::new(),
+                old_state: StringBuilder::new(),
+                new_state: StringBuilder::new(),
+                srtt_us: UInt32Builder::new(),
+            },
+            proc: ProcGroup {
+                common: Common::new(),
+                ppid: UInt32Builder::new(),
+                filename: StringBuilder::new(),
+                exit_status: Int32Builder::new(),
+            },
+            call: CallGroup {
+                common: Common::new(),
+                probe: StringBuilder::new(),
+                duration_ns: UInt64Builder::new(),
+                depth: UInt32Builder::new(),
+                arg0: Int64Builder::new(),
+                arg1: Int64Builder::new(),
+                arg2: Int64Builder::new(),
+                retval: Int64Builder::new(),
+            },
             rows: 0,
             counts: PerKind::default(),
-            addrs: TextCache::new(),
-            comms: TextCache::new(),
+            unknown_sockets: 0,
         }
     }
 
@@ -97,206 +311,189 @@ impl BatchBuilder {
         self.rows
     }
 
-    pub fn push(&mut self, record: &Record) {
+    /// Appends one record's row (a SOCK_INFO record has none); returns it
+    /// when it is a send or receive.
+    pub fn push(&mut self, record: &Record) -> Option<DataRow<'_>> {
         match record {
+            Record::Data(kind, e) => return self.push_data(*kind, e),
+            Record::SockInfo(e) => {
+                self.learn(e);
+            }
+            Record::Sock(kind @ (Kind::Send | Kind::Recv), e) => return self.push_full_data(*kind, e),
             Record::Sock(kind, e) => self.push_sock(*kind, e),
             Record::Proc(kind, e) => self.push_proc(*kind, e),
             Record::Call(kind, e) => self.push_call(*kind, e),
         }
+        None
     }
 
-    /// Nulls for the call columns of a non-call row.
-    fn no_call(&mut self) {
-        self.probe.append_null();
-        self.duration_ns.append_null();
-        self.depth.append_null();
-        self.arg0.append_null();
-        self.arg1.append_null();
-        self.arg2.append_null();
-        self.retval.append_null();
-    }
-
-    /// Nulls for the socket columns of a process or call row.
-    fn no_sock(&mut self) {
-        self.sock_id.append_null();
-        self.family.append_null();
-        self.protocol.append_null();
-        self.laddr.append_null();
-        self.lport.append_null();
-        self.raddr.append_null();
-        self.rport.append_null();
-        self.bytes.append_null();
-        self.old_state.append_null();
-        self.new_state.append_null();
-        self.srtt_us.append_null();
-    }
-
-    fn push_call(&mut self, kind: Kind, e: &netrec_call_event) {
-        self.push_common(kind, e.ts_ns);
-        self.pid.append_value(e.pid);
-        self.tid.append_value(e.tid);
-        self.comm.append_value(self.comms.text(comm_key(&e.comm), |k| c_str_bytes(k).into_owned()));
-        self.ppid.append_null();
-        self.no_sock();
-        self.filename.append_null();
-        self.exit_status.append_null();
-        match self.probe_names.get(e.probe as usize) {
-            Some(name) => self.probe.append_value(name),
-            None => self.probe.append_value(format!("probe#{}", e.probe)),
+    /// A full record's socket text; a change reaches the data rows after it.
+    fn learn(&mut self, e: &netrec_sock_event) -> Arc<SockText> {
+        let (text, changed) = self.sockets.learn(e);
+        if changed {
+            self.data.forget(e.sock_id);
         }
-        let finished = e.finished != 0;
-        let call = kind == Kind::Call;
-        self.duration_ns.append_option((call && finished).then_some(e.duration_ns));
-        self.depth.append_option(call.then_some(e.depth));
-        self.arg0.append_value(e.args[0]);
-        self.arg1.append_value(e.args[1]);
-        self.arg2.append_value(e.args[2]);
-        self.retval.append_option((call && finished && e.has_retval != 0).then_some(e.retval));
+        text
     }
 
-    fn push_common(&mut self, kind: Kind, ts_kernel_ns: u64) {
-        self.kind.append_value(kind.name());
-        self.ts.append_value(ts_kernel_ns as i64 + self.clock_offset_ns);
-        self.ts_kernel_ns.append_value(ts_kernel_ns);
+    fn counted(&mut self, kind: Kind) {
         self.counts[kind.index()] += 1;
         self.rows += 1;
     }
 
+    fn push_data(&mut self, kind: Kind, e: &netrec_data_event) -> Option<DataRow<'_>> {
+        self.counted(kind);
+        let text = self.sockets.get(e.sock_id);
+        if text.is_none() {
+            self.unknown_sockets += 1;
+        }
+        self.data.push(kind, e.ts_ns, self.clock_offset_ns, Some(e.sock_id), Some(e.tid), e.bytes, text);
+        Some(DataRow { kind, pid: text.and_then(|t| t.pid), comm: text.and_then(|t| t.comm.as_deref()), bytes: e.bytes })
+    }
+
+    /// A send or receive in the full layout (the socket table was full, or
+    /// the socket's info could not go out first).
+    fn push_full_data(&mut self, kind: Kind, e: &netrec_sock_event) -> Option<DataRow<'_>> {
+        self.counted(kind);
+        let text = self.learn(e);
+        let sock_id = (e.sock_id != 0).then_some(e.sock_id);
+        self.data.push(kind, e.ts_ns, self.clock_offset_ns, sock_id, text.tid, e.value, Some(&text));
+        // The row's text lives on in the socket table, or (untracked) in the batch.
+        let text = match sock_id {
+            Some(id) => self.sockets.get(id).map(|t| &**t),
+            None => self.data.texts.last().and_then(|t| t.as_deref()),
+        };
+        Some(DataRow { kind, pid: text.and_then(|t| t.pid), comm: text.and_then(|t| t.comm.as_deref()), bytes: e.value })
+    }
+
     fn push_sock(&mut self, kind: Kind, e: &netrec_sock_event) {
-        self.push_common(kind, e.ts_ns);
-        if e.owner_known != 0 {
-            self.pid.append_value(e.pid);
-            self.tid.append_value(e.tid);
-            self.comm.append_value(self.comms.text(comm_key(&e.comm), |k| c_str_bytes(k).into_owned()));
-        } else {
-            self.pid.append_null();
-            self.tid.append_null();
-            self.comm.append_null();
+        self.counted(kind);
+        let text = self.learn(e);
+        if kind == Kind::State && e.new_state == TCP_CLOSE && e.sock_id != 0 {
+            self.sockets.closed(e.sock_id);
         }
-        self.ppid.append_null();
-        self.sock_id.append_option((e.sock_id != 0).then_some(e.sock_id));
-        let v4 = e.family == AF_INET;
-        self.family.append_value(if v4 { "ipv4" } else { "ipv6" });
-        self.protocol.append_value("tcp");
-        let family = if v4 { AF_INET } else { 0 };
-        self.laddr.append_value(self.addrs.text(addr_key(family, &e.saddr), format_addr));
-        self.lport.append_value(e.sport);
-        self.raddr.append_value(self.addrs.text(addr_key(family, &e.daddr), format_addr));
-        self.rport.append_value(e.dport);
-        match kind {
-            Kind::Send | Kind::Recv => self.bytes.append_value(e.value),
-            _ => self.bytes.append_null(),
-        }
+        let g = &mut self.sock;
+        g.common.push(kind, e.ts_ns, self.clock_offset_ns);
+        g.sock.push(&mut g.common, (e.sock_id != 0).then_some(e.sock_id), text.tid, &text);
         if kind == Kind::State {
-            self.old_state.append_value(tcp_state_name(e.old_state));
-            self.new_state.append_value(tcp_state_name(e.new_state));
+            g.old_state.append_value(tcp_state_name(e.old_state));
+            g.new_state.append_value(tcp_state_name(e.new_state));
         } else {
-            self.old_state.append_null();
-            self.new_state.append_null();
+            g.old_state.append_null();
+            g.new_state.append_null();
         }
-        self.srtt_us.append_option((kind == Kind::Rtt).then_some(e.value as u32));
-        self.filename.append_null();
-        self.exit_status.append_null();
-        self.no_call();
+        g.srtt_us.append_option((kind == Kind::Rtt).then_some(e.value as u32));
     }
 
     fn push_proc(&mut self, kind: Kind, e: &netrec_proc_event) {
-        self.push_common(kind, e.ts_ns);
-        self.pid.append_value(e.pid);
-        self.tid.append_value(e.tid);
-        self.comm.append_value(self.comms.text(comm_key(&e.comm), |k| c_str_bytes(k).into_owned()));
-        self.ppid.append_value(e.ppid);
-        self.no_sock();
+        self.counted(kind);
+        let g = &mut self.proc;
+        g.common.push(kind, e.ts_ns, self.clock_offset_ns);
+        g.common.pid.append_value(e.pid);
+        g.common.tid.append_value(e.tid);
+        g.common.comm.append_value(c_str(&e.comm));
+        g.ppid.append_value(e.ppid);
         if kind == Kind::Exec {
-            self.filename.append_value(c_str(&e.filename));
+            g.filename.append_value(c_str(&e.filename));
         } else {
-            self.filename.append_null();
+            g.filename.append_null();
         }
-        self.exit_status.append_option((kind == Kind::Exit).then_some(e.exit_status));
-        self.no_call();
+        g.exit_status.append_option((kind == Kind::Exit).then_some(e.exit_status));
     }
 
-    /// Hands over the rows so far and their counts per kind; the builder starts empty again.
-    pub fn finish(&mut self) -> (RecordBatch, PerKind) {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.kind.finish()),
-            Arc::new(self.ts.finish()),
-            Arc::new(self.ts_kernel_ns.finish()),
-            Arc::new(self.pid.finish()),
-            Arc::new(self.tid.finish()),
-            Arc::new(self.comm.finish()),
-            Arc::new(self.ppid.finish()),
-            Arc::new(self.sock_id.finish()),
-            Arc::new(self.family.finish()),
-            Arc::new(self.protocol.finish()),
-            Arc::new(self.laddr.finish()),
-            Arc::new(self.lport.finish()),
-            Arc::new(self.raddr.finish()),
-            Arc::new(self.rport.finish()),
-            Arc::new(self.bytes.finish()),
-            Arc::new(self.old_state.finish()),
-            Arc::new(self.new_state.finish()),
-            Arc::new(self.srtt_us.finish()),
-            Arc::new(self.filename.finish()),
-            Arc::new(self.exit_status.finish()),
-            Arc::new(self.probe.finish()),
-            Arc::new(self.duration_ns.finish()),
-            Arc::new(self.depth.finish()),
-            Arc::new(self.arg0.finish()),
-            Arc::new(self.arg1.finish()),
-            Arc::new(self.arg2.finish()),
-            Arc::new(self.retval.finish()),
-        ];
+    fn push_call(&mut self, kind: Kind, e: &netrec_call_event) {
+        self.counted(kind);
+        let g = &mut self.call;
+        g.common.push(kind, e.ts_ns, self.clock_offset_ns);
+        g.common.pid.append_value(e.pid);
+        g.common.tid.append_value(e.tid);
+        g.common.comm.append_value(c_str_bytes(&e.comm.map(|c| c as u8)));
+        match self.probe_names.get(e.probe as usize) {
+            Some(name) => g.probe.append_value(name),
+            None => g.probe.append_value(format!("probe#{}", e.probe)),
+        }
+        let finished = e.finished != 0;
+        let call = kind == Kind::Call;
+        g.duration_ns.append_option((call && finished).then_some(e.duration_ns));
+        g.depth.append_option(call.then_some(e.depth));
+        g.arg0.append_value(e.args[0]);
+        g.arg1.append_value(e.args[1]);
+        g.arg2.append_value(e.args[2]);
+        g.retval.append_option((call && finished && e.has_retval != 0).then_some(e.retval));
+    }
+
+    /// Hands over the rows so far (one batch per kind of row that has any),
+    /// their counts per kind and the data rows whose socket was unknown;
+    /// the builder starts empty again.
+    pub fn finish(&mut self) -> (Vec<RecordBatch>, PerKind, u64) {
+        let mut batches = Vec::new();
+        let mut cols = Vec::new();
+        if self.data.len() > 0 {
+            self.data.finish(&mut cols);
+            batches.push(assemble(&mut cols));
+        }
+        if self.sock.common.len() > 0 {
+            let g = &mut self.sock;
+            g.common.finish(&mut cols);
+            g.sock.finish(&mut cols);
+            cols.push(("old_state", Arc::new(g.old_state.finish())));
+            cols.push(("new_state", Arc::new(g.new_state.finish())));
+            cols.push(("srtt_us", Arc::new(g.srtt_us.finish())));
+            batches.push(assemble(&mut cols));
+        }
+        if self.proc.common.len() > 0 {
+            let g = &mut self.proc;
+            g.common.finish(&mut cols);
+            cols.push(("ppid", Arc::new(g.ppid.finish())));
+            cols.push(("filename", Arc::new(g.filename.finish())));
+            cols.push(("exit_status", Arc::new(g.exit_status.finish())));
+            batches.push(assemble(&mut cols));
+        }
+        if self.call.common.len() > 0 {
+            let g = &mut self.call;
+            g.common.finish(&mut cols);
+            cols.push(("probe", Arc::new(g.probe.finish())));
+            cols.push(("duration_ns", Arc::new(g.duration_ns.finish())));
+            cols.push(("depth", Arc::new(g.depth.finish())));
+            cols.push(("arg0", Arc::new(g.arg0.finish())));
+            cols.push(("arg1", Arc::new(g.arg1.finish())));
+            cols.push(("arg2", Arc::new(g.arg2.finish())));
+            cols.push(("retval", Arc::new(g.retval.finish())));
+            batches.push(assemble(&mut cols));
+        }
         self.rows = 0;
-        let counts = std::mem::take(&mut self.counts);
-        let batch = RecordBatch::try_new(arrow_schema(), columns)
-            .expect("batch columns follow schemas/events.json (checked by tests)");
-        (batch, counts)
+        self.sockets.flushed();
+        (batches, std::mem::take(&mut self.counts), std::mem::take(&mut self.unknown_sockets))
     }
 }
 
-/// The text of raw values seen recently. Addresses and command names repeat
-/// row after row, and formatting them each time was a quarter of the
-/// capture's CPU (perf, bench/run stream). Direct-mapped: a hash picks the slot.
-struct TextCache<const N: usize> {
-    slots: Vec<Option<([u8; N], Box<str>)>>,
-}
-
-impl<const N: usize> TextCache<N> {
-    const SLOTS: usize = 256;
-
-    fn new() -> Self {
-        TextCache { slots: vec![None; Self::SLOTS] }
-    }
-
-    fn text(&mut self, key: [u8; N], format: impl FnOnce(&[u8; N]) -> String) -> &str {
-        let slot = key.iter().fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(b as usize)) % Self::SLOTS;
-        let entry = &mut self.slots[slot];
-        if entry.as_ref().is_none_or(|(k, _)| *k != key) {
-            *entry = Some((key, format(&key).into_boxed_str()));
-        }
-        &entry.as_ref().expect("filled above").1
-    }
-}
-
-fn format_addr(key: &[u8; 17]) -> String {
-    let raw: [u8; 16] = key[1..].try_into().expect("16 address bytes");
-    if key[0] == AF_INET {
-        Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).to_string()
-    } else {
-        Ipv6Addr::from(raw).to_string()
-    }
-}
-
-fn addr_key(family: u8, raw: &[u8; 16]) -> [u8; 17] {
-    let mut key = [0u8; 17];
-    key[0] = family;
-    key[1..].copy_from_slice(raw);
-    key
-}
-
-fn comm_key(comm: &[i8; 16]) -> [u8; 16] {
-    comm.map(|c| c as u8)
+/// A batch in the schema's column order from the columns one group filled;
+/// the others are null throughout. A text column may be a dictionary array
+/// of the schema's type: the batch's own schema says so, and the segment
+/// writer stores it as the schema's plain strings.
+fn assemble(cols: &mut Vec<(&'static str, ArrayRef)>) -> RecordBatch {
+    let schema = arrow_schema();
+    let rows = cols[0].1.len();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match cols.iter().position(|(name, _)| name == f.name()) {
+            Some(i) => {
+                let array = Arc::clone(&cols[i].1);
+                fields.push(f.as_ref().clone().with_data_type(array.data_type().clone()));
+                array
+            }
+            None => {
+                fields.push(f.as_ref().clone());
+                new_null_array(f.data_type(), rows)
+            }
+        })
+        .collect();
+    assert!(cols.iter().all(|(name, _)| schema.field_with_name(name).is_ok()), "a group fills a column the schema lacks");
+    cols.clear();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .expect("batch columns follow schemas/events.json (checked by tests)")
 }
 
 #[cfg(test)]
@@ -305,57 +502,68 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
 
-    #[test]
-    fn text_cache_never_returns_another_keys_text() {
-        let mut cache = TextCache::<17>::new();
-        // More keys than slots, each looked up twice, in two orders.
-        let keys: Vec<[u8; 16]> = (0..1000u32).map(|i| {
-            let mut raw = [0u8; 16];
-            raw[..4].copy_from_slice(&(0x0a00_0000 + i * 7919).to_be_bytes());
-            raw
-        }).collect();
-        for raw in keys.iter().chain(keys.iter().rev()) {
-            let want = Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).to_string();
-            assert_eq!(cache.text(addr_key(AF_INET, raw), format_addr), want);
+    const AF_INET: u8 = 2;
+
+    /// The batches as a reader sees them: written to Parquet with the
+    /// schema's types (dictionary columns become plain strings), read back.
+    fn through_parquet(batches: &[RecordBatch]) -> RecordBatch {
+        let mut file = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut file, arrow_schema(), None).unwrap();
+        for b in batches {
+            w.write(b).unwrap();
         }
-        let v6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-        assert_eq!(cache.text(addr_key(0, &v6), format_addr), "2001:db8::1");
+        w.close().unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(file), 1 << 20).unwrap();
+        let read: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        assert_eq!(read[0].schema(), arrow_schema(), "readers see the declared schema");
+        arrow_select::concat::concat_batches(&arrow_schema(), &read).unwrap()
     }
 
-    #[test]
-    fn sock_and_proc_rows_fill_their_columns() {
-        let mut b = BatchBuilder::new(1_000, Arc::from(vec!["login_connection".to_string()]));
-        let mut send = netrec_sock_event {
+    fn sock_event(kind: u32) -> netrec_sock_event {
+        let mut e = netrec_sock_event {
+            kind,
             family: AF_INET,
             owner_known: 1,
             pid: 7,
-            value: 4096,
+            tid: 70,
             ts_ns: 5,
             sock_id: 3,
             sport: 8080,
             dport: 51000,
             ..Default::default()
         };
-        send.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
-        send.daddr[..4].copy_from_slice(&[10, 1, 2, 3]);
+        e.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        e.daddr[..4].copy_from_slice(&[10, 1, 2, 3]);
+        e.comm[0] = b'x' as i8;
+        e
+    }
+
+    #[test]
+    fn rows_of_every_group_fill_their_columns() {
+        let mut b = BatchBuilder::new(1_000, Arc::from(vec!["login_connection".to_string()]), 16);
+        let send = netrec_sock_event { value: 4096, ..sock_event(1) };
         b.push(&Record::Sock(Kind::Send, &send));
-        let mut state = netrec_sock_event { family: 10, old_state: 2, new_state: 1, ..Default::default() };
+        let mut state = netrec_sock_event { family: 10, old_state: 2, new_state: 1, owner_known: 0, sock_id: 0, ..Default::default() };
         state.daddr[15] = 1;
         b.push(&Record::Sock(Kind::State, &state));
         let mut exec = netrec_proc_event { pid: 9, ..Default::default() };
         exec.filename[0] = b'/' as i8;
         b.push(&Record::Proc(Kind::Exec, &exec));
-
         let call = netrec_call_event { pid: 9, probe: 0, duration_ns: 250, finished: 1, has_retval: 1, retval: -1, depth: 2, args: [1, 2, 3], ..Default::default() };
         b.push(&Record::Call(Kind::Call, &call));
         let running = netrec_call_event { probe: 0, finished: 0, ..call };
         b.push(&Record::Call(Kind::Call, &running));
 
-        let (batch, counts) = b.finish();
+        let (batches, counts, unknown) = b.finish();
+        assert_eq!(batches.len(), 4, "one batch per group that has rows");
+        assert_eq!(unknown, 0);
+        let batch = through_parquet(&batches);
         assert_eq!(batch.num_rows(), 5);
         assert_eq!(counts[Kind::Send.index()], 1);
         assert_eq!(counts[Kind::Exec.index()], 1);
+        assert_eq!(counts[Kind::Call.index()], 2);
         let col = |n: &str| batch.column_by_name(n).unwrap().clone();
+        // Groups in order: data (send), sock (state), proc (exec), call (two).
         assert_eq!(col("kind").as_string::<i32>().value(1), "state");
         assert_eq!(col("bytes").as_primitive::<UInt64Type>().value(0), 4096);
         assert!(col("bytes").is_null(1));
@@ -363,10 +571,13 @@ mod tests {
         assert_eq!(col("raddr").as_string::<i32>().value(0), "10.1.2.3");
         assert_eq!(col("raddr").as_string::<i32>().value(1), "::1");
         assert_eq!(col("lport").as_primitive::<UInt16Type>().value(0), 8080);
+        assert_eq!(col("pid").as_primitive::<UInt32Type>().value(0), 7);
+        assert_eq!(col("comm").as_string::<i32>().value(0), "x");
         assert_eq!(col("old_state").as_string::<i32>().value(1), "SYN_SENT");
         assert_eq!(col("new_state").as_string::<i32>().value(1), "ESTABLISHED");
         assert!(col("pid").is_null(1), "an unknown owner is null, never a guess");
         assert!(col("sock_id").is_null(1), "sock_id 0 means untracked");
+        assert!(col("sock_id").is_null(2) && col("laddr").is_null(2), "process rows have no socket");
         assert_eq!(col("filename").as_string::<i32>().value(2), "/");
         assert_eq!(col("ts").as_primitive::<arrow_array::types::TimestampNanosecondType>().value(0), 1_005);
         assert_eq!(col("probe").as_string::<i32>().value(3), "login_connection");
@@ -377,7 +588,41 @@ mod tests {
         assert_eq!(col("retval").as_primitive::<Int64Type>().value(3), -1);
         assert_eq!(col("arg2").as_primitive::<Int64Type>().value(4), 3);
         assert_eq!(col("depth").as_primitive::<UInt32Type>().value(3), 2);
-        assert_eq!(counts[Kind::Call.index()], 2);
         assert_eq!(b.len(), 0);
+    }
+
+    #[test]
+    fn small_data_records_take_their_socket_from_the_last_info() {
+        let mut b = BatchBuilder::new(0, Arc::from(Vec::new()), 16);
+        let data = |tid, bytes| netrec_data_event { kind: 0, tid, ts_ns: 9, sock_id: 3, bytes };
+        // Before any info: the row keeps bytes and socket id, the owner is null.
+        let row = b.push(&Record::Data(Kind::Send, &data(1, 5))).unwrap();
+        assert_eq!((row.pid, row.bytes), (None, 5));
+        b.push(&Record::SockInfo(&sock_event(0)));
+        let row = b.push(&Record::Data(Kind::Recv, &data(71, 100))).unwrap();
+        assert_eq!((row.pid, row.comm, row.bytes), (Some(7), Some("x"), 100));
+        // A new owner (the accepting worker) for the rows after it.
+        let mut worker = sock_event(0);
+        worker.pid = 8;
+        worker.comm[0] = b'w' as i8;
+        b.push(&Record::SockInfo(&worker));
+        b.push(&Record::Data(Kind::Send, &data(80, 7)));
+
+        let (batches, counts, unknown) = b.finish();
+        assert_eq!(unknown, 1);
+        assert_eq!((counts[Kind::Send.index()], counts[Kind::Recv.index()]), (2, 1));
+        assert_eq!(batches.len(), 1);
+        let batch = &through_parquet(&batches);
+        assert_eq!(batch.num_rows(), 3, "an info record is no row");
+        let col = |n: &str| batch.column_by_name(n).unwrap().clone();
+        let pid = col("pid");
+        assert!(pid.is_null(0));
+        assert_eq!(pid.as_primitive::<UInt32Type>().value(1), 7);
+        assert_eq!(pid.as_primitive::<UInt32Type>().value(2), 8);
+        assert_eq!(col("comm").as_string::<i32>().value(2), "w");
+        assert_eq!(col("tid").as_primitive::<UInt32Type>().value(1), 71, "the thread is the record's");
+        assert_eq!(col("raddr").as_string::<i32>().value(2), "10.1.2.3");
+        assert_eq!(col("rport").as_primitive::<UInt16Type>().value(1), 51000);
+        assert_eq!(col("sock_id").as_primitive::<UInt64Type>().value(0), 3);
     }
 }

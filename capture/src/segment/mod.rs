@@ -3,4 +3,5 @@
 pub mod batch;
 pub mod retention;
 pub mod schema;
+pub mod sockets;
 pub mod writer;

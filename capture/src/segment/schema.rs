@@ -65,6 +65,6 @@ mod tests {
         let schema = arrow_schema();
         assert_eq!(schema.fields().len(), definition().columns.len());
         assert_eq!(schema.field(0).name(), "kind");
-        assert_eq!(version(), 2);
+        assert_eq!(version(), 3);
     }
 }

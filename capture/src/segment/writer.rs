@@ -8,12 +8,13 @@ use anyhow::{Context, Result};
 use arrow_array::RecordBatch;
 use chrono::{DateTime, SecondsFormat, Utc};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::basic::{Compression, Encoding as Encoding_, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::schema::{arrow_schema, version};
+use crate::cost::Cost;
 use crate::event::{Kind, PerKind};
 
 /// Suffix of a segment still being written; never matches `*.parquet`.
@@ -45,25 +46,62 @@ pub struct SegmentWriter {
     counts: PerKind,
     lost: PerKind,
     untracked: u64,
+    unknown_socket: u64,
 }
 
-fn properties() -> WriterProperties {
+/// How segments are encoded. The defaults were chosen by measurement
+/// (`encoding_settings` below; BENCHMARKS.md).
+#[derive(Debug, Clone, Copy)]
+pub struct Encoding {
+    /// Columns with a dictionary; None: every column (Parquet's default).
+    pub dictionary: Option<&'static [&'static str]>,
+    /// Columns with page statistics; None: every column.
+    pub statistics: Option<&'static [&'static str]>,
+    pub zstd_level: i32,
+}
+
+impl Default for Encoding {
+    fn default() -> Self {
+        // Measured: dictionaries pay on every column but the timestamps
+        // (plain integers cost zstd more than their hashing saves);
+        // statistics cost a fifth of the encoding where nobody reads them.
+        Encoding { dictionary: None, statistics: Some(STATISTICS_COLUMNS), zstd_level: 3 }
+    }
+}
+
+/// Columns readers filter on (time ranges, kinds, processes, sockets,
+/// ports): their min/max let DuckDB, polars and Spark skip pages.
+const STATISTICS_COLUMNS: &[&str] = &["ts", "ts_kernel_ns", "kind", "pid", "comm", "sock_id", "lport", "rport"];
+
+fn properties(enc: Encoding) -> WriterProperties {
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(enc.zstd_level).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(1 << 20))
         .set_created_by(format!("netrec-capture {}", env!("CARGO_PKG_VERSION")));
+    if let Some(cols) = enc.dictionary {
+        b = b.set_dictionary_enabled(false);
+        for col in cols {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(*col), true);
+        }
+    }
+    if let Some(cols) = enc.statistics {
+        b = b.set_statistics_enabled(EnabledStatistics::None);
+        for col in cols {
+            b = b.set_column_statistics_enabled(ColumnPath::from(*col), EnabledStatistics::Page);
+        }
+    }
     // Timestamps rise almost monotonically: deltas pack far better than dictionaries.
     for col in ["ts", "ts_kernel_ns"] {
         b = b
             .set_column_dictionary_enabled(ColumnPath::from(col), false)
-            .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
+            .set_column_encoding(ColumnPath::from(col), Encoding_::DELTA_BINARY_PACKED);
     }
     b.build()
 }
 
 impl SegmentWriter {
     /// Creates `<dir>/<stem>-<index>.parquet.inprogress` (mode 0600).
-    pub fn create(dir: &Path, stem: &str, index: u32) -> Result<SegmentWriter> {
+    pub fn create(dir: &Path, stem: &str, index: u32, enc: Encoding) -> Result<SegmentWriter> {
         let final_path = dir.join(format!("{stem}-{index:05}.parquet"));
         let mut tmp_name = final_path.file_name().expect("has a name").to_os_string();
         tmp_name.push(IN_PROGRESS_SUFFIX);
@@ -75,7 +113,7 @@ impl SegmentWriter {
             .open(&tmp_path)
             .with_context(|| format!("cannot create segment {}", tmp_path.display()))?;
         let handle = file.try_clone().with_context(|| format!("cannot reopen {}", tmp_path.display()))?;
-        let writer = ArrowWriter::try_new(file, arrow_schema(), Some(properties()))
+        let writer = ArrowWriter::try_new(file, arrow_schema(), Some(properties(enc)))
             .with_context(|| format!("cannot start segment {}", tmp_path.display()))?;
         Ok(SegmentWriter {
             final_path,
@@ -88,25 +126,30 @@ impl SegmentWriter {
             counts: PerKind::default(),
             lost: PerKind::default(),
             untracked: 0,
+            unknown_socket: 0,
         })
     }
 
-    pub fn write(&mut self, batch: &RecordBatch, counts: &PerKind) -> Result<()> {
+    pub fn write(&mut self, batches: &[RecordBatch], counts: &PerKind) -> Result<()> {
         let w = self.writer.as_mut().expect("writer is open until finalize");
-        w.write(batch).with_context(|| format!("writing segment {}", self.tmp_path.display()))?;
-        self.rows += batch.num_rows() as u64;
+        for batch in batches {
+            w.write(batch).with_context(|| format!("writing segment {}", self.tmp_path.display()))?;
+            self.rows += batch.num_rows() as u64;
+        }
         for (total, n) in self.counts.iter_mut().zip(counts) {
             *total += n;
         }
         Ok(())
     }
 
-    /// Events the kernel could not hand over while this segment was open.
-    pub fn add_losses(&mut self, lost: &PerKind, untracked: u64) {
+    /// Events the kernel could not hand over while this segment was open;
+    /// `unknown_socket`: data rows written without their socket's owner.
+    pub fn add_losses(&mut self, lost: &PerKind, untracked: u64, unknown_socket: u64) {
         for (total, n) in self.lost.iter_mut().zip(lost) {
             *total += n;
         }
         self.untracked += untracked;
+        self.unknown_socket += unknown_socket;
     }
 
     /// Bytes this segment will take on disk, roughly (written + buffered).
@@ -123,7 +166,7 @@ impl SegmentWriter {
     }
 
     /// Writes the footer and metadata, fsyncs, renames to the final name.
-    pub fn finalize(mut self, facts: &CaptureFacts) -> Result<(PathBuf, u64)> {
+    pub fn finalize(mut self, facts: &CaptureFacts, cost: &Cost) -> Result<(PathBuf, u64)> {
         let mut w = self.writer.take().expect("finalize runs once");
         let closed = Utc::now();
         let per_kind = |v: &PerKind| {
@@ -147,6 +190,11 @@ impl SegmentWriter {
             ("netrec.lost_events", self.lost_total().to_string()),
             ("netrec.lost_events_by_kind", per_kind(&self.lost)),
             ("netrec.untracked_socket_events", self.untracked.to_string()),
+            ("netrec.unknown_socket_rows", self.unknown_socket.to_string()),
+            ("netrec.capture_cpu_user_ns", cost.cpu_user_ns.to_string()),
+            ("netrec.capture_cpu_sys_ns", cost.cpu_sys_ns.to_string()),
+            ("netrec.capture_peak_rss_bytes", cost.peak_rss_bytes.to_string()),
+            ("netrec.bpf_programs", cost.programs_json()),
             ("netrec.mechanisms", facts.mechanisms.to_string()),
             ("netrec.filters", facts.filters.to_string()),
             ("netrec.probes", facts.probes.to_string()),
@@ -173,6 +221,117 @@ impl Drop for SegmentWriter {
     fn drop(&mut self) {
         if self.writer.is_some() {
             let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Record;
+    use crate::probe::skel::types::{netrec_data_event, netrec_sock_event};
+    use crate::segment::batch::BatchBuilder;
+    use std::sync::Arc;
+
+    fn thread_cpu_ns() -> u64 {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: fills the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    }
+
+    fn facts() -> CaptureFacts {
+        CaptureFacts {
+            capture_id: "x".into(),
+            hostname: "h".into(),
+            kernel_release: "k".into(),
+            boot_id: "b".into(),
+            clock_offset_ns: 0,
+            mechanisms: serde_json::Value::Null,
+            filters: serde_json::Value::Null,
+            probes: serde_json::Value::Null,
+            command_line: vec![],
+        }
+    }
+
+    /// `events` send/recv records over `sockets` sockets, through the real
+    /// batch builder into one segment; (CPU ns per event, bytes per event).
+    fn encode(enc: Encoding, events: u64, sockets: u64, dir: &Path, index: u32) -> (f64, f64) {
+        let mut b = BatchBuilder::new(0, Arc::from(Vec::new()), 1 << 17);
+        let mut w = SegmentWriter::create(dir, "bench", index, enc).unwrap();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let start = thread_cpu_ns();
+        for s in 1..=sockets {
+            let mut info = netrec_sock_event { sock_id: s, owner_known: 1, pid: 1000 + (s % 7) as u32, family: 2, sport: 3306, dport: 40000 + s as u16, ..Default::default() };
+            info.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+            info.daddr[..4].copy_from_slice(&[10, 0, (s >> 8) as u8, s as u8]);
+            info.comm[..7].copy_from_slice(&[b'm', b'a', b'r', b'i', b'a', b'd', b'b'].map(|c| c as i8));
+            b.push(&Record::SockInfo(&info));
+        }
+        let mut ts = 1_000_000_000u64;
+        for i in 0..events {
+            let r = next();
+            ts += 900 + r % 400;
+            let sock_id = 1 + (r >> 20) % sockets;
+            let bytes = if sockets <= 2 { 64 } else { 1 << (r >> 40) % 14 };
+            let e = netrec_data_event { kind: 0, tid: 2000 + sock_id as u32, ts_ns: ts, sock_id, bytes };
+            b.push(&Record::Data(if i % 2 == 0 { Kind::Send } else { Kind::Recv }, &e));
+            if b.len() >= 65536 {
+                let (batches, counts, _) = b.finish();
+                w.write(&batches, &counts).unwrap();
+            }
+        }
+        let (batches, counts, _) = b.finish();
+        w.write(&batches, &counts).unwrap();
+        let (_, size) = w.finalize(&facts(), &Cost::default()).unwrap();
+        let cpu = thread_cpu_ns() - start;
+        (cpu as f64 / events as f64, size as f64 / events as f64)
+    }
+
+    /// Not a test: the measurement behind `Encoding::default()`. Run with
+    /// `cargo test --release -p netrec-capture --bin netrec-capture encoding_settings -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn encoding_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        const REPEATING: &[&str] = &[
+            "kind", "pid", "comm", "ppid", "family", "protocol", "laddr", "lport", "raddr", "rport", "old_state",
+            "new_state", "filename", "exit_status", "probe",
+        ];
+        const REPEATING_NO_CONSTANT_TEXT: &[&str] =
+            &["pid", "comm", "ppid", "laddr", "lport", "raddr", "rport", "filename", "exit_status", "probe"];
+        let chosen = Encoding::default();
+        let variants = [
+            ("Parquet's defaults: dictionary and statistics on every column, zstd 3", Encoding { dictionary: None, statistics: None, ..chosen }),
+            ("dictionary on every column, statistics where readers filter, zstd 3 (default)", chosen),
+            ("dictionary where values repeat (text, pids, ports), statistics where readers filter", Encoding { dictionary: Some(REPEATING), ..chosen }),
+            ("same, but kind/family/protocol plain", Encoding { dictionary: Some(REPEATING_NO_CONSTANT_TEXT), ..chosen }),
+            ("default, zstd 1", Encoding { zstd_level: 1, ..chosen }),
+            ("default, zstd 6", Encoding { zstd_level: 6, ..chosen }),
+        ];
+        let events = 1_000_000;
+        let mut index = 0;
+        for (workload, sockets) in [("stream: 2 sockets, 64 B", 2), ("server: 500 sockets, 1 B-8 KiB", 500)] {
+            let mut results: Vec<Vec<(f64, f64)>> = vec![Vec::new(); variants.len()];
+            for _round in 0..5 {
+                for (i, (_, enc)) in variants.iter().enumerate() {
+                    results[i].push(encode(*enc, events, sockets, dir.path(), index));
+                    index += 1;
+                }
+            }
+            println!("\n{workload}, {events} send/recv rows, medians of 5 alternating rounds:");
+            println!("| encoding | CPU ns per event | bytes per event |\n|---|---:|---:|");
+            for (i, (name, _)) in variants.iter().enumerate() {
+                let mut cpu: Vec<f64> = results[i].iter().map(|r| r.0).collect();
+                cpu.sort_by(f64::total_cmp);
+                println!("| {name} | {:.0} | {:.2} |", cpu[2], results[i][0].1);
+            }
         }
     }
 }
