@@ -422,3 +422,49 @@ fn lost_events_are_counted_and_reported() {
     assert!(sent <= want_sent && recv <= want_recv);
     assert!(sent + recv < want_sent + want_recv, "some of the client's events were among the lost");
 }
+
+/// Every segment says what the capture cost; with --bpf-stats, each
+/// program's runs and run time too, and the kernel's setting is restored.
+#[test]
+fn segments_record_what_the_capture_cost() {
+    let _g = serial();
+    const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    let before = std::fs::read_to_string(SYSCTL).unwrap();
+    let dir = tempdir();
+    for (name, flags) in [("stats", &["--bpf-stats"][..]), ("plain", &[][..])] {
+        let out = dir.path().join(name);
+        let server = Server::start();
+        let cap = Capture::start(&out, flags);
+        let client = server.run_client();
+        server.finish();
+        let (status, _, stderr) = cap.stop();
+        assert!(status.success(), "{stderr:?}");
+        assert_eq!(std::fs::read_to_string(SYSCTL).unwrap(), before, "the kernel's BPF statistics setting is back");
+        let segs = read_segments(&out);
+        let md = &segs[0].metadata;
+        let n = |k: &str| md[k].parse::<u64>().unwrap_or_else(|_| panic!("{k}: {:?}", md.get(k)));
+        assert!(n("netrec.capture_cpu_user_ns") + n("netrec.capture_cpu_sys_ns") > 1_000_000, "{md:?}");
+        let rss = n("netrec.capture_peak_rss_bytes");
+        assert!((4 << 20..1 << 30).contains(&rss), "peak RSS {rss}");
+        assert_eq!(n("netrec.unknown_socket_rows"), 0);
+        let programs: BTreeMap<String, BTreeMap<String, u64>> = serde_json::from_str(&md["netrec.bpf_programs"]).unwrap();
+        if name == "plain" {
+            if before.trim() == "0" {
+                assert!(programs.is_empty(), "statistics off: {programs:?}");
+            }
+            continue;
+        }
+        // Every recorded send ran the send program at least once (it also runs for other sockets).
+        let rows = all_rows(&segs);
+        let sends = rows.iter().filter(|r| r.kind == "send").count() as u64;
+        let p = &programs["sock_send_length"];
+        assert!(p["run_cnt"] >= sends && sends >= expected(&client).0.min(1), "{p:?} for {sends} send rows");
+        let ns = p["run_time_ns"] / p["run_cnt"];
+        assert!((10..100_000).contains(&ns), "{ns} ns per run");
+        assert!(programs.contains_key("inet_sock_set_state"), "{programs:?}");
+        // netrec-analyze info shows the kernel's cost per event.
+        let info = analyze_json(&["info", out.to_str().unwrap()]);
+        let per_event: f64 = info[0]["kernel_ns_per_event"].as_str().unwrap().parse().unwrap();
+        assert!(per_event > 0.0 && info[0]["capture_cpu"].as_str().unwrap().contains("% of one CPU"), "{:?}", info[0]);
+    }
+}
