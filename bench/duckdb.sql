@@ -80,7 +80,9 @@ CREATE TEMP TABLE samples AS
     UNION ALL
     SELECT 'handshake', pid, comm, (passive_est_ns - syn_recv_ns) // 1000 FROM conns WHERE passive_est_ns >= syn_recv_ns
     UNION ALL
-    SELECT 'rtt', pid, comm, srtt_us FROM events WHERE kind = 'rtt' AND srtt_us IS NOT NULL
+    -- an rtt row stands for `samples` srtt changes of that value
+    SELECT 'rtt', pid, comm, srtt_us FROM (
+        SELECT pid, comm, srtt_us, unnest(range(coalesce(samples, 1))) FROM events WHERE kind = 'rtt' AND srtt_us IS NOT NULL)
     UNION ALL
     SELECT 'call:' || probe, pid, comm, duration_ns // 1000 FROM events WHERE kind = 'call' AND duration_ns IS NOT NULL;
 -- ... their percentiles ...

@@ -18,7 +18,8 @@ What the trace looks like (a busy server host seen by one capture):
   - per connection, a log-normal number of send/recv calls (median 8) spread
     over its lifetime, bytes log-normal around 400 B (1 B to 1 MiB);
   - the kernel's state transitions per role, as a real capture shows them;
-  - an RTT row for every tenth data call (srtt log-normal around 250 us);
+  - an RTT row for every tenth data call (srtt log-normal around 250 us), each
+    standing for 1 to 4 srtt changes (`samples`);
     a retransmit for 0.2 % of them;
   - application calls (login_connection, dispatch_command) on the database
     processes, durations log-normal around 300 us; exec/exit rows.
@@ -252,6 +253,8 @@ class Trace:
             "arg1": opt(np.zeros(len(ts), np.int64), pa.int64(), callrow),
             "arg2": opt(np.zeros(len(ts), np.int64), pa.int64(), callrow),
             "retval": opt(np.zeros(len(ts), np.int64), pa.int64(), callrow),
+            # Each rtt row stands for a run of 1 to 4 srtt changes (from its value: the seeded stream stays the same).
+            "samples": opt((1 + np.concatenate([s["srtt"][sl], pad]).clip(0) % 4).astype(np.uint32), pa.uint32(), is_rtt),
         }
         schema = pa.schema([pa.field(c["name"], ARROW_TYPES[c["type"]], c["nullable"]) for c in SCHEMA["columns"]])
         idx = pa.array(order)

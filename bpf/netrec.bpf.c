@@ -32,6 +32,8 @@ const volatile bool filter_comm = false;
 const volatile bool filter_cgroup = false;
 const volatile bool filter_port = false;
 const volatile char targ_comm[TASK_COMM_LEN] = {};
+/* RTT as buckets per socket and second (false: a row for every change). */
+const volatile bool rtt_buckets = true;
 /* Wake user space once per this many records per CPU (a power of two); it
  * also drains the ring on a timer, so a quiet CPU's records never wait long. */
 const volatile __u64 wakeup_records = 4096;
@@ -110,6 +112,36 @@ struct {
 	__type(key, __u64);          /* struct sock * */
 	__type(value, struct sock_info);
 } socks SEC(".maps");
+
+/*
+ * RTT samples per socket, second and bucket. The kernel only ever touches
+ * the current second's entries; user space takes and deletes those of
+ * seconds past (and all at stop) and writes one row each.
+ */
+struct rtt_key {
+	__u64 sock_id;
+	__u64 second; /* CLOCK_BOOTTIME seconds */
+	__u32 bucket;
+	__u32 pad;
+};
+
+struct rtt_count {
+	__u64 ts;     /* the first sample's time */
+	__u32 us;     /* the first sample */
+	__u32 n;      /* srtt changes */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct rtt_key);
+	__type(value, struct rtt_count);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} rtt_counts SEC(".maps");
+
+/* So the skeleton generates them: user space reads them. */
+struct rtt_key _rtt_key = {};
+struct rtt_count _rtt_count = {};
 
 struct listener_key {
 	__u32 netns;
@@ -302,9 +334,9 @@ static __always_inline void read_endpoints(const struct sock *sk, __u16 *family,
  * current task only if `in_owner_context`. `kind` may be RECORD_SOCK_INFO.
  * 1: written; 0: filtered out; -1: the ring buffer was full (counted).
  */
-static __always_inline int emit_sock_event(const struct sock *sk, struct sock_info *si, __u32 kind,
-					    __u64 value, __u8 old_state, __u8 new_state,
-					    bool in_owner_context)
+static __always_inline int emit_sock_event_at(const struct sock *sk, struct sock_info *si, __u32 kind,
+					       __u64 value, __u8 old_state, __u8 new_state,
+					       bool in_owner_context, __u64 ts_ns, __u32 samples)
 {
 	__u8 saddr[16] = {}, daddr[16] = {};
 	__u16 family, lport, rport;
@@ -349,12 +381,12 @@ static __always_inline int emit_sock_event(const struct sock *sk, struct sock_in
 		return -1;
 	}
 	e->kind = kind;
-	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->ts_ns = ts_ns ? ts_ns : bpf_ktime_get_boot_ns();
 	e->value = value;
 	e->old_state = old_state;
 	e->new_state = new_state;
 	e->owner_known = known;
-	e->pad = 0;
+	e->samples = samples;
 	if (si && known) {
 		e->sock_id = si->id;
 		e->pid = si->pid;
@@ -380,6 +412,13 @@ static __always_inline int emit_sock_event(const struct sock *sk, struct sock_in
 	e->dport = rport;
 	submit(e);
 	return 1;
+}
+
+static __always_inline int emit_sock_event(const struct sock *sk, struct sock_info *si, __u32 kind,
+					   __u64 value, __u8 old_state, __u8 new_state,
+					   bool in_owner_context)
+{
+	return emit_sock_event_at(sk, si, kind, value, old_state, new_state, in_owner_context, 0, 0);
 }
 
 /*
@@ -559,8 +598,35 @@ static __always_inline void handle_state(const struct sock *sk, int oldstate, in
 	}
 }
 
-/* tcp_probe fires for every segment received on an established socket;
- * record srtt only when it changed. */
+/*
+ * srtt's bucket: exact below 32 us, else 32 buckets per power of two, so two
+ * values in one bucket differ by less than 1/32 (3.1 %) of either.
+ */
+static __always_inline __u32 rtt_bucket(__u32 us)
+{
+	__u32 k = 0, v = us;
+
+	if (us < 32)
+		return us;
+	if (v >> 16) { k += 16; v >>= 16; }
+	if (v >> 8) { k += 8; v >>= 8; }
+	if (v >> 4) { k += 4; v >>= 4; }
+	if (v >> 2) { k += 2; v >>= 2; }
+	if (v >> 1) { k += 1; }
+	return (k << 5) | ((us >> (k - 5)) & 31);
+}
+
+/*
+ * tcp_probe fires for every segment received on an established socket; a
+ * change of srtt is a sample. On loopback it changes with nearly every
+ * segment, so samples are counted per socket, second and bucket in
+ * rtt_counts, and user space writes each entry as one row (the bucket's
+ * first value and its count) once its second is over. Percentiles over the
+ * rows weighted by count stay within 1/32 of those over every change. A full
+ * table, or a socket user space does not know yet and whose info cannot go
+ * out, gets a row per change instead. tcp_probe runs under the socket's lock,
+ * so one socket's entries are never updated at once.
+ */
 static __always_inline void handle_rtt(const struct sock *sk)
 {
 	struct sock_info *si;
@@ -571,12 +637,45 @@ static __always_inline void handle_rtt(const struct sock *sk)
 
 	if (!srtt_us)
 		return;
-	if (si) {
-		if (si->last_srtt_us == srtt_us)
-			return;
-		si->last_srtt_us = srtt_us;
+	if (!si) {
+		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, 0, 1);
+		return;
 	}
-	emit_sock_event(sk, si, EVENT_RTT, srtt_us, 0, 0, false);
+	if (si->last_srtt_us == srtt_us)
+		return;
+	si->last_srtt_us = srtt_us;
+	if (!rtt_buckets) {
+		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, 0, 1);
+		return;
+	}
+	/* Its rows are made from user space's socket table: the socket must be there. */
+	if (!si->announced || si->closed) {
+		int sent = emit_sock_event(sk, si, RECORD_SOCK_INFO, 0, 0, 0, false);
+
+		if (sent == 0)
+			return; /* filtered out */
+		if (sent < 0 || !si->endpoints_known) {
+			emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, 0, 1);
+			return;
+		}
+		si->announced = 1;
+	}
+	if ((filter_pid || filter_comm || filter_cgroup) && !(si->owner_known && si->selected))
+		return;
+	if (!port_selected(si->lport, si->rport))
+		return;
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct rtt_key key = { .sock_id = si->id, .second = now / 1000000000ULL, .bucket = rtt_bucket(srtt_us) };
+	struct rtt_count *c = bpf_map_lookup_elem(&rtt_counts, &key);
+
+	if (c) {
+		c->n++;
+		return;
+	}
+	struct rtt_count first = { .ts = now, .us = srtt_us, .n = 1 };
+
+	if (bpf_map_update_elem(&rtt_counts, &key, &first, BPF_NOEXIST))
+		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, now, 1);
 }
 
 static __always_inline void handle_retransmit(const struct sock *sk)

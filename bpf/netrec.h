@@ -71,7 +71,7 @@ struct netrec_sock_event {
 	__u8 daddr[16];    /* remote address */
 	__u16 sport;       /* local port, host order */
 	__u16 dport;       /* remote port, host order */
-	__u32 pad;
+	__u32 samples;     /* rtt: srtt changes this record stands for; else 0 */
 	char comm[TASK_COMM_LEN];
 };
 

@@ -47,6 +47,14 @@ SIGTERM: the current segment is finalized and the exit status is 0.
 Exit status: 0 success, 2 error (bad flag, missing privilege, unwritable output).";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Rtt {
+    /// Per socket and second, one row per srtt bucket (1/32 of a power of two wide): its first value and count
+    Buckets,
+    /// One row per srtt change
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Attach {
     /// Best mechanism this kernel offers, probe by probe
     Auto,
@@ -103,8 +111,9 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub max_segments: Option<usize>,
 
-    /// Size of the kernel ring buffer: a power of two, at least 4KiB
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_bytes)]
+    /// Size of the kernel ring buffer: a power of two, at least 4KiB (8MiB
+    /// is 8x what a full-rate loopback stream needs; see BENCHMARKS.md)
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_bytes)]
     pub ringbuf_size: u64,
 
     /// Sockets the kernel tracks at once to attribute events to their owner
@@ -112,7 +121,7 @@ pub struct Args {
     pub max_sockets: u32,
 
     /// Events per Arrow batch handed to the segment writer
-    #[arg(long, value_name = "N", default_value_t = 65536)]
+    #[arg(long, value_name = "N", default_value_t = 16384)]
     pub batch_rows: usize,
 
     /// Record every call of FUNCTION in BINARY (path or name in PATH): entry
@@ -138,6 +147,12 @@ pub struct Args {
     /// Print bytes sent and received per process every second while capturing
     #[arg(long)]
     pub live: bool,
+
+    /// How RTT samples are recorded: buckets keeps percentiles within 1/32
+    /// of all's with a fraction of the rows (on loopback srtt changes with
+    /// nearly every segment)
+    #[arg(long, value_enum, default_value_t = Rtt::Buckets)]
+    pub rtt: Rtt,
 
     /// Turn on the kernel's BPF run-time statistics while capturing (restored
     /// at exit), so each segment records its programs' run counts and times
@@ -189,6 +204,7 @@ pub struct Config {
     /// Application probes; the index is the BPF cookie.
     pub probes: Vec<AppProbe>,
     pub live: bool,
+    pub rtt: Rtt,
     pub bpf_stats: bool,
     pub quiet: bool,
     pub command_line: Vec<String>,
@@ -260,6 +276,7 @@ impl Config {
             attach: args.attach,
             probes,
             live: args.live,
+            rtt: args.rtt,
             bpf_stats: args.bpf_stats,
             quiet: args.quiet,
             command_line,
@@ -291,7 +308,7 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.ringbuf_size, 16 << 20);
+        assert_eq!(c.ringbuf_size, 8 << 20);
         assert_eq!(c.rotate_every, Duration::from_secs(60));
         assert_eq!(c.rotate_size, 256 << 20);
     }

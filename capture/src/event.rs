@@ -9,6 +9,8 @@ unsafe impl plain::Plain for netrec_sock_event {}
 unsafe impl plain::Plain for netrec_proc_event {}
 unsafe impl plain::Plain for netrec_call_event {}
 unsafe impl plain::Plain for netrec_data_event {}
+unsafe impl plain::Plain for crate::probe::skel::types::rtt_key {}
+unsafe impl plain::Plain for crate::probe::skel::types::rtt_count {}
 
 /// What happened; the `kind` column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,6 +99,9 @@ pub enum Record<'a> {
     SockInfo(&'a netrec_sock_event),
     /// A send or receive naming its socket by id.
     Data(Kind, &'a netrec_data_event),
+    /// A socket's srtt changes of one second in one bucket (read from the
+    /// kernel's table, not the ring buffer): one rtt row.
+    RttBucket { sock_id: u64, ts_ns: u64, srtt_us: u32, samples: u32 },
     Proc(Kind, &'a netrec_proc_event),
     Call(Kind, &'a netrec_call_event),
 }

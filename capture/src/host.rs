@@ -25,6 +25,11 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
 }
 
+/// CLOCK_BOOTTIME now, the kernel side's clock, in ns.
+pub fn boottime_ns() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME) as u64
+}
+
 /// Wall clock minus CLOCK_BOOTTIME (what bpf_ktime_get_boot_ns reads), in ns.
 /// Takes the reading bracketed most tightly of a few.
 pub fn clock_offset_ns() -> i64 {

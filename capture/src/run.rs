@@ -236,6 +236,11 @@ pub fn run(cfg: Config) -> Result<Summary> {
     let mut counted = Counters::default();
     let mut stdout = std::io::stdout().lock();
     let flush = |counted: &mut Counters, probes: &probe::Probes| -> Result<()> {
+        // RTT counts of seconds over (with one of grace) become rows.
+        let second = crate::host::boottime_ns() / 1_000_000_000;
+        for (k, c) in probes.drain_rtt(Some(second.saturating_sub(1)))? {
+            pending.borrow_mut().batch.push(&Record::RttBucket { sock_id: k.sock_id, ts_ns: c.ts, srtt_us: c.us, samples: c.n });
+        }
         let (batches, counts, unknown) = pending.borrow_mut().batch.finish();
         let now = probes.counters()?;
         let delta = now.since(counted);
@@ -279,6 +284,9 @@ pub fn run(cfg: Config) -> Result<Summary> {
         let mut p = pending.borrow_mut();
         for call in &probe::calls::unfinished(&probes.skel)? {
             p.batch.push(&Record::Call(crate::event::Kind::Call, call));
+        }
+        for (k, c) in probes.drain_rtt(None)? {
+            p.batch.push(&Record::RttBucket { sock_id: k.sock_id, ts_ns: c.ts, srtt_us: c.us, samples: c.n });
         }
         drop(p);
         flush(&mut counted, &probes)

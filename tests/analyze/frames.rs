@@ -35,6 +35,8 @@ pub struct Ev {
     pub srtt_us: Option<u32>,
     pub probe: Option<&'static str>,
     pub duration_ns: Option<u64>,
+    /// rtt rows of schema version 3: how many srtt changes the row stands for.
+    pub samples: Option<u32>,
 }
 
 pub fn io(kind: &'static str, ts: i64, pid: u32, comm: &'static str, bytes: u64) -> Ev {
@@ -183,6 +185,14 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
         fields.extend(["arg0", "arg1", "arg2", "retval"].map(|n| Field::new(n, DataType::Int64, true)));
         columns.extend([Arc::new(probe.finish()) as ArrayRef, Arc::new(dur.finish()), Arc::new(depth.finish())]);
         columns.extend(ints.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    }
+    if spec.schema_version >= 3 {
+        let mut samples = UInt32Builder::new();
+        for e in events {
+            samples.append_option(e.samples);
+        }
+        fields.push(Field::new("samples", DataType::UInt32, true));
+        columns.push(Arc::new(samples.finish()));
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
     let path = dir.join(format!("netrec-{}-{}-{:05}.parquet", spec.host, spec.capture_id, spec.index));

@@ -392,3 +392,22 @@ fn output_snapshots() {
         insta::assert_snapshot!(format!("latency_{format}"), r.stdout);
     }
 }
+
+/// Version 3 rtt rows stand for runs of srtt changes: latency weights each
+/// row by its `samples`, and reads older segments' rows as one each.
+#[test]
+fn rtt_runs_are_weighted_by_their_samples() {
+    let d = dir();
+    let run = |ts, srtt_us, samples| Ev { samples: Some(samples), ..rtt(ts, 4, 7, srtt_us) };
+    write_segment(
+        d.path(),
+        &SegmentSpec { schema_version: 3, capture_id: "v3", ..Default::default() },
+        &[run(T0 + SEC, 100, 9), run(T0 + 2 * SEC, 1000, 1)],
+    );
+    write_segment(d.path(), &SegmentSpec { schema_version: 2, capture_id: "v2", ..Default::default() }, &[rtt(T0 + 3 * SEC, 5, 7, 100)]);
+    let rows = json_rows(&["latency", s(d.path())]);
+    let r = rows.iter().find(|r| r["metric"] == "rtt").expect("an rtt row");
+    // 10 samples of 100 us and one of 1000 us.
+    assert_eq!(r["count"], 11, "{r}");
+    assert_eq!((r["p50_us"].as_u64(), r["p90_us"].as_u64(), r["p99_us"].as_u64(), r["max_us"].as_u64()), (Some(100), Some(100), Some(1000), Some(1000)), "{r}");
+}

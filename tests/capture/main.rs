@@ -468,3 +468,57 @@ fn segments_record_what_the_capture_cost() {
         assert!(per_event > 0.0 && info[0]["capture_cpu"].as_str().unwrap().contains("% of one CPU"), "{:?}", info[0]);
     }
 }
+
+/// RTT as buckets: two captures of the same redis-benchmark, one with a row
+/// per srtt change and one with buckets, see exactly as many changes per
+/// process; the buckets' percentiles stay within 1/32 with far fewer rows.
+#[test]
+fn rtt_buckets_keep_every_change_counted_and_percentiles_close() {
+    let _g = serial();
+    let dir = tempdir();
+    let port = (20000 + std::process::id() % 20000).to_string();
+    let mut redis = Command::new("redis-server")
+        .args(["--port", &port, "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (tests/run installs it)");
+    std::thread::sleep(Duration::from_millis(500));
+    let (all, buckets) = (dir.path().join("all"), dir.path().join("buckets"));
+    // Debug builds drain slowly: rings big enough that nothing is lost.
+    let cap_all = Capture::start(&all, &["--rtt", "all", "--port", &port, "--ringbuf-size", "64MiB"]);
+    let cap_buckets = Capture::start(&buckets, &["--port", &port, "--ringbuf-size", "64MiB"]);
+    let bench = Command::new("redis-benchmark").args(["-p", &port, "-n", "20000", "-c", "10", "-t", "set,get", "-q"]).output().unwrap();
+    let _ = redis.kill();
+    let _ = redis.wait();
+    assert!(bench.status.success(), "{bench:?}");
+    for cap in [cap_buckets, cap_all] {
+        let (status, _, stderr) = cap.stop();
+        assert!(status.success(), "{stderr:?}");
+    }
+    let rtt_rows = |d: &Path| {
+        let segs = read_segments(d);
+        assert!(segs.iter().all(|s| s.metadata["netrec.lost_events"] == "0"), "{}: lost events", d.display());
+        all_rows(&segs).into_iter().filter(|r| r.kind == "rtt").count()
+    };
+    let (rows_all, rows_buckets) = (rtt_rows(&all), rtt_rows(&buckets));
+    // Keyed by pid (null where the owner is unknown, the same in both captures).
+    let latency = |d: &Path| -> BTreeMap<String, serde_json::Value> {
+        let rows = analyze_json(&["latency", d.to_str().unwrap(), "--by", "pid"]);
+        rows.into_iter().filter(|r| r["metric"] == "rtt").map(|r| (r["pid"].to_string(), r)).collect()
+    };
+    let (every, bucketed) = (latency(&all), latency(&buckets));
+    assert_eq!(every.keys().collect::<Vec<_>>(), bucketed.keys().collect::<Vec<_>>(), "the same processes");
+    let changes: u64 = every.values().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(changes, rows_all as u64, "--rtt all: a row per change");
+    assert!(changes > 5000, "{changes} srtt changes");
+    assert!(rows_buckets * 4 < rows_all, "buckets: {rows_buckets} rows vs {rows_all}");
+    for (pid, e) in &every {
+        let b = &bucketed[pid];
+        assert_eq!(b["count"], e["count"], "pid {pid}: the buckets stand for every change");
+        for p in ["p50_us", "p90_us", "p99_us", "max_us"] {
+            let (x, y) = (e[p].as_f64().unwrap(), b[p].as_f64().unwrap());
+            // Each change is stood for by a value less than 1/32 away from it.
+            assert!((x - y).abs() * 32.0 <= x, "pid {pid} {p}: every change {x}, buckets {y}");
+        }
+    }
+}

@@ -12,12 +12,19 @@ use crate::output::{Report, Section, Value};
 /// Samples of one metric (`call:<probe>` for calls) and key, by (metric, key text).
 type Samples = std::collections::HashMap<(String, String), (Vec<Value>, Vec<u64>)>;
 
-/// One sample per row: `metric`, `probe` (calls only), the --by columns, `us`.
-fn samples(metric: &str, probe: Expr, keys: &[&str], us: Expr) -> Vec<Expr> {
+/// Samples per row: `metric`, `probe` (calls only), the --by columns, the
+/// value `us` and how many samples it stands for, `n`.
+fn weighted_samples(metric: &str, probe: Expr, keys: &[&str], us: Expr, n: Expr) -> Vec<Expr> {
     let mut select = vec![lit(metric).alias("metric"), probe.alias("probe")];
     select.extend(keys.iter().map(|c| col(*c)));
     select.push(us.cast(DataType::UInt64).alias("us"));
+    select.push(n.cast(DataType::UInt32).alias("n"));
     select
+}
+
+/// One sample per row.
+fn samples(metric: &str, probe: Expr, keys: &[&str], us: Expr) -> Vec<Expr> {
+    weighted_samples(metric, probe, keys, us, lit(1u32))
 }
 
 /// connect (SYN_SENT -> ESTABLISHED) or handshake (SYN_RECV -> ESTABLISHED)
@@ -37,10 +44,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let connect = setup_samples(conns.clone(), ctx, "connect", "syn_sent_ns", "active_est_ns");
     let handshake = setup_samples(conns, ctx, "handshake", "syn_recv_ns", "passive_est_ns");
 
-    // rtt: every srtt sample.
-    let cols = ctx.by.scan_columns(&["ts", "kind", "srtt_us", "pid", "comm", "lport", "rport"]);
+    // rtt: every srtt change. A row stands for `samples` changes within
+    // 2.5 % of its srtt_us (one each in segments before version 3).
+    let cols = ctx.by.scan_columns(&["ts", "kind", "srtt_us", "samples", "pid", "comm", "lport", "rport"]);
     let rtt = ctx.filters.apply(ctx.trace.events(&cols)?.filter(col("kind").eq(lit("rtt")).and(col("srtt_us").is_not_null())));
-    let rtt = rtt.select(samples("rtt", no_probe(), &shown, col("srtt_us")));
+    let weight = col("samples").cast(DataType::UInt32).fill_null(lit(1u32));
+    let rtt = rtt.select(weighted_samples("rtt", no_probe(), &shown, col("srtt_us"), weight));
 
     // call:<probe>: every finished call's duration. Calls have no ports.
     let cols = ctx.by.scan_columns(&["ts", "kind", "probe", "duration_ns", "pid", "comm"]);
@@ -55,10 +64,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     group.extend(shown.iter().map(|c| col(*c)));
     let by: Vec<String> = shown.iter().map(|c| c.to_string()).collect();
     let sets = fold_batches(all, Samples::new(), move |sets, batch| {
-        let g = batch.lazy().group_by(group.clone()).agg([col("us")]).collect()?;
+        let g = batch.lazy().group_by(group.clone()).agg([col("us"), col("n")]).collect()?;
         let keys: Vec<Vec<Value>> = by.iter().map(|c| values(&g, c)).collect::<Result<_, _>>()?;
         let (metrics, probes) = (values(&g, "metric")?, values(&g, "probe")?);
-        let lists = g.column("us")?.list()?;
+        let (lists, weights) = (g.column("us")?.list()?, g.column("n")?.list()?);
         for i in 0..g.height() {
             let metric = match (&metrics[i], &probes[i]) {
                 (_, Value::Str(p)) => format!("call:{p}"),
@@ -68,8 +77,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             let key: Vec<Value> = keys.iter().map(|c| c[i].clone()).collect();
             let id = (metric, format!("{key:?}"));
             let set = sets.entry(id).or_insert_with(|| (key, Vec::new()));
-            if let Some(us) = lists.get_as_series(i) {
-                set.1.extend(us.u64()?.into_no_null_iter());
+            if let (Some(us), Some(n)) = (lists.get_as_series(i), weights.get_as_series(i)) {
+                for (us, n) in us.u64()?.into_no_null_iter().zip(n.u32()?.into_no_null_iter()) {
+                    set.1.extend(std::iter::repeat_n(us, n as usize));
+                }
             }
         }
         Ok(())

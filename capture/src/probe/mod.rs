@@ -18,9 +18,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
-use crate::cli::Config;
+use crate::cli::{Config, Rtt};
 use crate::event::{Kind, PerKind};
-use skel::types::counter;
+use skel::types::{counter, rtt_count, rtt_key};
 use skel::{NetrecSkel, NetrecSkelBuilder};
 
 /// Kernel-side counters, cumulative since load.
@@ -142,6 +142,7 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
     rodata.wakeup_records = wakeup_records(cfg.ringbuf_size);
     rodata.recvmsg_nargs = plan.recvmsg_nargs;
     rodata.kprobe_counts_splice = plan.kprobe_counts_splice;
+    rodata.rtt_buckets = cfg.rtt == Rtt::Buckets;
 
     // The capabilities were checked above: an EPERM now comes from a sysctl,
     // lockdown or the verifier, and libbpf's log says which.
@@ -202,6 +203,29 @@ impl Probes<'_> {
     /// their return probes); the maps stay readable.
     pub fn detach(&mut self) {
         while self.links.pop().is_some() {}
+    }
+
+    /// Takes the kernel's RTT counts of seconds before `before_second`
+    /// (CLOCK_BOOTTIME; None: all, after detaching), deleting them.
+    pub fn drain_rtt(&self, before_second: Option<u64>) -> Result<Vec<(rtt_key, rtt_count)>> {
+        let map = &self.skel.maps.rtt_counts;
+        let mut out = Vec::new();
+        for key in map.keys() {
+            let mut k = rtt_key::default();
+            if plain::copy_from_bytes(&mut k, &key).is_err() || before_second.is_some_and(|s| k.second >= s) {
+                continue;
+            }
+            let Some(value) = map.lookup(&key, MapFlags::ANY).context("reading RTT counts")? else { continue };
+            let mut c = rtt_count::default();
+            if plain::copy_from_bytes(&mut c, &value).is_err() {
+                continue;
+            }
+            // The kernel never touches a past second's entry again.
+            map.delete(&key).context("deleting RTT counts")?;
+            out.push((k, c));
+        }
+        out.sort_by_key(|(_, c)| c.ts);
+        Ok(out)
     }
 
     /// Reads the kernel's loss counters, summed over CPUs.

@@ -232,6 +232,7 @@ struct SockGroup {
     old_state: StringBuilder,
     new_state: StringBuilder,
     srtt_us: UInt32Builder,
+    samples: UInt32Builder,
 }
 
 /// exec, exit.
@@ -276,7 +277,7 @@ impl BatchBuilder {
         BatchBuilder {
             clock_offset_ns,
             probe_names,
-            sockets: SocketTable::new(max_sockets),
+            sockets: SocketTable::new(max_sockets, crate::host::boottime_ns()),
             data: DataGroup::new(),
             sock: SockGroup {
                 common: Common::new(),
@@ -284,6 +285,7 @@ impl BatchBuilder {
                 old_state: StringBuilder::new(),
                 new_state: StringBuilder::new(),
                 srtt_us: UInt32Builder::new(),
+                samples: UInt32Builder::new(),
             },
             proc: ProcGroup {
                 common: Common::new(),
@@ -321,6 +323,7 @@ impl BatchBuilder {
             }
             Record::Sock(kind @ (Kind::Send | Kind::Recv), e) => return self.push_full_data(*kind, e),
             Record::Sock(kind, e) => self.push_sock(*kind, e),
+            &Record::RttBucket { sock_id, ts_ns, srtt_us, samples } => self.push_rtt_bucket(sock_id, ts_ns, srtt_us, samples),
             Record::Proc(kind, e) => self.push_proc(*kind, e),
             Record::Call(kind, e) => self.push_call(*kind, e),
         }
@@ -383,6 +386,34 @@ impl BatchBuilder {
             g.new_state.append_null();
         }
         g.srtt_us.append_option((kind == Kind::Rtt).then_some(e.value as u32));
+        g.samples.append_option((kind == Kind::Rtt).then_some(e.samples.max(1)));
+    }
+
+    fn push_rtt_bucket(&mut self, sock_id: u64, ts_ns: u64, srtt_us: u32, samples: u32) {
+        self.counted(Kind::Rtt);
+        let g = &mut self.sock;
+        g.common.push(Kind::Rtt, ts_ns, self.clock_offset_ns);
+        match self.sockets.get(sock_id) {
+            Some(text) => g.sock.push(&mut g.common, Some(sock_id), text.tid, text),
+            None => {
+                // The kernel announces a socket before counting its RTT; only a loss gets here.
+                self.unknown_sockets += 1;
+                g.common.pid.append_null();
+                g.common.tid.append_null();
+                g.common.comm.append_null();
+                g.sock.sock_id.append_value(sock_id);
+                g.sock.family.append_null();
+                g.sock.protocol.append_value("tcp");
+                g.sock.laddr.append_null();
+                g.sock.lport.append_null();
+                g.sock.raddr.append_null();
+                g.sock.rport.append_null();
+            }
+        }
+        g.old_state.append_null();
+        g.new_state.append_null();
+        g.srtt_us.append_value(srtt_us);
+        g.samples.append_value(samples);
     }
 
     fn push_proc(&mut self, kind: Kind, e: &netrec_proc_event) {
@@ -439,6 +470,7 @@ impl BatchBuilder {
             cols.push(("old_state", Arc::new(g.old_state.finish())));
             cols.push(("new_state", Arc::new(g.new_state.finish())));
             cols.push(("srtt_us", Arc::new(g.srtt_us.finish())));
+            cols.push(("samples", Arc::new(g.samples.finish())));
             batches.push(assemble(&mut cols));
         }
         if self.proc.common.len() > 0 {
@@ -462,7 +494,7 @@ impl BatchBuilder {
             batches.push(assemble(&mut cols));
         }
         self.rows = 0;
-        self.sockets.flushed();
+        self.sockets.flushed(crate::host::boottime_ns());
         (batches, std::mem::take(&mut self.counts), std::mem::take(&mut self.unknown_sockets))
     }
 }

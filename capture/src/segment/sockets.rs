@@ -10,12 +10,13 @@ use crate::event::c_str_bytes;
 use crate::probe::skel::types::netrec_sock_event;
 
 const AF_INET: u8 = 2;
-/// Flushes a closed socket is kept for: a data record that raced its CLOSE
-/// on another CPU still finds it (the kernel re-announces a closed socket
-/// before any later data).
-const KEEP_CLOSED_FLUSHES: u64 = 3;
-/// Flushes an idle socket is kept for once the table is over its bound.
-const KEEP_IDLE_FLUSHES: u64 = 60;
+/// How long a closed socket is kept: a data record that raced its CLOSE on
+/// another CPU still finds it (the kernel re-announces a closed socket
+/// before any later data), and so do its RTT counts, taken from the kernel
+/// up to three seconds later (batches are flushed every second or sooner).
+const KEEP_CLOSED_NS: u64 = 10_000_000_000;
+/// How long an idle socket is kept once the table is over its bound.
+const KEEP_IDLE_NS: u64 = 60_000_000_000;
 
 /// What every row of one socket carries, ready to append.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +32,7 @@ pub struct SockText {
     pub rport: u16,
 }
 
+/// Times are CLOCK_BOOTTIME ns as of the last flush.
 struct Entry {
     text: Arc<SockText>,
     raw: RawKey,
@@ -70,16 +72,18 @@ impl RawKey {
 
 pub struct SocketTable {
     by_id: FxHashMap<u64, Entry>,
-    flushes: u64,
+    /// CLOCK_BOOTTIME ns of the last flush.
+    now: u64,
     bound: usize,
     addrs: TextCache<17>,
     comms: TextCache<16>,
 }
 
 impl SocketTable {
-    /// `bound`: sockets kept before idle ones are forgotten (the kernel's table size).
-    pub fn new(bound: usize) -> Self {
-        SocketTable { by_id: FxHashMap::default(), flushes: 0, bound, addrs: TextCache::new(), comms: TextCache::new() }
+    /// `bound`: sockets kept before idle ones are forgotten (the kernel's
+    /// table size); `now`: CLOCK_BOOTTIME ns.
+    pub fn new(bound: usize, now: u64) -> Self {
+        SocketTable { by_id: FxHashMap::default(), now, bound, addrs: TextCache::new(), comms: TextCache::new() }
     }
 
     /// The text of a full record's socket, and whether it differs from what
@@ -90,42 +94,43 @@ impl SocketTable {
         if e.sock_id == 0 {
             return (Arc::new(self.format(&raw)), true);
         }
-        let flushes = self.flushes;
+        let now = self.now;
         if let Some(entry) = self.by_id.get_mut(&e.sock_id) {
-            entry.last_used = flushes;
+            entry.last_used = now;
             if entry.raw == raw {
                 return (Arc::clone(&entry.text), false);
             }
         }
         let text = Arc::new(self.format(&raw));
-        let entry = Entry { text: Arc::clone(&text), raw, last_used: flushes, closed_at: None };
+        let entry = Entry { text: Arc::clone(&text), raw, last_used: now, closed_at: None };
         self.by_id.insert(e.sock_id, entry);
         (text, true)
     }
 
-    /// A CLOSE transition: the socket is forgotten a few flushes later.
+    /// A CLOSE transition: the socket is forgotten KEEP_CLOSED_NS later.
     pub fn closed(&mut self, sock_id: u64) {
-        let now = self.flushes;
+        let now = self.now;
         if let Some(entry) = self.by_id.get_mut(&sock_id) {
             entry.closed_at = Some(now);
         }
     }
 
     pub fn get(&mut self, sock_id: u64) -> Option<&Arc<SockText>> {
-        let flushes = self.flushes;
+        let now = self.now;
         self.by_id.get_mut(&sock_id).map(|entry| {
-            entry.last_used = flushes;
+            entry.last_used = now;
             &entry.text
         })
     }
 
-    /// Called once per flush: forgets closed sockets, and idle ones when over the bound.
-    pub fn flushed(&mut self) {
-        self.flushes += 1;
-        let now = self.flushes;
+    /// Called once per flush with the time (CLOCK_BOOTTIME ns): forgets
+    /// sockets closed long enough ago, and idle ones when over the bound.
+    pub fn flushed(&mut self, now: u64) {
+        self.now = now;
         let over = self.by_id.len() > self.bound;
         self.by_id.retain(|_, e| {
-            e.closed_at.is_none_or(|c| now - c <= KEEP_CLOSED_FLUSHES) && !(over && now - e.last_used > KEEP_IDLE_FLUSHES)
+            e.closed_at.is_none_or(|c| now.saturating_sub(c) <= KEEP_CLOSED_NS)
+                && !(over && now.saturating_sub(e.last_used) > KEEP_IDLE_NS)
         });
     }
 
@@ -225,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_new_owner_replaces_the_old_and_closed_sockets_are_forgotten_later() {
-        let mut t = SocketTable::new(10);
+        let mut t = SocketTable::new(10, 0);
         let (a, changed) = t.learn(&info(1, 7, b"nginx"));
         assert!(changed);
         assert_eq!((a.pid, a.comm.as_deref(), &*a.laddr, a.rport), (Some(7), Some("nginx"), "127.0.0.1", 5000));
@@ -236,17 +241,15 @@ mod tests {
         let (again, changed) = t.learn(&info(1, 8, b"worker"));
         assert!(Arc::ptr_eq(&b, &again) && !changed);
         t.closed(1);
-        for _ in 0..KEEP_CLOSED_FLUSHES {
-            t.flushed();
-            assert!(t.get(1).is_some());
-        }
-        t.flushed();
+        t.flushed(KEEP_CLOSED_NS);
+        assert!(t.get(1).is_some(), "kept while its last records may still come");
+        t.flushed(KEEP_CLOSED_NS + 1);
         assert!(t.get(1).is_none());
     }
 
     #[test]
     fn an_unknown_owner_is_null_and_untracked_sockets_are_not_kept() {
-        let mut t = SocketTable::new(10);
+        let mut t = SocketTable::new(10, 0);
         let (text, _) = t.learn(&netrec_sock_event { owner_known: 0, sock_id: 0, family: 10, ..info(0, 9, b"x") });
         assert_eq!((text.pid, text.comm.clone(), text.family), (None, None, "ipv6"));
         assert_eq!(t.len(), 0);
@@ -254,13 +257,13 @@ mod tests {
 
     #[test]
     fn idle_sockets_go_only_when_over_the_bound() {
-        let mut t = SocketTable::new(2);
+        let mut t = SocketTable::new(2, 0);
         for id in 1..=3 {
             t.learn(&info(id, 1, b"a"));
         }
-        for _ in 0..=KEEP_IDLE_FLUSHES {
+        for s in 0..=60 {
             t.get(3);
-            t.flushed();
+            t.flushed(s * 1_000_000_000 + 1);
         }
         assert_eq!(t.len(), 1);
         assert!(t.get(3).is_some());
