@@ -4,6 +4,8 @@
 //! tracepoint, fentry, kprobe this kernel offers; `--attach X` takes X for
 //! every probe that has it.
 
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
@@ -215,18 +217,25 @@ pub fn managed(name: &str) -> bool {
     HOOKS.iter().flat_map(|h| h.programs).any(|p| p.name == name)
 }
 
-/// What the running kernel offers, asked once.
+/// What the planner knows of a kernel: plain facts (the tracepoints,
+/// syscall tracepoints and functions the table names that exist, kprobes,
+/// fentry), so a plan can be made for any kernel, this one or a test's.
 pub struct Kernel {
-    btf: Btf<'static>,
-    release: String,
-    /// Why fentry programs cannot be used here, if they cannot; asked only
-    /// when a probe gets as far as fentry (never on kernels ≥ 6.3 with auto).
-    fentry_refused: std::cell::OnceCell<Option<String>>,
-    kprobes: bool,
-    tracefs_events: &'static Path,
+    pub release: String,
+    pub tracepoints: BTreeSet<&'static str>,
+    pub syscall_tracepoints: BTreeSet<&'static str>,
+    /// Function -> its number of parameters (BTF).
+    pub functions: BTreeMap<&'static str, usize>,
+    pub kprobes: bool,
+    /// Why fentry programs cannot be used, if they cannot. On a live kernel
+    /// this takes a test load, made only when a probe gets as far as fentry
+    /// (never on kernels >= 6.3 with auto).
+    fentry_refused: OnceCell<Option<String>>,
+    fentry_probe: Option<Box<dyn Fn() -> Option<String>>>,
 }
 
 impl Kernel {
+    /// The running kernel's facts, from its BTF and tracefs.
     pub fn inspect(tracefs_events: &'static Path) -> Result<Kernel> {
         if !Path::new("/sys/kernel/btf/vmlinux").exists() {
             bail!(
@@ -235,29 +244,75 @@ impl Kernel {
             );
         }
         let btf = Btf::from_vmlinux().map_err(|e| anyhow::anyhow!("reading /sys/kernel/btf/vmlinux: {e}"))?;
+        let (mut tracepoints, mut syscall_tracepoints, mut functions) = (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
+        for needs in HOOKS.iter().flat_map(|h| h.programs).map(|p| p.needs) {
+            match needs {
+                Tp(name) => {
+                    if btf.type_by_name::<libbpf_rs::btf::BtfType<'_>>(&format!("btf_trace_{name}")).is_some() {
+                        tracepoints.insert(name);
+                    }
+                }
+                SyscallTp(name) => {
+                    if tracefs_events.join("syscalls").join(name).is_dir() {
+                        syscall_tracepoints.insert(name);
+                    }
+                }
+                Func(name, _) => {
+                    let params = btf
+                        .type_by_name::<BtfFunc<'_>>(name)
+                        .and_then(|f| f.next_type())
+                        .and_then(|t| FuncProto::try_from(t).ok())
+                        .map(|p| p.len());
+                    if let Some(n) = params {
+                        functions.insert(name, n);
+                    }
+                }
+            }
+        }
         // libbpf attaches kprobes through this PMU, or through tracefs on old kernels.
         let kprobes = Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
             || tracefs_events.parent().is_some_and(|t| t.join("kprobe_events").exists());
         Ok(Kernel {
-            btf,
             release: crate::host::kernel_release(),
-            fentry_refused: std::cell::OnceCell::new(),
+            tracepoints,
+            syscall_tracepoints,
+            functions,
             kprobes,
-            tracefs_events,
+            fentry_refused: OnceCell::new(),
+            fentry_probe: Some(Box::new(move || fentry_refusal(&btf))),
         })
     }
 
+    /// A kernel described by its facts; `fentry_refused`: None if fentry works.
+    #[cfg(test)]
+    pub fn described(
+        release: &str,
+        tracepoints: &[&'static str],
+        syscall_tracepoints: &[&'static str],
+        functions: &[(&'static str, usize)],
+        kprobes: bool,
+        fentry_refused: Option<&str>,
+    ) -> Kernel {
+        Kernel {
+            release: release.into(),
+            tracepoints: tracepoints.iter().copied().collect(),
+            syscall_tracepoints: syscall_tracepoints.iter().copied().collect(),
+            functions: functions.iter().copied().collect(),
+            kprobes,
+            fentry_refused: OnceCell::from(fentry_refused.map(String::from)),
+            fentry_probe: None,
+        }
+    }
+
     fn params(&self, function: &str) -> Option<usize> {
-        let func: BtfFunc<'_> = self.btf.type_by_name(function)?;
-        let proto: FuncProto<'_> = func.next_type()?.try_into().ok()?;
-        Some(proto.len())
+        self.functions.get(function).copied()
     }
 
     /// Why `mechanism` is unavailable on this kernel as a whole.
     fn refusal(&self, mechanism: Mechanism) -> Option<String> {
         match mechanism {
             Tracepoint => None,
-            Fentry => self.fentry_refused.get_or_init(|| fentry_refusal(&self.btf)).clone(),
+            Fentry => self.fentry_refused.get_or_init(|| self.fentry_probe.as_ref().and_then(|probe| probe())).clone(),
             Kprobe if !self.kprobes => Some("this kernel has no kprobes (CONFIG_KPROBES is off)".into()),
             Kprobe => None,
         }
@@ -266,12 +321,10 @@ impl Kernel {
     /// Why this program cannot load here, if it cannot.
     fn missing(&self, needs: Needs) -> Option<String> {
         match needs {
-            Tp(name) => {
-                (self.btf.type_by_name::<libbpf_rs::btf::BtfType<'_>>(&format!("btf_trace_{name}")).is_none())
-                    .then(|| format!("no {name} tracepoint"))
+            Tp(name) => (!self.tracepoints.contains(name)).then(|| format!("no {name} tracepoint")),
+            SyscallTp(name) => {
+                (!self.syscall_tracepoints.contains(name)).then(|| format!("no syscalls:{name} tracepoint"))
             }
-            SyscallTp(name) => (!self.tracefs_events.join("syscalls").join(name).is_dir())
-                .then(|| format!("no syscalls:{name} tracepoint")),
             Func(name, counts) => match self.params(name) {
                 None => Some(format!("no {name}() in the kernel's BTF")),
                 Some(n) if !counts.contains(&n) => {
@@ -398,4 +451,120 @@ fn usable(hook: &'static Hook, kernel: &Kernel) -> Result<Vec<&'static Program>,
         return Err(variant_missing.unwrap_or_default());
     }
     Ok(programs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tracepoints every kernel here has (4.16 and later).
+    const BASE_TPS: &[&str] =
+        &["inet_sock_set_state", "tcp_probe", "tcp_retransmit_skb", "tcp_rcv_space_adjust", "sched_process_exec", "sched_process_exit"];
+    const SPLICE_TPS: &[&str] = &["sys_enter_splice", "sys_exit_splice"];
+
+    fn with(extra: &[&'static str]) -> Vec<&'static str> {
+        BASE_TPS.iter().chain(extra).copied().collect()
+    }
+
+    /// The functions the table names, with their parameter counts: `old` for
+    /// kernels before 5.19 (tcp_recvmsg with `nonblock`, inet_csk_listen_start
+    /// with the backlog), `sendpage` until 6.5.
+    fn functions(old: bool, sendpage: bool) -> Vec<(&'static str, usize)> {
+        let mut f = vec![
+            ("tcp_sendmsg", 3),
+            ("tcp_recvmsg", if old { 6 } else { 5 }),
+            ("tcp_splice_read", 5),
+            ("tcp_cleanup_rbuf", 2),
+            ("tcp_set_state", 2),
+            ("inet_csk_listen_start", if old { 2 } else { 1 }),
+            ("inet_csk_clone_lock", 3),
+            ("tcp_rcv_established", 2),
+            ("tcp_retransmit_skb", 3),
+        ];
+        if sendpage {
+            f.push(("tcp_sendpage", 5));
+        }
+        f
+    }
+
+    fn k5_10() -> Kernel {
+        Kernel::described("5.10.0-32-cloud-amd64", BASE_TPS, SPLICE_TPS, &functions(true, true), true, None)
+    }
+    fn k6_1() -> Kernel {
+        Kernel::described("6.1.0-28-cloud-amd64", BASE_TPS, SPLICE_TPS, &functions(false, true), true, None)
+    }
+    fn k6_12() -> Kernel {
+        let tps = with(&["sock_send_length", "sock_recv_length"]);
+        Kernel::described("6.12.12-cloud-amd64", &tps, SPLICE_TPS, &functions(false, false), true, None)
+    }
+    /// This machine's: no kprobes, fentry refused.
+    fn k6_18() -> Kernel {
+        let tps = with(&["sock_send_length", "sock_recv_length"]);
+        let refused = Some("this kernel refuses fentry programs (Operation not permitted (os error 1))");
+        Kernel::described("6.18.44", &tps, SPLICE_TPS, &functions(false, false), false, refused)
+    }
+
+    /// probe -> (mechanism, programs) of a plan.
+    fn chosen(plan: &Plan) -> BTreeMap<&'static str, (Mechanism, Vec<&'static str>)> {
+        plan.hooks.iter().map(|(h, ps)| (h.probe, (h.mechanism, ps.iter().map(|p| p.name).collect()))).collect()
+    }
+
+    #[test]
+    fn auto_takes_tracepoints_then_fentry_then_kprobes_per_kernel() {
+        // (kernel, mechanism for send/recv/recv_splice, for state/rtt/retransmit)
+        let table: [(Kernel, Mechanism, Mechanism); 4] =
+            [(k5_10(), Fentry, Tracepoint), (k6_1(), Fentry, Tracepoint), (k6_12(), Tracepoint, Tracepoint), (k6_18(), Tracepoint, Tracepoint)];
+        for (kernel, data, others) in &table {
+            let plan = plan(Attach::Auto, kernel).unwrap_or_else(|e| panic!("{}: {e}", kernel.release));
+            let c = chosen(&plan);
+            for probe in ["send", "recv"] {
+                assert_eq!(c[probe].0, *data, "{} {probe}", kernel.release);
+            }
+            for probe in ["state", "rtt", "retransmit", "exec", "exit"] {
+                assert_eq!(c[probe].0, *others, "{} {probe}", kernel.release);
+            }
+            assert!(!plan.kprobe_counts_splice);
+        }
+        // Before 5.19 tcp_recvmsg takes nonblock: the other fexit variant, and the kprobe reads flags from arg 5.
+        let old = plan(Attach::Auto, &k5_10()).unwrap();
+        assert_eq!(chosen(&old)["recv"].1, ["fexit_tcp_recvmsg_nonblock"]);
+        assert_eq!(old.recvmsg_nargs, 6);
+        assert_eq!(chosen(&plan(Attach::Auto, &k6_1()).unwrap())["recv"].1, ["fexit_tcp_recvmsg"]);
+        // sendfile goes through tcp_sendpage until 6.5.
+        assert_eq!(chosen(&old)["send"].1, ["fexit_tcp_sendmsg", "fexit_tcp_sendpage"]);
+        assert_eq!(chosen(&plan(Attach::Auto, &k6_12()).unwrap())["send"].1, ["sock_send_length"]);
+    }
+
+    #[test]
+    fn forcing_a_mechanism_takes_it_wherever_a_probe_has_it() {
+        let kprobe = plan(Attach::Kprobe, &k6_12()).unwrap();
+        let c = chosen(&kprobe);
+        for probe in ["send", "recv", "recv_splice", "state", "rtt", "retransmit"] {
+            assert_eq!(c[probe].0, Kprobe, "{probe}");
+        }
+        assert_eq!(c["exec"].0, Tracepoint, "exec has a tracepoint only");
+        assert!(kprobe.kprobe_counts_splice);
+        assert!(!c["send"].1.contains(&"kprobe_tcp_sendpage"), "6.12 has no tcp_sendpage");
+        assert!(chosen(&plan(Attach::Kprobe, &k6_1()).unwrap())["send"].1.contains(&"kprobe_tcp_sendpage"));
+        let fentry = chosen(&plan(Attach::Fentry, &k5_10()).unwrap());
+        assert_eq!(fentry["state"].1, ["fentry_tcp_set_state", "fexit_inet_csk_listen_start_backlog", "fexit_inet_csk_clone_lock"]);
+    }
+
+    #[test]
+    fn a_probe_nothing_can_serve_is_one_line_naming_why() {
+        let err = |attach, kernel: &Kernel| plan(attach, kernel).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = err(Attach::Tracepoint, &k6_1());
+        assert!(e.starts_with("--attach tracepoint: cannot record send on this kernel (6.1.0-28-cloud-amd64)"), "{e}");
+        assert!(e.contains("no sock_send_length tracepoint") && !e.contains('\n'), "{e}");
+        let e = err(Attach::Kprobe, &k6_18());
+        assert!(e.contains("this kernel has no kprobes (CONFIG_KPROBES is off)"), "{e}");
+        let e = err(Attach::Fentry, &k6_18());
+        assert!(e.contains("refuses fentry programs"), "{e}");
+        // A kernel whose tcp_recvmsg has a signature netrec does not know.
+        let mut odd = functions(false, false);
+        odd.retain(|(f, _)| *f != "tcp_recvmsg");
+        odd.push(("tcp_recvmsg", 7));
+        let e = err(Attach::Auto, &Kernel::described("9.9", BASE_TPS, SPLICE_TPS, &odd, true, None));
+        assert!(e.contains("cannot record recv") && e.contains("tcp_recvmsg() takes 7 parameters here, netrec knows"), "{e}");
+    }
 }
