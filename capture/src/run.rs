@@ -235,11 +235,16 @@ pub fn run(cfg: Config) -> Result<Summary> {
     let mut last_flush = Instant::now();
     let mut counted = Counters::default();
     let mut stdout = std::io::stdout().lock();
+    let drained_second = std::cell::Cell::new(0u64);
     let flush = |counted: &mut Counters, probes: &probe::Probes| -> Result<()> {
-        // RTT counts of seconds over (with one of grace) become rows.
+        // RTT counts of seconds over (with one of grace) become rows: one
+        // walk of the kernel's table per second, however often batches fill.
         let second = crate::host::boottime_ns() / 1_000_000_000;
-        for (k, c) in probes.drain_rtt(Some(second.saturating_sub(1)))? {
-            pending.borrow_mut().batch.push(&Record::RttBucket { sock_id: k.sock_id, ts_ns: c.ts, srtt_us: c.us, samples: c.n });
+        if drained_second.replace(second) != second {
+            for (k, c) in probes.drain_rtt(Some(second.saturating_sub(1)))? {
+                let rtt = Record::RttBucket { sock_id: k.sock_id, ts_ns: c.ts, srtt_us: c.us, samples: c.n };
+                pending.borrow_mut().batch.push(&rtt);
+            }
         }
         let (batches, counts, unknown) = pending.borrow_mut().batch.finish();
         let now = probes.counters()?;

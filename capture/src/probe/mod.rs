@@ -210,7 +210,9 @@ impl Probes<'_> {
     pub fn drain_rtt(&self, before_second: Option<u64>) -> Result<Vec<(rtt_key, rtt_count)>> {
         let map = &self.skel.maps.rtt_counts;
         let mut out = Vec::new();
-        for key in map.keys() {
+        // Keys first: deleting while walking would restart the kernel's walk.
+        let keys: Vec<Vec<u8>> = map.keys().collect();
+        for key in keys {
             let mut k = rtt_key::default();
             if plain::copy_from_bytes(&mut k, &key).is_err() || before_second.is_some_and(|s| k.second >= s) {
                 continue;
