@@ -1,95 +1,6 @@
 //! Ring-buffer records, decoded from the skeleton's generated types.
 
-use crate::probe::skel::types::{
-    event_kind, netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, record_form,
-};
-
-// SAFETY: all are #[repr(C)] plain-old-data generated from bpf/netrec.h.
-unsafe impl plain::Plain for netrec_sock_event {}
-unsafe impl plain::Plain for netrec_proc_event {}
-unsafe impl plain::Plain for netrec_call_event {}
-unsafe impl plain::Plain for netrec_data_event {}
-unsafe impl plain::Plain for crate::probe::skel::types::rtt_key {}
-unsafe impl plain::Plain for crate::probe::skel::types::rtt_count {}
-
-/// What happened; the `kind` column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    Send,
-    Recv,
-    State,
-    Rtt,
-    Retransmit,
-    Exec,
-    Exit,
-    Call,
-    Usdt,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 9] = [
-        Kind::Send,
-        Kind::Recv,
-        Kind::State,
-        Kind::Rtt,
-        Kind::Retransmit,
-        Kind::Exec,
-        Kind::Exit,
-        Kind::Call,
-        Kind::Usdt,
-    ];
-
-    pub fn from_raw(raw: u32) -> Option<Kind> {
-        Some(match event_kind(raw) {
-            event_kind::EVENT_SEND => Kind::Send,
-            event_kind::EVENT_RECV => Kind::Recv,
-            event_kind::EVENT_STATE => Kind::State,
-            event_kind::EVENT_RTT => Kind::Rtt,
-            event_kind::EVENT_RETRANSMIT => Kind::Retransmit,
-            event_kind::EVENT_EXEC => Kind::Exec,
-            event_kind::EVENT_EXIT => Kind::Exit,
-            event_kind::EVENT_CALL => Kind::Call,
-            event_kind::EVENT_USDT => Kind::Usdt,
-            _ => return None,
-        })
-    }
-
-    /// The kernel's number for this kind (index of its loss counter).
-    pub fn raw(self) -> u32 {
-        match self {
-            Kind::Send => event_kind::EVENT_SEND.0,
-            Kind::Recv => event_kind::EVENT_RECV.0,
-            Kind::State => event_kind::EVENT_STATE.0,
-            Kind::Rtt => event_kind::EVENT_RTT.0,
-            Kind::Retransmit => event_kind::EVENT_RETRANSMIT.0,
-            Kind::Exec => event_kind::EVENT_EXEC.0,
-            Kind::Exit => event_kind::EVENT_EXIT.0,
-            Kind::Call => event_kind::EVENT_CALL.0,
-            Kind::Usdt => event_kind::EVENT_USDT.0,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Send => "send",
-            Kind::Recv => "recv",
-            Kind::State => "state",
-            Kind::Rtt => "rtt",
-            Kind::Retransmit => "retransmit",
-            Kind::Exec => "exec",
-            Kind::Exit => "exit",
-            Kind::Call => "call",
-            Kind::Usdt => "usdt",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Counts kept per kind (events written, events lost).
-pub type PerKind = [u64; Kind::ALL.len()];
+use crate::abi::{netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, record_form, Kind};
 
 pub enum Record<'a> {
     /// A full socket record: state, rtt, retransmit, or a send/recv the
@@ -172,6 +83,7 @@ pub fn tcp_state_name(state: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::abi::event_kind;
 
     fn bytes_of<T: Copy>(v: &T) -> Vec<u64> {
         // u64 storage keeps the buffer 8-byte aligned like the ring buffer's.

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
-use crate::event::Kind;
+use crate::abi::Kind;
 use crate::segment::batch::DataRow;
 
 #[derive(Default)]

@@ -1,5 +1,6 @@
 //! netrec-capture: record TCP traffic and process events with eBPF into Parquet segments.
 
+mod abi;
 mod calls;
 mod cli;
 mod cost;

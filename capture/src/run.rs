@@ -17,7 +17,8 @@ use libbpf_rs::RingBufferBuilder;
 
 use crate::cli::Config;
 use crate::cost::{BpfStats, Meter};
-use crate::event::{decode, PerKind, Record};
+use crate::abi::PerKind;
+use crate::event::{decode, Record};
 use crate::live::Live;
 use crate::probe::{self, Counters};
 use crate::segment::batch::BatchBuilder;
@@ -288,7 +289,7 @@ pub fn run(cfg: Config) -> Result<Summary> {
     let result = result.and_then(|()| {
         let mut p = pending.borrow_mut();
         for call in &probe::calls::unfinished(&probes.skel)? {
-            p.batch.push(&Record::Call(crate::event::Kind::Call, call));
+            p.batch.push(&Record::Call(crate::abi::Kind::Call, call));
         }
         for (k, c) in probes.drain_rtt(None)? {
             p.batch.push(&Record::RttBucket { sock_id: k.sock_id, ts_ns: c.ts, srtt_us: c.us, samples: c.n });

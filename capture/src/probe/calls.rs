@@ -7,13 +7,9 @@ use anyhow::{anyhow, Result};
 use libbpf_rs::{Link, MapCore, MapFlags, ProgramMut, UprobeOpts, UsdtOpts};
 
 use super::libbpf_log;
-use super::skel::types::{call_frame, call_frame_key, event_kind, netrec_call_event};
-use super::skel::NetrecSkel;
+use crate::abi::skel::types::{call_frame, call_frame_key, event_kind, netrec_call_event};
+use crate::abi::skel::NetrecSkel;
 use crate::calls::{AppProbe, Target};
-
-// SAFETY: #[repr(C)] plain-old-data generated from bpf/netrec.bpf.c.
-unsafe impl plain::Plain for call_frame {}
-unsafe impl plain::Plain for call_frame_key {}
 
 /// libbpf's "any process".
 const ALL_PROCESSES: i32 = -1;

@@ -9,12 +9,8 @@ use std::path::{Path, PathBuf};
 
 use libbpf_rs::{MapCore, MapFlags};
 
-use super::skel::types::{listener_key, owner};
+use crate::abi::skel::types::{listener_key, owner};
 use crate::cli::Config;
-
-// SAFETY: #[repr(C)] plain-old-data generated from bpf/netrec.bpf.c.
-unsafe impl plain::Plain for listener_key {}
-unsafe impl plain::Plain for owner {}
 
 const TCP_LISTEN: &str = "0A";
 

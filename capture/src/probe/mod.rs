@@ -6,10 +6,6 @@ mod libbpf_log;
 pub mod listeners;
 pub mod tracefs;
 
-#[allow(clippy::all, dead_code, non_camel_case_types, non_snake_case, non_upper_case_globals, unused_imports)]
-pub mod skel {
-    include!(concat!(env!("OUT_DIR"), "/netrec.skel.rs"));
-}
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -19,9 +15,9 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
 use crate::cli::{Config, Rtt};
-use crate::event::{Kind, PerKind};
+use crate::abi::skel::{self, NetrecSkel, NetrecSkelBuilder};
+use crate::abi::{Kind, PerKind};
 use skel::types::{counter, rtt_count, rtt_key};
-use skel::{NetrecSkel, NetrecSkelBuilder};
 
 /// Kernel-side counters, cumulative since load.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

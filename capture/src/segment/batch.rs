@@ -17,8 +17,8 @@ use rustc_hash::FxHashMap;
 
 use super::schema::arrow_schema;
 use super::sockets::{SockText, SocketTable};
-use crate::event::{c_str, c_str_bytes, tcp_state_name, Kind, PerKind, Record};
-use crate::probe::skel::types::{netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event};
+use crate::abi::{netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, Kind, PerKind};
+use crate::event::{c_str, c_str_bytes, tcp_state_name, Record};
 
 const TCP_CLOSE: u8 = 7;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::event::c_str_bytes;
-use crate::probe::skel::types::netrec_sock_event;
+use crate::abi::netrec_sock_event;
 
 const AF_INET: u8 = 2;
 /// How long a closed socket is kept: a data record that raced its CLOSE on

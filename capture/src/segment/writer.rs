@@ -15,7 +15,7 @@ use parquet::schema::types::ColumnPath;
 
 use super::schema::{arrow_schema, version};
 use crate::cost::Cost;
-use crate::event::{Kind, PerKind};
+use crate::abi::{Kind, PerKind};
 
 /// Suffix of a segment still being written; never matches `*.parquet`.
 pub const IN_PROGRESS_SUFFIX: &str = ".inprogress";
@@ -229,7 +229,7 @@ impl Drop for SegmentWriter {
 mod tests {
     use super::*;
     use crate::event::Record;
-    use crate::probe::skel::types::{netrec_data_event, netrec_sock_event};
+    use crate::abi::{netrec_data_event, netrec_sock_event};
     use crate::segment::batch::BatchBuilder;
     use std::sync::Arc;
 
