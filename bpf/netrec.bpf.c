@@ -136,8 +136,8 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, struct rtt_key);
 	__type(value, struct rtt_count);
-	/* Preallocated: an insert without its own allocation measured 2-3x
-	 * cheaper in tcp_probe (bench/compare.py, --bpf-stats). */
+	/* Preallocated: tcp_probe measured 557-583 ns per run on redis-benchmark
+	 * against 705-743 ns with BPF_F_NO_PREALLOC (--bpf-stats, BENCHMARKS.md). */
 } rtt_counts SEC(".maps");
 
 /* So the skeleton generates them: user space reads them. */
@@ -423,6 +423,35 @@ static __always_inline int emit_sock_event(const struct sock *sk, struct sock_in
 }
 
 /*
+ * Makes sure user space has `si`'s endpoints and owner as they are now, so
+ * rows that name the socket by id can be completed there. Re-announced
+ * after CLOSE too, so user space may forget closed sockets.
+ * 1: announced; 0: the socket is filtered out; -1: the info could not go
+ * out (ring buffer full, or endpoints not known yet): send the row in full.
+ */
+static __always_inline int announce(const struct sock *sk, struct sock_info *si, bool in_owner_context)
+{
+	if (si->announced && !si->closed)
+		return 1;
+	int sent = emit_sock_event(sk, si, RECORD_SOCK_INFO, 0, 0, 0, in_owner_context);
+
+	if (sent <= 0)
+		return sent;
+	if (!si->endpoints_known)
+		return -1;
+	si->announced = 1;
+	return 1;
+}
+
+/* The filters emit_sock_event applies, for an announced socket. */
+static __always_inline bool announced_selected(const struct sock_info *si)
+{
+	if ((filter_pid || filter_comm || filter_cgroup) && !(si->owner_known && si->selected))
+		return false;
+	return port_selected(si->lport, si->rport);
+}
+
+/*
  * Bytes moved by the application itself: the caller owns the socket. The
  * hot path: one table lookup, one 32-byte record.
  */
@@ -438,21 +467,11 @@ static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64
 		return;
 	}
 	learn_owner(si, pid_tgid);
-	/* Re-announced after CLOSE too, so user space may forget closed sockets. */
-	if (!si->announced || si->closed) {
-		int sent = emit_sock_event(sk, si, RECORD_SOCK_INFO, 0, 0, 0, true);
+	int known = announce(sk, si, true);
 
-		if (sent == 0)
-			return; /* filtered out, and so is this data */
-		if (sent < 0 || !si->endpoints_known) {
-			emit_sock_event(sk, si, kind, bytes, 0, 0, true);
-			return;
-		}
-		si->announced = 1;
-	}
-	if ((filter_pid || filter_comm || filter_cgroup) && !si->selected)
-		return;
-	if (!port_selected(si->lport, si->rport))
+	if (known < 0)
+		emit_sock_event(sk, si, kind, bytes, 0, 0, true);
+	if (known <= 0 || !announced_selected(si))
 		return;
 
 	struct netrec_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -651,20 +670,11 @@ static __always_inline void handle_rtt(const struct sock *sk)
 		return;
 	}
 	/* Its rows are made from user space's socket table: the socket must be there. */
-	if (!si->announced || si->closed) {
-		int sent = emit_sock_event(sk, si, RECORD_SOCK_INFO, 0, 0, 0, false);
+	int known = announce(sk, si, false);
 
-		if (sent == 0)
-			return; /* filtered out */
-		if (sent < 0 || !si->endpoints_known) {
-			emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, 0, 1);
-			return;
-		}
-		si->announced = 1;
-	}
-	if ((filter_pid || filter_comm || filter_cgroup) && !(si->owner_known && si->selected))
-		return;
-	if (!port_selected(si->lport, si->rport))
+	if (known < 0)
+		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, 0, 1);
+	if (known <= 0 || !announced_selected(si))
 		return;
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct rtt_key key = { .sock_id = si->id, .second = now / 1000000000ULL, .bucket = rtt_bucket(srtt_us) };

@@ -1,6 +1,8 @@
 //! Ring-buffer records, decoded from the skeleton's generated types.
 
-use crate::abi::{netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, record_form, Kind};
+use crate::abi::{
+    netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, record_form, rtt_count, rtt_key, Kind,
+};
 
 pub enum Record<'a> {
     /// A full socket record: state, rtt, retransmit, or a send/recv the
@@ -12,7 +14,7 @@ pub enum Record<'a> {
     Data(Kind, &'a netrec_data_event),
     /// A socket's srtt changes of one second in one bucket (read from the
     /// kernel's table, not the ring buffer): one rtt row.
-    RttBucket { sock_id: u64, ts_ns: u64, srtt_us: u32, samples: u32 },
+    RttCount(&'a rtt_key, &'a rtt_count),
     Proc(Kind, &'a netrec_proc_event),
     Call(Kind, &'a netrec_call_event),
 }

@@ -16,8 +16,8 @@ use arrow_array::RecordBatch;
 use libbpf_rs::RingBufferBuilder;
 
 use crate::cli::Config;
-use crate::cost::{BpfStats, Meter};
 use crate::abi::PerKind;
+use crate::cost::{BpfStats, Meter};
 use crate::event::{decode, Record};
 use crate::live::Live;
 use crate::probe::{self, Counters};
@@ -242,9 +242,8 @@ pub fn run(cfg: Config) -> Result<Summary> {
         // walk of the kernel's table per second, however often batches fill.
         let second = crate::host::boottime_ns() / 1_000_000_000;
         if drained_second.replace(second) != second {
-            for (k, c) in probes.drain_rtt(Some(second.saturating_sub(1)))? {
-                let rtt = Record::RttBucket { sock_id: k.sock_id, ts_ns: c.ts, srtt_us: c.us, samples: c.n };
-                pending.borrow_mut().batch.push(&rtt);
+            for (k, c) in &probes.drain_rtt(Some(second.saturating_sub(1)))? {
+                pending.borrow_mut().batch.push(&Record::RttCount(k, c));
             }
         }
         let (batches, counts, unknown) = pending.borrow_mut().batch.finish();
@@ -291,8 +290,8 @@ pub fn run(cfg: Config) -> Result<Summary> {
         for call in &probe::calls::unfinished(&probes.skel)? {
             p.batch.push(&Record::Call(crate::abi::Kind::Call, call));
         }
-        for (k, c) in probes.drain_rtt(None)? {
-            p.batch.push(&Record::RttBucket { sock_id: k.sock_id, ts_ns: c.ts, srtt_us: c.us, samples: c.n });
+        for (k, c) in &probes.drain_rtt(None)? {
+            p.batch.push(&Record::RttCount(k, c));
         }
         drop(p);
         flush(&mut counted, &probes)

@@ -393,7 +393,7 @@ fn output_snapshots() {
     }
 }
 
-/// Version 3 rtt rows stand for runs of srtt changes: latency weights each
+/// Version 3 rtt rows stand for several srtt changes: latency weights each
 /// row by its `samples`, and reads older segments' rows as one each.
 #[test]
 fn rtt_runs_are_weighted_by_their_samples() {

@@ -44,8 +44,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let connect = setup_samples(conns.clone(), ctx, "connect", "syn_sent_ns", "active_est_ns");
     let handshake = setup_samples(conns, ctx, "handshake", "syn_recv_ns", "passive_est_ns");
 
-    // rtt: every srtt change. A row stands for `samples` changes within
-    // 2.5 % of its srtt_us (one each in segments before version 3).
+    // rtt: every srtt change. A row stands for `samples` changes of one
+    // socket and second within 1/32 of its srtt_us (one each before version 3).
     let cols = ctx.by.scan_columns(&["ts", "kind", "srtt_us", "samples", "pid", "comm", "lport", "rport"]);
     let rtt = ctx.filters.apply(ctx.trace.events(&cols)?.filter(col("kind").eq(lit("rtt")).and(col("srtt_us").is_not_null())));
     let weight = col("samples").cast(DataType::UInt32).fill_null(lit(1u32));

@@ -6,7 +6,6 @@ mod libbpf_log;
 pub mod listeners;
 pub mod tracefs;
 
-
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -14,9 +13,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
-use crate::cli::{Config, Rtt};
 use crate::abi::skel::{self, NetrecSkel, NetrecSkelBuilder};
 use crate::abi::{Kind, PerKind};
+use crate::cli::{Config, Rtt};
 use skel::types::{counter, rtt_count, rtt_key};
 
 /// Kernel-side counters, cumulative since load.
@@ -184,11 +183,10 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
     links.extend(calls::attach(&mut skel, &cfg.probes, &cfg.pids)?);
     if !cfg.probes.is_empty() {
         mechanisms.insert("call".into(), "uprobe+uretprobe, usdt (netrec.probes)".into());
-        for prog in skel.object().progs() {
-            let name = prog.name().to_string_lossy();
-            if ["call_entry", "call_exit", "usdt_fire", "usdt_start", "usdt_done"].contains(&name.as_ref()) {
-                prog_fds.push((name.into_owned(), prog.as_fd().try_clone_to_owned().context("duplicating a program fd")?));
-            }
+        let p = &skel.progs;
+        for prog in [&p.call_entry, &p.call_exit, &p.usdt_fire, &p.usdt_start, &p.usdt_done] {
+            let fd = prog.as_fd().try_clone_to_owned().context("duplicating a program fd")?;
+            prog_fds.push((prog.name().to_string_lossy().into_owned(), fd));
         }
     }
     Ok(Probes { skel, links, programs: prog_fds, mechanisms: serde_json::Value::Object(mechanisms), _tracefs: tracefs })

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    ArrayBuilder,
-    Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder,
+    ArrayBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder,
     UInt64Builder,
 };
 use arrow_array::types::{UInt32Type, UInt8Type};
@@ -17,7 +16,9 @@ use rustc_hash::FxHashMap;
 
 use super::schema::arrow_schema;
 use super::sockets::{SockText, SocketTable};
-use crate::abi::{netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, Kind, PerKind};
+use crate::abi::{
+    netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, rtt_count, rtt_key, Kind, PerKind,
+};
 use crate::event::{c_str, c_str_bytes, tcp_state_name, Record};
 
 const TCP_CLOSE: u8 = 7;
@@ -96,18 +97,19 @@ impl SockCols {
         }
     }
 
-    /// Owner columns into `common`, endpoints here.
-    fn push(&mut self, common: &mut Common, sock_id: Option<u64>, tid: Option<u32>, s: &SockText) {
-        common.pid.append_option(s.pid);
+    /// Owner columns into `common`, endpoints here; `s` None: a socket user
+    /// space does not know (only the id and protocol are).
+    fn push(&mut self, common: &mut Common, sock_id: Option<u64>, tid: Option<u32>, s: Option<&SockText>) {
+        common.pid.append_option(s.and_then(|s| s.pid));
         common.tid.append_option(tid);
-        common.comm.append_option(s.comm.as_deref());
+        common.comm.append_option(s.and_then(|s| s.comm.as_deref()));
         self.sock_id.append_option(sock_id);
-        self.family.append_value(s.family);
+        self.family.append_option(s.map(|s| s.family));
         self.protocol.append_value("tcp");
-        self.laddr.append_value(&*s.laddr);
-        self.lport.append_value(s.lport);
-        self.raddr.append_value(&*s.raddr);
-        self.rport.append_value(s.rport);
+        self.laddr.append_option(s.map(|s| &*s.laddr));
+        self.lport.append_option(s.map(|s| s.lport));
+        self.raddr.append_option(s.map(|s| &*s.raddr));
+        self.rport.append_option(s.map(|s| s.rport));
     }
 
     fn finish(&mut self, out: &mut Vec<(&'static str, ArrayRef)>) {
@@ -323,7 +325,7 @@ impl BatchBuilder {
             }
             Record::Sock(kind @ (Kind::Send | Kind::Recv), e) => return self.push_full_data(*kind, e),
             Record::Sock(kind, e) => self.push_sock(*kind, e),
-            &Record::RttBucket { sock_id, ts_ns, srtt_us, samples } => self.push_rtt_bucket(sock_id, ts_ns, srtt_us, samples),
+            Record::RttCount(k, c) => self.push_rtt_count(k, c),
             Record::Proc(kind, e) => self.push_proc(*kind, e),
             Record::Call(kind, e) => self.push_call(*kind, e),
         }
@@ -377,7 +379,7 @@ impl BatchBuilder {
         }
         let g = &mut self.sock;
         g.common.push(kind, e.ts_ns, self.clock_offset_ns);
-        g.sock.push(&mut g.common, (e.sock_id != 0).then_some(e.sock_id), text.tid, &text);
+        g.sock.push(&mut g.common, (e.sock_id != 0).then_some(e.sock_id), text.tid, Some(&text));
         if kind == Kind::State {
             g.old_state.append_value(tcp_state_name(e.old_state));
             g.new_state.append_value(tcp_state_name(e.new_state));
@@ -389,31 +391,20 @@ impl BatchBuilder {
         g.samples.append_option((kind == Kind::Rtt).then_some(e.samples.max(1)));
     }
 
-    fn push_rtt_bucket(&mut self, sock_id: u64, ts_ns: u64, srtt_us: u32, samples: u32) {
+    fn push_rtt_count(&mut self, k: &rtt_key, c: &rtt_count) {
         self.counted(Kind::Rtt);
         let g = &mut self.sock;
-        g.common.push(Kind::Rtt, ts_ns, self.clock_offset_ns);
-        match self.sockets.get(sock_id) {
-            Some(text) => g.sock.push(&mut g.common, Some(sock_id), text.tid, text),
-            None => {
-                // The kernel announces a socket before counting its RTT; only a loss gets here.
-                self.unknown_sockets += 1;
-                g.common.pid.append_null();
-                g.common.tid.append_null();
-                g.common.comm.append_null();
-                g.sock.sock_id.append_value(sock_id);
-                g.sock.family.append_null();
-                g.sock.protocol.append_value("tcp");
-                g.sock.laddr.append_null();
-                g.sock.lport.append_null();
-                g.sock.raddr.append_null();
-                g.sock.rport.append_null();
-            }
+        g.common.push(Kind::Rtt, c.ts, self.clock_offset_ns);
+        let text = self.sockets.get(k.sock_id);
+        // The kernel announces a socket before counting its RTT; only a loss leaves it unknown.
+        if text.is_none() {
+            self.unknown_sockets += 1;
         }
+        g.sock.push(&mut g.common, Some(k.sock_id), text.and_then(|t| t.tid), text.map(|t| &**t));
         g.old_state.append_null();
         g.new_state.append_null();
-        g.srtt_us.append_value(srtt_us);
-        g.samples.append_value(samples);
+        g.srtt_us.append_value(c.us);
+        g.samples.append_value(c.n);
     }
 
     fn push_proc(&mut self, kind: Kind, e: &netrec_proc_event) {

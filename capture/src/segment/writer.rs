@@ -8,14 +8,14 @@ use anyhow::{Context, Result};
 use arrow_array::RecordBatch;
 use chrono::{DateTime, SecondsFormat, Utc};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding as Encoding_, ZstdLevel};
+use parquet::basic::{Compression, Encoding as ColumnEncoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::schema::{arrow_schema, version};
-use crate::cost::Cost;
 use crate::abi::{Kind, PerKind};
+use crate::cost::Cost;
 
 /// Suffix of a segment still being written; never matches `*.parquet`.
 pub const IN_PROGRESS_SUFFIX: &str = ".inprogress";
@@ -94,7 +94,7 @@ fn properties(enc: Encoding) -> WriterProperties {
     for col in ["ts", "ts_kernel_ns"] {
         b = b
             .set_column_dictionary_enabled(ColumnPath::from(col), false)
-            .set_column_encoding(ColumnPath::from(col), Encoding_::DELTA_BINARY_PACKED);
+            .set_column_encoding(ColumnPath::from(col), ColumnEncoding::DELTA_BINARY_PACKED);
     }
     b.build()
 }
