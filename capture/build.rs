@@ -10,8 +10,7 @@ const SRC: &str = "../bpf/netrec.bpf.c";
 const HEADER: &str = "../bpf/netrec.h";
 
 fn main() {
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"))
-        .join("netrec.skel.rs");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo")).join("netrec.skel.rs");
     let arch = env::var("CARGO_CFG_TARGET_ARCH").expect("CARGO_CFG_TARGET_ARCH is set by cargo");
     // libbpf's usdt.bpf.h includes <linux/errno.h>, whose <asm/errno.h> lives
     // in the multiarch include directory clang does not search for -target bpf.

@@ -50,7 +50,10 @@ fn analyze(common: &Common, calls: bool, report_of: impl FnOnce(&Ctx) -> Result<
     let filters = common.filters(trace.start_ns())?;
     let hosts: std::collections::BTreeSet<&str> = trace.segments.iter().map(|s| s.host.as_str()).collect();
     if let Some(h) = filters.hosts.iter().find(|h| !hosts.contains(h.as_str())) {
-        anyhow::bail!("--host {h}: no segment was recorded on that host (hosts in the trace: {})", hosts.into_iter().collect::<Vec<_>>().join(", "));
+        anyhow::bail!(
+            "--host {h}: no segment was recorded on that host (hosts in the trace: {})",
+            hosts.into_iter().collect::<Vec<_>>().join(", ")
+        );
     }
     let ctx = Ctx { trace, filters, by };
     let mut report = report_of(&ctx)?;

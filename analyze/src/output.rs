@@ -144,7 +144,9 @@ fn cell_json(v: &Value, local: bool) -> Json {
         Value::Str(s) => json!(s),
         Value::Time(ns) => json!(time_text(*ns, local)),
         Value::Buckets(b) => Json::Array(b.iter().map(|b| json!({"le_us": b.le_us, "count": b.count})).collect()),
-        Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), v.parse::<u64>().map_or_else(|_| json!(v), |n| json!(n)))).collect()),
+        Value::Map(m) => Json::Object(
+            m.iter().map(|(k, v)| (k.clone(), v.parse::<u64>().map_or_else(|_| json!(v), |n| json!(n)))).collect(),
+        ),
     }
 }
 
@@ -188,7 +190,11 @@ pub fn write(report: &Report, style: &Style, out: &mut dyn Write) -> io::Result<
                 for r in s.all_rows() {
                     t.add_row(shown.iter().map(|&c| {
                         let cell = comfy_table::Cell::new(cell_text(&r[c], style.local_time));
-                        if matches!(r[c], Value::U64(_)) { cell.set_alignment(CellAlignment::Right) } else { cell }
+                        if matches!(r[c], Value::U64(_)) {
+                            cell.set_alignment(CellAlignment::Right)
+                        } else {
+                            cell
+                        }
                     }));
                 }
                 if s.is_empty() {
@@ -258,7 +264,12 @@ impl Section {
             .map(|r| Section {
                 title: format!("{} {}", self.title, cell_text(&r[0], false)),
                 columns: vec!["field".into(), "value".into()],
-                rows: self.columns.iter().zip(r.iter()).map(|(c, v)| vec![Value::from(c.as_str()), v.clone()]).collect(),
+                rows: self
+                    .columns
+                    .iter()
+                    .zip(r.iter())
+                    .map(|(c, v)| vec![Value::from(c.as_str()), v.clone()])
+                    .collect(),
                 generated: None,
             })
             .collect()
@@ -306,13 +317,20 @@ mod tests {
         // Two rows: the first held, the second made on demand.
         section.rows = rows.clone();
         let copy = rows[0].clone();
-        section.generated = Some(RowSource { len: 1, row: Arc::new(move |i| { assert_eq!(i, 0); copy.clone() }) });
+        section.generated = Some(RowSource {
+            len: 1,
+            row: Arc::new(move |i| {
+                assert_eq!(i, 0);
+                copy.clone()
+            }),
+        });
         let mut twice = held;
         twice.sections[0].rows.push(rows[0].clone());
         for format in [Format::Table, Format::Json, Format::Csv] {
             assert_eq!(render_report(&made, format), render_report(&twice, format), "{format:?}");
         }
-        let empty = Section { generated: Some(RowSource { len: 0, row: Arc::new(|_| unreachable!()) }), ..Default::default() };
+        let empty =
+            Section { generated: Some(RowSource { len: 0, row: Arc::new(|_| unreachable!()) }), ..Default::default() };
         assert!(empty.is_empty());
         assert!(!made.sections[0].is_empty());
     }

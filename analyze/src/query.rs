@@ -16,9 +16,9 @@ impl TimeBound {
             return Ok(TimeBound::At(t.with_timezone(&Utc)));
         }
         let offset = s.strip_prefix('+').unwrap_or(s);
-        humantime::parse_duration(offset)
-            .map(TimeBound::AfterStart)
-            .map_err(|_| format!("{s:?} is neither RFC 3339 (2026-11-22T10:00:00Z) nor an offset from the trace start (90s, +5m)"))
+        humantime::parse_duration(offset).map(TimeBound::AfterStart).map_err(|_| {
+            format!("{s:?} is neither RFC 3339 (2026-11-22T10:00:00Z) nor an offset from the trace start (90s, +5m)")
+        })
     }
 
     pub fn resolve(&self, trace_start_ns: i64) -> i64 {
@@ -92,10 +92,7 @@ mod tests {
 
     #[test]
     fn bounds_parse_as_times_or_offsets() {
-        assert_eq!(
-            TimeBound::parse("+90s").unwrap().resolve(1_000),
-            1_000 + 90_000_000_000
-        );
+        assert_eq!(TimeBound::parse("+90s").unwrap().resolve(1_000), 1_000 + 90_000_000_000);
         assert_eq!(TimeBound::parse("2m").unwrap(), TimeBound::AfterStart(std::time::Duration::from_secs(120)));
         let t = TimeBound::parse("2026-11-22T10:00:00Z").unwrap().resolve(0);
         assert_eq!(t, DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().timestamp_nanos_opt().unwrap());

@@ -102,4 +102,3 @@ impl Kind {
 
 /// Counts kept per kind (events written, events lost).
 pub type PerKind = [u64; Kind::ALL.len()];
-

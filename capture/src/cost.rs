@@ -17,7 +17,10 @@ impl BpfStats {
         // SAFETY: a plain syscall wrapper; a non-negative result is a new fd we own.
         let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
         if fd < 0 {
-            bail!("--bpf-stats: the kernel refused to enable BPF statistics: {}", std::io::Error::from_raw_os_error(-fd));
+            bail!(
+                "--bpf-stats: the kernel refused to enable BPF statistics: {}",
+                std::io::Error::from_raw_os_error(-fd)
+            );
         }
         // SAFETY: see above.
         Ok(BpfStats(unsafe { OwnedFd::from_raw_fd(fd) }))
@@ -61,7 +64,9 @@ fn peak_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kib| kib * 1024)
 }

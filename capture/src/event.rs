@@ -90,7 +90,13 @@ mod tests {
     fn bytes_of<T: Copy>(v: &T) -> Vec<u64> {
         // u64 storage keeps the buffer 8-byte aligned like the ring buffer's.
         let mut buf = vec![0u64; std::mem::size_of::<T>().div_ceil(8)];
-        unsafe { std::ptr::copy_nonoverlapping(v as *const T as *const u8, buf.as_mut_ptr() as *mut u8, std::mem::size_of::<T>()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                v as *const T as *const u8,
+                buf.as_mut_ptr() as *mut u8,
+                std::mem::size_of::<T>(),
+            )
+        };
         buf
     }
 
@@ -140,7 +146,9 @@ mod tests {
         assert_eq!(std::mem::size_of_val(&d), 32);
         let info = netrec_sock_event { kind: record_form::RECORD_SOCK_INFO.0, sock_id: 9, ..Default::default() };
         let buf = bytes_of(&info);
-        assert!(matches!(decode(as_bytes(&buf, std::mem::size_of_val(&info))).unwrap(), Record::SockInfo(e) if e.sock_id == 9));
+        assert!(
+            matches!(decode(as_bytes(&buf, std::mem::size_of_val(&info))).unwrap(), Record::SockInfo(e) if e.sock_id == 9)
+        );
         // A small form of a kind that has none is refused, not misread.
         let bad = netrec_data_event { kind: record_form::RECORD_DATA.0 | event_kind::EVENT_STATE.0, ..d };
         let buf = bytes_of(&bad);

@@ -39,7 +39,11 @@ impl Live {
     pub fn tick(&mut self, now: DateTime<Utc>, out: &mut impl Write) -> std::io::Result<()> {
         let sec = now.timestamp();
         let Some(prev) = self.second.replace(sec) else {
-            return writeln!(out, "{:<10} {:>8} {:<16} {:>14} {:>14}", "TIME", "PID", "COMM", "SENT_BYTES", "RECV_BYTES");
+            return writeln!(
+                out,
+                "{:<10} {:>8} {:<16} {:>14} {:>14}",
+                "TIME", "PID", "COMM", "SENT_BYTES", "RECV_BYTES"
+            );
         };
         if prev == sec {
             return Ok(());

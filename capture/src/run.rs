@@ -15,8 +15,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use arrow_array::RecordBatch;
 use libbpf_rs::RingBufferBuilder;
 
-use crate::cli::Config;
 use crate::abi::PerKind;
+use crate::cli::Config;
 use crate::cost::{BpfStats, Meter};
 use crate::event::{decode, Record};
 use crate::live::Live;

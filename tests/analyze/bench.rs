@@ -16,7 +16,11 @@ fn analyzer_benchmark_smoke_run_agrees_with_duckdb() {
         .output()
         .expect("run bench/run");
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "bench/run analyzer --smoke failed: {}\n{report}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "bench/run analyzer --smoke failed: {}\n{report}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for metric in ["netio", "churn", "latency"] {
         let row = report
             .lines()

@@ -40,7 +40,17 @@ pub struct Ev {
 }
 
 pub fn io(kind: &'static str, ts: i64, pid: u32, comm: &'static str, bytes: u64) -> Ev {
-    Ev { kind, ts, pid: Some(pid), comm: Some(comm), sock_id: Some(pid as u64), lport: Some(3306), rport: Some(40000), bytes: Some(bytes), ..Default::default() }
+    Ev {
+        kind,
+        ts,
+        pid: Some(pid),
+        comm: Some(comm),
+        sock_id: Some(pid as u64),
+        lport: Some(3306),
+        rport: Some(40000),
+        bytes: Some(bytes),
+        ..Default::default()
+    }
 }
 
 pub fn state(ts: i64, sock: u64, pid: Option<u32>, old: &'static str, new: &'static str) -> Ev {
@@ -59,7 +69,17 @@ pub fn state(ts: i64, sock: u64, pid: Option<u32>, old: &'static str, new: &'sta
 }
 
 pub fn rtt(ts: i64, sock: u64, pid: u32, srtt_us: u32) -> Ev {
-    Ev { kind: "rtt", ts, pid: Some(pid), comm: Some("app"), sock_id: Some(sock), lport: Some(1), rport: Some(3306), srtt_us: Some(srtt_us), ..Default::default() }
+    Ev {
+        kind: "rtt",
+        ts,
+        pid: Some(pid),
+        comm: Some("app"),
+        sock_id: Some(sock),
+        lport: Some(1),
+        rport: Some(3306),
+        srtt_us: Some(srtt_us),
+        ..Default::default()
+    }
 }
 
 /// An application call (schema version 2); `duration_ns` None: unfinished.
@@ -81,7 +101,16 @@ pub struct SegmentSpec<'a> {
 
 impl Default for SegmentSpec<'_> {
     fn default() -> Self {
-        SegmentSpec { host: "db1", capture_id: "c0ffee", index: 0, start: T0, end: T0 + 60 * SEC, lost: 0, schema_version: 1, cost: None }
+        SegmentSpec {
+            host: "db1",
+            capture_id: "c0ffee",
+            index: 0,
+            start: T0,
+            end: T0 + 60 * SEC,
+            lost: 0,
+            schema_version: 1,
+            cost: None,
+        }
     }
 }
 
@@ -114,10 +143,14 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
         Field::new("filename", DataType::Utf8, true),
         Field::new("exit_status", DataType::Int32, true),
     ];
-    let (mut kind, mut ts, mut tsk) = (StringBuilder::new(), TimestampNanosecondBuilder::new().with_timezone("UTC"), UInt64Builder::new());
-    let (mut pid, mut tid, mut comm, mut ppid) = (UInt32Builder::new(), UInt32Builder::new(), StringBuilder::new(), UInt32Builder::new());
-    let (mut sock, mut fam, mut proto, mut laddr) = (UInt64Builder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
-    let (mut lport, mut raddr, mut rport, mut bytes) = (UInt16Builder::new(), StringBuilder::new(), UInt16Builder::new(), UInt64Builder::new());
+    let (mut kind, mut ts, mut tsk) =
+        (StringBuilder::new(), TimestampNanosecondBuilder::new().with_timezone("UTC"), UInt64Builder::new());
+    let (mut pid, mut tid, mut comm, mut ppid) =
+        (UInt32Builder::new(), UInt32Builder::new(), StringBuilder::new(), UInt32Builder::new());
+    let (mut sock, mut fam, mut proto, mut laddr) =
+        (UInt64Builder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut lport, mut raddr, mut rport, mut bytes) =
+        (UInt16Builder::new(), StringBuilder::new(), UInt16Builder::new(), UInt64Builder::new());
     let (mut olds, mut news, mut srtt, mut fname, mut exit) =
         (StringBuilder::new(), StringBuilder::new(), UInt32Builder::new(), StringBuilder::new(), Int32Builder::new());
     for e in events {

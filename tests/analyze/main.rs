@@ -22,9 +22,9 @@ fn netio_frame(d: &std::path::Path) {
         d,
         &SegmentSpec::default(),
         &[
-            io("send", T0, 10, "client", 100),             // exactly on second 0
-            io("recv", T0 + SEC - 1, 10, "client", 7),     // last ns of second 0
-            io("send", T0 + SEC, 10, "client", 1000),      // exactly on second 1
+            io("send", T0, 10, "client", 100),         // exactly on second 0
+            io("recv", T0 + SEC - 1, 10, "client", 7), // last ns of second 0
+            io("send", T0 + SEC, 10, "client", 1000),  // exactly on second 1
             io("recv", T0 + SEC + 5 * MS, 20, "server", 1000),
             io("send", T0 + SEC + 6 * MS, 20, "server", 5),
             io("recv", T0 + 2 * SEC + 1, 20, "server", 50),
@@ -40,7 +40,14 @@ fn netio_sums_per_second_per_process() {
     let per: Vec<(String, u64, u64, u64)> = rows
         .iter()
         .filter(|r| r.get("second").is_some())
-        .map(|r| (r["second"].as_str().unwrap().to_string(), r["pid"].as_u64().unwrap(), r["sent_bytes"].as_u64().unwrap(), r["recv_bytes"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["second"].as_str().unwrap().to_string(),
+                r["pid"].as_u64().unwrap(),
+                r["sent_bytes"].as_u64().unwrap(),
+                r["recv_bytes"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         per,
@@ -148,18 +155,26 @@ fn latency_has_exact_percentiles_and_log2_buckets() {
     let d = dir();
     churn_frame(d.path());
     let rows = json_rows(&["latency", s(d.path()), "--by", "host"]);
-    let metric = |m: &str| rows.iter().find(|r| r["metric"] == m).cloned().unwrap_or_else(|| panic!("no {m}: {rows:?}"));
+    let metric =
+        |m: &str| rows.iter().find(|r| r["metric"] == m).cloned().unwrap_or_else(|| panic!("no {m}: {rows:?}"));
     let connect = metric("connect");
     assert_eq!(connect["count"], 3, "socks 1 (100 us), 4 (400 us), 5 (200 us)");
     assert_eq!((connect["p50_us"].as_u64(), connect["max_us"].as_u64()), (Some(200), Some(400)));
-    let buckets: Vec<(u64, u64)> =
-        connect["buckets"].as_array().unwrap().iter().map(|b| (b["le_us"].as_u64().unwrap(), b["count"].as_u64().unwrap())).collect();
+    let buckets: Vec<(u64, u64)> = connect["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["le_us"].as_u64().unwrap(), b["count"].as_u64().unwrap()))
+        .collect();
     assert_eq!(buckets.last(), Some(&(511, 1)));
     assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 3);
     assert_eq!(buckets.iter().find(|b| b.0 == 127), Some(&(127, 1)));
     assert_eq!(metric("handshake")["p99_us"], 20);
     let rtt = metric("rtt");
-    assert_eq!((rtt["count"].as_u64(), rtt["p50_us"].as_u64(), rtt["max_us"].as_u64()), (Some(2), Some(250), Some(350)));
+    assert_eq!(
+        (rtt["count"].as_u64(), rtt["p50_us"].as_u64(), rtt["max_us"].as_u64()),
+        (Some(2), Some(250), Some(350))
+    );
 }
 
 /// A version 1 segment (no call columns) and a version 2 segment with calls
@@ -194,7 +209,13 @@ fn calls_per_second_beside_connections_opened() {
         .iter()
         .filter(|r| r.get("second").is_some())
         .map(|r| {
-            (r["second"].as_str().unwrap()[17..19].to_string(), r["probe"].as_str().unwrap().to_string(), r["calls"].as_u64().unwrap(), r["unfinished"].as_u64().unwrap(), r["tcp_opens"].as_u64().unwrap())
+            (
+                r["second"].as_str().unwrap()[17..19].to_string(),
+                r["probe"].as_str().unwrap().to_string(),
+                r["calls"].as_u64().unwrap(),
+                r["unfinished"].as_u64().unwrap(),
+                r["tcp_opens"].as_u64().unwrap(),
+            )
         })
         .collect();
     assert_eq!(
@@ -208,7 +229,15 @@ fn calls_per_second_beside_connections_opened() {
     );
     let total = |probe: &str| rows.iter().find(|r| r.get("second").is_none() && r["probe"] == probe).cloned().unwrap();
     let login = total("login");
-    assert_eq!((login["calls"].as_u64(), login["unfinished"].as_u64(), login["peak_calls"].as_u64(), login["tcp_opens"].as_u64()), (Some(4), Some(1), Some(3), Some(3)));
+    assert_eq!(
+        (
+            login["calls"].as_u64(),
+            login["unfinished"].as_u64(),
+            login["peak_calls"].as_u64(),
+            login["tcp_opens"].as_u64()
+        ),
+        (Some(4), Some(1), Some(3), Some(3))
+    );
 
     // --by pid splits; --pid narrows; the version 1 segment only adds nothing.
     let by_pid = json_rows(&["calls", s(d.path()), "--by", "pid", "--pid", "9"]);
@@ -218,16 +247,23 @@ fn calls_per_second_beside_connections_opened() {
     // latency: one row per probe, exact percentiles in microseconds; the unfinished call has none.
     let lat = json_rows(&["latency", s(d.path()), "--by", "comm"]);
     let login = lat.iter().find(|r| r["metric"] == "call:login").unwrap();
-    assert_eq!((login["count"].as_u64(), login["p50_us"].as_u64(), login["max_us"].as_u64()), (Some(3), Some(2000), Some(3000)));
+    assert_eq!(
+        (login["count"].as_u64(), login["p50_us"].as_u64(), login["max_us"].as_u64()),
+        (Some(3), Some(2000), Some(3000))
+    );
     let query = lat.iter().find(|r| r["metric"] == "call:query").unwrap();
-    assert_eq!((query["count"].as_u64(), query["p99_us"].as_u64(), query["comm"].as_str()), (Some(1), Some(40), Some("worker")));
+    assert_eq!(
+        (query["count"].as_u64(), query["p99_us"].as_u64(), query["comm"].as_str()),
+        (Some(1), Some(40), Some("worker"))
+    );
 
     // The version 1 segment is still read for the other analyses.
     let netio = json_rows(&["netio", s(d.path())]);
     assert!(netio.iter().any(|r| r["pid"] == 30 && r["sent_bytes"] == 10));
 
     // --by keys that calls have not are refused, and probe elsewhere.
-    for (args, needle) in [(&["calls", "--by", "lport"][..], "--by lport"), (&["netio", "--by", "probe"], "--by probe")] {
+    for (args, needle) in [(&["calls", "--by", "lport"][..], "--by lport"), (&["netio", "--by", "probe"], "--by probe")]
+    {
         let mut full = args.to_vec();
         full.insert(1, s(d.path()));
         let r = analyze(&full);
@@ -239,7 +275,11 @@ fn calls_per_second_beside_connections_opened() {
 #[test]
 fn losses_are_reported_and_strict_fails() {
     let d = dir();
-    write_segment(d.path(), &SegmentSpec { end: T0 + 10 * SEC, lost: 5, ..Default::default() }, &[io("send", T0, 1, "a", 10)]);
+    write_segment(
+        d.path(),
+        &SegmentSpec { end: T0 + 10 * SEC, lost: 5, ..Default::default() },
+        &[io("send", T0, 1, "a", 10)],
+    );
     write_segment(
         d.path(),
         &SegmentSpec { index: 1, start: T0 + 10 * SEC, end: T0 + 20 * SEC, ..Default::default() },
@@ -267,11 +307,40 @@ fn losses_are_reported_and_strict_fails() {
 #[test]
 fn info_shows_what_the_capture_cost() {
     let d = dir();
-    let sec10 = |i: i64| SegmentSpec { index: i as u32, start: T0 + i * 10 * SEC, end: T0 + (i + 1) * 10 * SEC, ..Default::default() };
+    let sec10 = |i: i64| SegmentSpec {
+        index: i as u32,
+        start: T0 + i * 10 * SEC,
+        end: T0 + (i + 1) * 10 * SEC,
+        ..Default::default()
+    };
     let send = |i: i64| [io("send", T0 + i * 10 * SEC, 1, "a", 10)];
     let mib = 1 << 20;
-    write_segment(d.path(), &SegmentSpec { cost: Some((1_500_000_000, 500_000_000, 40 * mib, r#"{"sock_send_length":{"run_cnt":1,"run_time_ns":600}}"#)), ..sec10(0) }, &send(0));
-    write_segment(d.path(), &SegmentSpec { cost: Some((1_500_000_000, 500_000_000, 48 * mib, r#"{"sock_send_length":{"run_cnt":2,"run_time_ns":1000}}"#)), ..sec10(1) }, &send(1));
+    write_segment(
+        d.path(),
+        &SegmentSpec {
+            cost: Some((
+                1_500_000_000,
+                500_000_000,
+                40 * mib,
+                r#"{"sock_send_length":{"run_cnt":1,"run_time_ns":600}}"#,
+            )),
+            ..sec10(0)
+        },
+        &send(0),
+    );
+    write_segment(
+        d.path(),
+        &SegmentSpec {
+            cost: Some((
+                1_500_000_000,
+                500_000_000,
+                48 * mib,
+                r#"{"sock_send_length":{"run_cnt":2,"run_time_ns":1000}}"#,
+            )),
+            ..sec10(1)
+        },
+        &send(1),
+    );
     // Written before the capture recorded its cost: left out of the totals.
     write_segment(d.path(), &sec10(2), &send(2));
     let info = json_rows(&["info", s(d.path())]);
@@ -294,7 +363,11 @@ fn info_shows_what_the_capture_cost() {
     write_segment(d.path(), &SegmentSpec { cost: Some((1, 1, 1, "[1]")), ..sec10(0) }, &send(0));
     let r = analyze(&["info", s(d.path())]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("netrec.bpf_programs") && r.stderr.contains("00000.parquet") && r.stderr.lines().count() == 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("netrec.bpf_programs") && r.stderr.contains("00000.parquet") && r.stderr.lines().count() == 1,
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -312,9 +385,16 @@ fn bad_inputs_get_one_line_naming_the_file_or_flag() {
     let foreign = p.join("foreign.parquet");
     {
         use std::sync::Arc;
-        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new("x", arrow_schema::DataType::Int32, false)]));
-        let batch = arrow_array::RecordBatch::try_new(schema.clone(), vec![Arc::new(arrow_array::Int32Array::from(vec![1]))]).unwrap();
-        let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&foreign).unwrap(), schema, None).unwrap();
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "x",
+            arrow_schema::DataType::Int32,
+            false,
+        )]));
+        let batch =
+            arrow_array::RecordBatch::try_new(schema.clone(), vec![Arc::new(arrow_array::Int32Array::from(vec![1]))])
+                .unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&foreign).unwrap(), schema, None).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
     }
@@ -329,7 +409,10 @@ fn bad_inputs_get_one_line_naming_the_file_or_flag() {
         (vec!["netio".into(), s(&good).into(), "--format".into(), "xml".into()], "--format".into()),
         (vec!["netio".into(), s(&good).into(), "--from".into(), "yesterday".into()], "--from".into()),
         (vec!["churn".into(), s(&good).into(), "--short".into(), "0s".into()], "--short".into()),
-        (vec!["netio".into(), s(&good).into(), "--host".into(), "nope".into()], "--host nope: no segment was recorded on that host (hosts in the trace: db1)".into()),
+        (
+            vec!["netio".into(), s(&good).into(), "--host".into(), "nope".into()],
+            "--host nope: no segment was recorded on that host (hosts in the trace: db1)".into(),
+        ),
     ];
     for (args, needle) in cases {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -356,12 +439,19 @@ fn broken_pipe_exits_quietly() {
     write_segment(d.path(), &SegmentSpec { end: T0 + 6000 * SEC, ..Default::default() }, &events);
     let out = std::process::Command::new("bash")
         .arg("-c")
-        .arg(format!("'{ANALYZE}' netio '{}' --format csv | head -n 2; echo \"status=${{PIPESTATUS[0]}}\"", s(d.path())))
+        .arg(format!(
+            "'{ANALYZE}' netio '{}' --format csv | head -n 2; echo \"status=${{PIPESTATUS[0]}}\"",
+            s(d.path())
+        ))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.lines().count() >= 2, "{stdout}");
-    assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "quiet on a broken pipe: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty(),
+        "quiet on a broken pipe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -384,10 +474,24 @@ fn output_snapshots() {
         let r = analyze(&["netio", s(&netio_dir), "--format", format]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         insta::assert_snapshot!(format!("netio_{format}"), r.stdout);
-        let r = analyze(&["churn", s(&d.path().join("netrec-db1-c0ffee-00000.parquet")), s(&d.path().join("netrec-db1-c0ffee-00001.parquet")), "--format", format]);
+        let r = analyze(&[
+            "churn",
+            s(&d.path().join("netrec-db1-c0ffee-00000.parquet")),
+            s(&d.path().join("netrec-db1-c0ffee-00001.parquet")),
+            "--format",
+            format,
+        ]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         insta::assert_snapshot!(format!("churn_{format}"), r.stdout);
-        let r = analyze(&["latency", s(&d.path().join("netrec-db1-c0ffee-00000.parquet")), s(&d.path().join("netrec-db1-c0ffee-00001.parquet")), "--by", "host", "--format", format]);
+        let r = analyze(&[
+            "latency",
+            s(&d.path().join("netrec-db1-c0ffee-00000.parquet")),
+            s(&d.path().join("netrec-db1-c0ffee-00001.parquet")),
+            "--by",
+            "host",
+            "--format",
+            format,
+        ]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         insta::assert_snapshot!(format!("latency_{format}"), r.stdout);
     }
@@ -404,10 +508,18 @@ fn rtt_runs_are_weighted_by_their_samples() {
         &SegmentSpec { schema_version: 3, capture_id: "v3", ..Default::default() },
         &[run(T0 + SEC, 100, 9), run(T0 + 2 * SEC, 1000, 1)],
     );
-    write_segment(d.path(), &SegmentSpec { schema_version: 2, capture_id: "v2", ..Default::default() }, &[rtt(T0 + 3 * SEC, 5, 7, 100)]);
+    write_segment(
+        d.path(),
+        &SegmentSpec { schema_version: 2, capture_id: "v2", ..Default::default() },
+        &[rtt(T0 + 3 * SEC, 5, 7, 100)],
+    );
     let rows = json_rows(&["latency", s(d.path())]);
     let r = rows.iter().find(|r| r["metric"] == "rtt").expect("an rtt row");
     // 10 samples of 100 us and one of 1000 us.
     assert_eq!(r["count"], 11, "{r}");
-    assert_eq!((r["p50_us"].as_u64(), r["p90_us"].as_u64(), r["p99_us"].as_u64(), r["max_us"].as_u64()), (Some(100), Some(100), Some(1000), Some(1000)), "{r}");
+    assert_eq!(
+        (r["p50_us"].as_u64(), r["p90_us"].as_u64(), r["p99_us"].as_u64(), r["max_us"].as_u64()),
+        (Some(100), Some(100), Some(1000), Some(1000)),
+        "{r}"
+    );
 }

@@ -16,7 +16,8 @@ fn sample(name: &str) -> (String, Value) {
 /// Totals per command name over the whole sample.
 fn netio_totals(path: &str, comm: &str) -> (u64, u64) {
     let rows = json_rows(&["netio", path, "--by", "comm"]);
-    let row = rows.iter().find(|r| r["total"] == "key" && r["comm"] == comm).unwrap_or_else(|| panic!("no {comm}: {rows:?}"));
+    let row =
+        rows.iter().find(|r| r["total"] == "key" && r["comm"] == comm).unwrap_or_else(|| panic!("no {comm}: {rows:?}"));
     (row["sent_bytes"].as_u64().unwrap(), row["recv_bytes"].as_u64().unwrap())
 }
 
@@ -47,7 +48,8 @@ fn mariadb_logins_sample() {
     let (conns, logins, queries) =
         (want["connections"].as_u64().unwrap(), want["logins"].as_u64().unwrap(), want["queries"].as_u64().unwrap());
     let rows = json_rows(&["calls", &path, "--by", "comm"]);
-    let per_second: Vec<&Value> = rows.iter().filter(|r| r.get("second").is_some() && r["probe"] == "login_connection").collect();
+    let per_second: Vec<&Value> =
+        rows.iter().filter(|r| r.get("second").is_some() && r["probe"] == "login_connection").collect();
     assert!(per_second.len() >= 2, "the flood spans seconds: {per_second:?}");
     for r in &per_second {
         assert_eq!(r["calls"], r["tcp_opens"], "each second: one login per accepted connection: {r}");

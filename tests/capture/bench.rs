@@ -19,8 +19,19 @@ fn benchmark_suite_smoke_run() {
         .output()
         .expect("run bench/run --smoke capture");
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "bench/run --smoke capture failed: {}\n{report}", String::from_utf8_lossy(&out.stderr));
-    for section in ["Kernel cost per event", "Loopback stream", "redis-benchmark", "User space and disk", "Bytes on disk per event, by workload", "Lost events"] {
+    assert!(
+        out.status.success(),
+        "bench/run --smoke capture failed: {}\n{report}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for section in [
+        "Kernel cost per event",
+        "Loopback stream",
+        "redis-benchmark",
+        "User space and disk",
+        "Bytes on disk per event, by workload",
+        "Lost events",
+    ] {
         assert!(report.contains(section), "no {section:?} in:\n{report}");
     }
     // The smoke stream sends and receives 20,000 messages, one call each;
@@ -37,8 +48,15 @@ fn benchmark_suite_smoke_run() {
     // 200 short connections, each seen from both ends: client CLOSE>SYN_SENT>
     // ESTABLISHED>FIN_WAIT1>FIN_WAIT2>CLOSE, server LISTEN>SYN_RECV>ESTABLISHED>
     // CLOSE_WAIT>LAST_ACK>CLOSE, plus the listener's CLOSE>LISTEN>CLOSE.
-    let conns = report.lines().find(|l| l.starts_with("| 200 short loopback connections")).unwrap_or_else(|| panic!("{report}"));
+    let conns = report
+        .lines()
+        .find(|l| l.starts_with("| 200 short loopback connections"))
+        .unwrap_or_else(|| panic!("{report}"));
     assert!(conns.contains("state 2,002"), "{conns}");
     // The default 16 MiB ring buffer keeps up with the stream: nothing lost.
-    assert!(report.contains("| 16MiB | 65536 |") && report.lines().any(|l| l.starts_with("| 16MiB | 65536 |") && l.ends_with("| 0 |")), "{report}");
+    assert!(
+        report.contains("| 16MiB | 65536 |")
+            && report.lines().any(|l| l.starts_with("| 16MiB | 65536 |") && l.ends_with("| 0 |")),
+        "{report}"
+    );
 }

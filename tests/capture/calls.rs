@@ -95,7 +95,10 @@ fn calls_are_paired_per_thread_and_depth() {
     }
     let mut measured: BTreeMap<(u32, i64), Vec<u64>> = BTreeMap::new();
     for c in &own_work {
-        measured.entry((c["tid"].as_u64().unwrap() as u32, c["arg"].as_i64().unwrap())).or_default().push(c["ns"].as_u64().unwrap());
+        measured
+            .entry((c["tid"].as_u64().unwrap() as u32, c["arg"].as_i64().unwrap()))
+            .or_default()
+            .push(c["ns"].as_u64().unwrap());
     }
     assert_eq!(traced.keys().collect::<Vec<_>>(), measured.keys().collect::<Vec<_>>(), "same threads, same arguments");
     assert_eq!(traced.len(), 1 + 1 + 4, "main thread x 2 arguments, 4 worker threads");
@@ -199,7 +202,10 @@ fn probe_flag_errors_are_one_line() {
         ("--usdt", format!("{b}:prov:name"), "has no USDT probes".into()),
         ("--usdt-pair", format!("{b}:prov:start"), "expected [NAME=]BINARY:PROVIDER:START:DONE".into()),
     ] {
-        let o = Command::new(CAPTURE).args(["--output", out.to_str().unwrap(), "--duration", "1s", flag, &spec]).output().unwrap();
+        let o = Command::new(CAPTURE)
+            .args(["--output", out.to_str().unwrap(), "--duration", "1s", flag, &spec])
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{flag} {spec}: {err}");
         assert!(err.contains(&format!("{flag} {spec}: ")) && err.contains(&needle), "{flag} {spec}: {err}");

@@ -23,7 +23,10 @@ fn mariadb_logins_and_queries() {
     let port = server.port.to_string();
     let cap = Capture::start(&out, &["--port", &port, "--uprobe", &login, "--uprobe", &dispatch]);
     let client = |sql: &str| {
-        let o = Command::new("mariadb").args(["-h", "127.0.0.1", "-P", &port, "-u", "root", "-N", "-B", "-e", sql]).output().expect("run mariadb");
+        let o = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-P", &port, "-u", "root", "-N", "-B", "-e", sql])
+            .output()
+            .expect("run mariadb");
         assert!(o.status.success(), "mariadb -e {sql}: {}", String::from_utf8_lossy(&o.stderr));
     };
     for i in 0..N {
@@ -35,7 +38,8 @@ fn mariadb_logins_and_queries() {
     assert!(status.success(), "{stderr:?}");
 
     let segs = read_segments(&out);
-    let rows: Vec<Row> = all_rows(&segs).into_iter().filter(|r| r.kind == "call" && r.pid == Some(server.pid())).collect();
+    let rows: Vec<Row> =
+        all_rows(&segs).into_iter().filter(|r| r.kind == "call" && r.pid == Some(server.pid())).collect();
     let logins: Vec<&Row> = rows.iter().filter(|r| r.probe.as_deref() == Some("login_connection")).collect();
     let dispatches = rows.iter().filter(|r| r.probe.as_deref() == Some("dispatch_command")).count();
     assert_eq!(logins.len(), N + 1, "one login per connection");
@@ -47,7 +51,11 @@ fn mariadb_logins_and_queries() {
     let dir_s = out.to_str().unwrap();
     let calls = analyze_json(&["calls", dir_s, "--pid", &server.pid().to_string()]);
     let total = calls.iter().find(|r| r.get("second").is_none() && r["probe"] == "login_connection").unwrap();
-    assert_eq!((total["calls"].as_u64(), total["tcp_opens"].as_u64()), (Some(N as u64 + 1), Some(N as u64 + 1)), "{calls:?}");
+    assert_eq!(
+        (total["calls"].as_u64(), total["tcp_opens"].as_u64()),
+        (Some(N as u64 + 1), Some(N as u64 + 1)),
+        "{calls:?}"
+    );
     let churn = analyze_json(&["churn", dir_s, "--pid", &server.pid().to_string()]);
     let opened: u64 = churn.iter().filter_map(|r| r["opened_passive"].as_u64()).sum();
     assert_eq!(opened, N as u64 + 1);
@@ -109,7 +117,9 @@ fn postgresql_queries_from_usdt() {
     assert!(txns.iter().all(|r| r.duration_ns.is_some()), "every transaction committed");
     let parses: Vec<&Row> = all.iter().filter(|r| r.kind == "usdt").collect();
     assert_eq!(parses.len(), 1 + SELECTS + SLEEPS, "one parse per statement");
-    assert!(parses.iter().all(|r| r.probe.as_deref() == Some("postgresql:query__parse__start") && r.arg0.is_some_and(|a| a != 0)));
+    assert!(parses
+        .iter()
+        .all(|r| r.probe.as_deref() == Some("postgresql:query__parse__start") && r.arg0.is_some_and(|a| a != 0)));
     let mut rows: Vec<Row> =
         all.into_iter().filter(|r| r.kind == "call" && r.probe.as_deref() == Some("postgresql:query")).collect();
     rows.sort_by_key(|r| r.ts_kernel_ns);

@@ -80,7 +80,9 @@ fn bytes_states_and_owners_are_exact() {
     let exec = rows.iter().find(|r| r.kind == "exec" && r.pid == Some(client_pid)).expect("client exec");
     assert!(exec.filename.as_deref().unwrap_or("").contains("tcp_workload"), "{exec:?}");
     assert!(exec.ppid.is_some());
-    assert!(rows.iter().any(|r| r.kind == "exit" && r.pid == Some(client_pid) && r.comm.as_deref() == Some("nr-client")));
+    assert!(rows
+        .iter()
+        .any(|r| r.kind == "exit" && r.pid == Some(client_pid) && r.comm.as_deref() == Some("nr-client")));
 
     // Metadata describes the segment.
     let md = &segs[0].metadata;
@@ -358,9 +360,10 @@ fn schema_doc_matches_what_is_written() {
     let cap = Capture::start(&out, &["--duration", "1s"]);
     assert!(cap.wait().0.success());
     let seg = &read_segments(&out)[0];
-    let def: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events.json")).unwrap())
-            .unwrap();
+    let def: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events.json")).unwrap(),
+    )
+    .unwrap();
     let cols = def["columns"].as_array().unwrap();
     assert_eq!(seg.schema.fields().len(), cols.len());
     let arrow_name = |t: &str| match t {
@@ -411,10 +414,18 @@ fn lost_events_are_counted_and_reported() {
     assert!(lost > 0, "a stalled consumer must lose events");
     let by_kind: u64 = segs
         .iter()
-        .map(|s| serde_json::from_str::<BTreeMap<String, u64>>(&s.metadata["netrec.lost_events_by_kind"]).unwrap().values().sum::<u64>())
+        .map(|s| {
+            serde_json::from_str::<BTreeMap<String, u64>>(&s.metadata["netrec.lost_events_by_kind"])
+                .unwrap()
+                .values()
+                .sum::<u64>()
+        })
         .sum();
     assert_eq!(by_kind, lost);
-    assert!(stderr.iter().any(|l| l.contains(&format!("{lost} events were lost")) && l.contains("--ringbuf-size")), "{stderr:?}");
+    assert!(
+        stderr.iter().any(|l| l.contains(&format!("{lost} events were lost")) && l.contains("--ringbuf-size")),
+        "{stderr:?}"
+    );
     // What did arrive is never more than what happened.
     let rows = all_rows(&segs);
     let (sent, recv) = totals_for(&rows, client["pid"].as_u64().unwrap() as u32);
@@ -447,7 +458,8 @@ fn segments_record_what_the_capture_cost() {
         let rss = n("netrec.capture_peak_rss_bytes");
         assert!((4 << 20..1 << 30).contains(&rss), "peak RSS {rss}");
         assert_eq!(n("netrec.unknown_socket_rows"), 0);
-        let programs: BTreeMap<String, BTreeMap<String, u64>> = serde_json::from_str(&md["netrec.bpf_programs"]).unwrap();
+        let programs: BTreeMap<String, BTreeMap<String, u64>> =
+            serde_json::from_str(&md["netrec.bpf_programs"]).unwrap();
         if name == "plain" {
             if before.trim() == "0" {
                 assert!(programs.is_empty(), "statistics off: {programs:?}");
@@ -487,7 +499,10 @@ fn rtt_buckets_keep_every_change_counted_and_percentiles_close() {
     // Debug builds drain slowly: rings big enough that nothing is lost.
     let cap_all = Capture::start(&all, &["--rtt", "all", "--port", &port, "--ringbuf-size", "64MiB"]);
     let cap_buckets = Capture::start(&buckets, &["--port", &port, "--ringbuf-size", "64MiB"]);
-    let bench = Command::new("redis-benchmark").args(["-p", &port, "-n", "20000", "-c", "10", "-t", "set,get", "-q"]).output().unwrap();
+    let bench = Command::new("redis-benchmark")
+        .args(["-p", &port, "-n", "20000", "-c", "10", "-t", "set,get", "-q"])
+        .output()
+        .unwrap();
     let _ = redis.kill();
     let _ = redis.wait();
     assert!(bench.status.success(), "{bench:?}");

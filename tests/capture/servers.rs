@@ -14,14 +14,23 @@ fn wait_port(port: u16, server: &mut Child, log: &Path) {
         if let Some(status) = server.try_wait().unwrap() {
             panic!("server exited ({status}): {}", std::fs::read_to_string(log).unwrap_or_default());
         }
-        assert!(Instant::now() < deadline, "port {port} never opened: {}", std::fs::read_to_string(log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "port {port} never opened: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub struct Server {
@@ -47,7 +56,9 @@ impl Server {
     pub fn mariadb(port: u16) -> Server {
         let dir = tempdir();
         let data = dir.path().join("data");
-        run(Command::new("mariadb-install-db").args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal"]).arg(format!("--datadir={}", data.display())));
+        run(Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal"])
+            .arg(format!("--datadir={}", data.display())));
         let log = dir.path().join("error.log");
         let mut child = Command::new("mariadbd")
             .arg("--no-defaults")

@@ -20,10 +20,7 @@ pub const CAPTURE: &str = env!("CARGO_BIN_EXE_netrec-capture");
 /// tests do not starve each other's ring buffers.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    assert!(
-        unsafe { libc::geteuid() } == 0,
-        "the capture tests load BPF programs: run them as root (CI does)"
-    );
+    assert!(unsafe { libc::geteuid() } == 0, "the capture tests load BPF programs: run them as root (CI does)");
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -46,7 +43,11 @@ pub fn compile_c(out: &Path, sources: &[&str], flags: &[&str]) -> PathBuf {
 pub fn tcp_workload() -> &'static Path {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        compile_c(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("tcp_workload"), &["tcp_workload.c"], &["-static", "-O2", "-Wall"])
+        compile_c(
+            &Path::new(env!("CARGO_TARGET_TMPDIR")).join("tcp_workload"),
+            &["tcp_workload.c"],
+            &["-static", "-O2", "-Wall"],
+        )
     })
 }
 
@@ -236,8 +237,10 @@ pub fn read_segment(path: &Path) -> Segment {
         );
         let (tid, probe, dur, depth, arg0, retval) =
             (col("tid"), col("probe"), col("duration_ns"), col("depth"), col("arg0"), col("retval"));
-        let s = |a: &arrow_array::ArrayRef, i: usize| (!a.is_null(i)).then(|| a.as_string::<i32>().value(i).to_string());
-        let i64_of = |a: &arrow_array::ArrayRef, i: usize| (!a.is_null(i)).then(|| a.as_primitive::<Int64Type>().value(i));
+        let s =
+            |a: &arrow_array::ArrayRef, i: usize| (!a.is_null(i)).then(|| a.as_string::<i32>().value(i).to_string());
+        let i64_of =
+            |a: &arrow_array::ArrayRef, i: usize| (!a.is_null(i)).then(|| a.as_primitive::<Int64Type>().value(i));
         for i in 0..b.num_rows() {
             rows.push(Row {
                 kind: kind.as_string::<i32>().value(i).to_string(),

@@ -221,7 +221,12 @@ fn same_totals_states_and_owners_on_6_1_with_kprobe_and_fentry() {
     let forced = vm.pop().unwrap();
     assert_eq!(forced.exit, Some(2), "{:?}", forced.stderr);
     assert_eq!(forced.stderr.len(), 1, "{:?}", forced.stderr);
-    assert!(forced.stderr[0].contains("--attach tracepoint: cannot record send") && forced.stderr[0].contains("sock_send_length"), "{:?}", forced.stderr);
+    assert!(
+        forced.stderr[0].contains("--attach tracepoint: cannot record send")
+            && forced.stderr[0].contains("sock_send_length"),
+        "{:?}",
+        forced.stderr
+    );
     for run in &vm {
         assert_eq!(run.exit, Some(0), "{}: {:?}", run.name, run.stderr);
     }
@@ -243,7 +248,11 @@ fn same_totals_states_and_owners_on_6_1_with_kprobe_and_fentry() {
         assert!(mech(&host, probe).starts_with("tracepoint"), "{}", host.mechanisms());
     }
     let (auto, kprobe, fentry) = (&vm[0], &vm[1], &vm[2]);
-    assert!(mech(auto, "send").starts_with("fentry:") && mech(auto, "recv").starts_with("fentry:"), "{}", auto.mechanisms());
+    assert!(
+        mech(auto, "send").starts_with("fentry:") && mech(auto, "recv").starts_with("fentry:"),
+        "{}",
+        auto.mechanisms()
+    );
     assert!(mech(auto, "state").starts_with("tracepoint:"), "{}", auto.mechanisms());
     for probe in ["send", "recv", "recv_splice", "state", "rtt", "retransmit"] {
         assert!(mech(kprobe, probe).starts_with("kprobe:"), "{}", kprobe.mechanisms());

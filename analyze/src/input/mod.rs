@@ -101,7 +101,8 @@ pub fn events_of(segments: &[SegmentInfo], columns: &[&str]) -> PolarsResult<Laz
     for seg in segments {
         let path = PlRefPath::new(seg.path.to_string_lossy().as_ref());
         let same = |g: &SegmentInfo| {
-            (g.host.as_str(), g.capture_id.as_str(), g.schema_version) == (seg.host.as_str(), seg.capture_id.as_str(), seg.schema_version)
+            (g.host.as_str(), g.capture_id.as_str(), g.schema_version)
+                == (seg.host.as_str(), seg.capture_id.as_str(), seg.schema_version)
         };
         match groups.iter_mut().find(|(g, _)| same(g)) {
             Some((_, paths)) => paths.push(path),
@@ -113,10 +114,10 @@ pub fn events_of(segments: &[SegmentInfo], columns: &[&str]) -> PolarsResult<Laz
         let args = ScanArgsParquet { rechunk: false, cache: false, ..Default::default() };
         let lf = LazyFrame::scan_parquet_files(paths.into(), args)?;
         let cols: Vec<Expr> = columns.iter().map(|c| column_of(seg, c)).collect();
-        frames.push(lf.select(cols).with_columns([
-            lit(seg.host.clone()).alias("host"),
-            lit(seg.capture_id.clone()).alias("capture_id"),
-        ]));
+        frames.push(
+            lf.select(cols)
+                .with_columns([lit(seg.host.clone()).alias("host"), lit(seg.capture_id.clone()).alias("capture_id")]),
+        );
     }
     let all = concat(frames, UnionArgs { rechunk: false, parallel: true, ..Default::default() })?;
     Ok(all.with_column(col("ts").cast(DataType::Int64).alias("ts_ns")))

@@ -116,16 +116,20 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
         }
     }
     let time = |k: &str| -> Result<DateTime<Utc>, InputError> {
-        DateTime::parse_from_rfc3339(&get(k)?).map(|t| t.with_timezone(&Utc)).map_err(|_| bad(path, format!("{k} is not RFC 3339")))
+        DateTime::parse_from_rfc3339(&get(k)?)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| bad(path, format!("{k} is not RFC 3339")))
     };
     let json = |k: &str| -> Result<serde_json::Value, InputError> {
         serde_json::from_str(&get(k)?).map_err(|_| bad(path, format!("{k} is not JSON")))
     };
-    let number = |k: &str| -> Result<u64, InputError> { get(k)?.parse().map_err(|_| bad(path, format!("{k} is not a number"))) };
+    let number =
+        |k: &str| -> Result<u64, InputError> { get(k)?.parse().map_err(|_| bad(path, format!("{k} is not a number"))) };
     let probes = match kv.get("netrec.probes") {
         None => BTreeMap::new(),
         Some(text) => {
-            let list: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|_| bad(path, "netrec.probes is not a JSON array"))?;
+            let list: Vec<serde_json::Value> =
+                serde_json::from_str(text).map_err(|_| bad(path, "netrec.probes is not a JSON array"))?;
             list.iter()
                 .map(|p| {
                     let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();

@@ -50,11 +50,7 @@ impl By {
     /// Aggregations that carry the descriptive columns through a group_by.
     pub fn descriptions(self) -> Vec<Expr> {
         let keys = self.keys();
-        self.shown()
-            .into_iter()
-            .filter(|c| !keys.contains(c))
-            .map(|c| col(c).first_non_null().alias(c))
-            .collect()
+        self.shown().into_iter().filter(|c| !keys.contains(c)).map(|c| col(c).first_non_null().alias(c)).collect()
     }
 
     /// `base` plus the columns this key needs from the files (host and

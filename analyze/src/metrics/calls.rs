@@ -97,7 +97,8 @@ pub fn run(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<Report> {
 
     // Connections opened by those processes, interval by interval.
     let mut opened: BTreeMap<Proc, Vec<(i64, u64)>> = BTreeMap::new();
-    let (o_sec, o_host, o_pid, o_n) = (i64s(&opens, "second")?, values(&opens, "host")?, u64s(&opens, "pid")?, u64s(&opens, "opens")?);
+    let (o_sec, o_host, o_pid, o_n) =
+        (i64s(&opens, "second")?, values(&opens, "host")?, u64s(&opens, "pid")?, u64s(&opens, "opens")?);
     for i in 0..opens.height() {
         if let (Some(sec), Some(pid), Some(k)) = (o_sec[i], o_pid[i], o_n[i]) {
             opened.entry((text(&o_host[i]), pid)).or_default().push((sec, k));
@@ -148,7 +149,10 @@ pub fn run(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<Report> {
 
     let mut warnings = Vec::new();
     if ctx.trace.segments.iter().all(|s| s.probes.is_empty()) {
-        warnings.push("no segment of this trace recorded application probes (capture with --uprobe, --usdt or --usdt-pair)".to_string());
+        warnings.push(
+            "no segment of this trace recorded application probes (capture with --uprobe, --usdt or --usdt-pair)"
+                .to_string(),
+        );
     }
     let by = if ctx.by == By::Probe { String::new() } else { format!(" and {}", ctx.by_label()) };
     let interval = ctx.interval_label(interval_ns);
@@ -160,7 +164,12 @@ pub fn run(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<Report> {
                 rows: per_interval,
                 generated: None,
             },
-            Section { title: format!("Calls by probe{by} (peak_calls: most in one {interval})"), columns: total_cols, rows: totals, generated: None },
+            Section {
+                title: format!("Calls by probe{by} (peak_calls: most in one {interval})"),
+                columns: total_cols,
+                rows: totals,
+                generated: None,
+            },
         ],
         warnings,
         ..Default::default()

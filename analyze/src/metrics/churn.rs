@@ -18,7 +18,8 @@ pub struct ChurnArgs {
 /// Transitions into CLOSE that mean an abort (RST sent or received), not a FIN exchange.
 const ABORT_FROM: [&str; 4] = ["ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT1", "SYN_RECV"];
 /// Transitions into CLOSE of a connection that had been established.
-const CLOSED_FROM: [&str; 7] = ["ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT"];
+const CLOSED_FROM: [&str; 7] =
+    ["ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT"];
 
 fn one_of(column: &str, states: &[&str]) -> Expr {
     states.iter().map(|s| col(column).eq(lit(*s))).reduce(|a, b| a.or(b)).expect("non-empty")
@@ -45,7 +46,13 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
     ];
     aggs.extend(ctx.by.descriptions());
     // state_rows applied every other filter already.
-    let per_second = ctx.filters.time_only().apply(state.clone()).with_column(super::interval_start(args.interval_ns)).group_by(group.clone()).agg(aggs);
+    let per_second = ctx
+        .filters
+        .time_only()
+        .apply(state.clone())
+        .with_column(super::interval_start(args.interval_ns))
+        .group_by(group.clone())
+        .agg(aggs);
     let df = collect(per_second)?;
 
     // Per connection: lifetime from open to close, of the established ones.
@@ -56,14 +63,17 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
     let established = connections::plan(state, ctx.by).filter(est("active_est_ns").or(est("passive_est_ns")));
     let conns = collect(established.select(select))?;
     let still_open = conns.column("close_ns")?.null_count() as u64;
-    let closed = ctx.filters.time_only().apply(conns.lazy().filter(est("close_ns")).with_column(col("close_ns").alias("ts_ns")));
-    let lifetimes_us: Vec<u64> = u64s(&collect(closed.clone().select([(col("life_ns") / lit(1000)).alias("us")]))?, "us")?
-        .into_iter()
-        .flatten()
-        .collect();
+    let closed =
+        ctx.filters.time_only().apply(conns.lazy().filter(est("close_ns")).with_column(col("close_ns").alias("ts_ns")));
+    let lifetimes_us: Vec<u64> =
+        u64s(&collect(closed.clone().select([(col("life_ns") / lit(1000)).alias("us")]))?, "us")?
+            .into_iter()
+            .flatten()
+            .collect();
     let mut group: Vec<Expr> = vec![super::interval_start(args.interval_ns)];
     group.extend(shown.iter().map(|c| col(*c)));
-    let short_df = collect(closed.filter(col("life_ns").lt(lit(args.short_ns))).group_by(group).agg([len().alias("n")]))?;
+    let short_df =
+        collect(closed.filter(col("life_ns").lt(lit(args.short_ns))).group_by(group).agg([len().alias("n")]))?;
     let short_keys: Vec<Vec<Value>> = shown.iter().map(|c| values(&short_df, c)).collect::<Result<_, _>>()?;
     let mut short: BTreeMap<(i64, String), u64> = BTreeMap::new();
     for (i, (sec, n)) in i64s(&short_df, "second")?.into_iter().zip(u64s(&short_df, "n")?).enumerate() {

@@ -15,8 +15,23 @@ pub fn run(ctx: &Ctx) -> Report {
         }
     }
     let columns: Vec<String> = [
-        "host", "kernel", "command", "first", "last", "segments", "events", "events_by_kind", "lost_events", "lost_by_segment",
-        "mechanisms", "filters", "probes", "capture_cpu", "capture_peak_rss", "kernel_ns_per_event", "bpf_programs",
+        "host",
+        "kernel",
+        "command",
+        "first",
+        "last",
+        "segments",
+        "events",
+        "events_by_kind",
+        "lost_events",
+        "lost_by_segment",
+        "mechanisms",
+        "filters",
+        "probes",
+        "capture_cpu",
+        "capture_peak_rss",
+        "kernel_ns_per_event",
+        "bpf_programs",
         "cost_by_segment",
     ]
     .map(String::from)
@@ -91,14 +106,21 @@ fn cost_columns(segs: &[&SegmentInfo]) -> Vec<Value> {
     let per_segment: Vec<String> = costs
         .iter()
         .map(|(s, c)| {
-            let kernel = kernel_ns_per_event(&[(s, c)]).map_or(String::new(), |ns| format!(", kernel {ns:.0} ns per event"));
-            format!("{}: {}, peak RSS {}{kernel}", s.path.display(), cpu_text(c.cpu_user_ns, c.cpu_sys_ns, seconds(s)), mib(c.peak_rss_bytes))
+            let kernel =
+                kernel_ns_per_event(&[(s, c)]).map_or(String::new(), |ns| format!(", kernel {ns:.0} ns per event"));
+            format!(
+                "{}: {}, peak RSS {}{kernel}",
+                s.path.display(),
+                cpu_text(c.cpu_user_ns, c.cpu_sys_ns, seconds(s)),
+                mib(c.peak_rss_bytes)
+            )
         })
         .collect();
     vec![
         Value::from(cpu_text(user, sys, secs)),
         Value::from(mib(costs.iter().map(|(_, c)| c.peak_rss_bytes).max().unwrap_or(0))),
-        kernel_ns_per_event(&costs).map_or(Value::from("BPF statistics off (capture with --bpf-stats)"), |ns| Value::from(format!("{ns:.0}"))),
+        kernel_ns_per_event(&costs)
+            .map_or(Value::from("BPF statistics off (capture with --bpf-stats)"), |ns| Value::from(format!("{ns:.0}"))),
         Value::Map(
             programs
                 .iter()

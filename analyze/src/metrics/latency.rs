@@ -32,7 +32,12 @@ fn samples(metric: &str, probe: Expr, keys: &[&str], us: Expr) -> Vec<Expr> {
 fn setup_samples(conns: LazyFrame, ctx: &Ctx, metric: &str, from: &str, to: &str) -> LazyFrame {
     let done = conns.filter(col(to).gt_eq(col(from))).with_column(col(to).alias("ts_ns"));
     let no_probe = lit(Null {}).cast(DataType::String);
-    ctx.filters.time_only().apply(done).select(samples(metric, no_probe, &ctx.by.shown(), (col(to) - col(from)) / lit(1000)))
+    ctx.filters.time_only().apply(done).select(samples(
+        metric,
+        no_probe,
+        &ctx.by.shown(),
+        (col(to) - col(from)) / lit(1000),
+    ))
 }
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
@@ -47,7 +52,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     // rtt: every srtt change. A row stands for `samples` changes of one
     // socket and second within 1/32 of its srtt_us (one each before version 3).
     let cols = ctx.by.scan_columns(&["ts", "kind", "srtt_us", "samples", "pid", "comm", "lport", "rport"]);
-    let rtt = ctx.filters.apply(ctx.trace.events(&cols)?.filter(col("kind").eq(lit("rtt")).and(col("srtt_us").is_not_null())));
+    let rtt = ctx
+        .filters
+        .apply(ctx.trace.events(&cols)?.filter(col("kind").eq(lit("rtt")).and(col("srtt_us").is_not_null())));
     let weight = col("samples").cast(DataType::UInt32).fill_null(lit(1u32));
     let rtt = rtt.select(weighted_samples("rtt", no_probe(), &shown, col("srtt_us"), weight));
 
@@ -55,11 +62,13 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let cols = ctx.by.scan_columns(&["ts", "kind", "probe", "duration_ns", "pid", "comm"]);
     let finished = col("kind").eq(lit("call")).and(col("duration_ns").is_not_null());
     let calls = ctx.filters.without_ports().apply(ctx.trace.events(&cols)?.filter(finished));
-    let calls = calls.select(samples("call", col("probe").cast(DataType::String), &shown, col("duration_ns") / lit(1000)));
+    let calls =
+        calls.select(samples("call", col("probe").cast(DataType::String), &shown, col("duration_ns") / lit(1000)));
 
     // Every sample of each metric and key, gathered batch by batch as the
     // scan produces them; each set is summarized exactly below.
-    let all = concat([connect, handshake, rtt, calls], UnionArgs { rechunk: false, parallel: true, ..Default::default() })?;
+    let all =
+        concat([connect, handshake, rtt, calls], UnionArgs { rechunk: false, parallel: true, ..Default::default() })?;
     let mut group = vec![col("metric"), col("probe")];
     group.extend(shown.iter().map(|c| col(*c)));
     let by: Vec<String> = shown.iter().map(|c| c.to_string()).collect();
@@ -107,7 +116,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         rows.push(row);
     }
     Ok(Report {
-        sections: vec![Section { title: format!("Latency by {} (microseconds)", ctx.by_label()), columns, rows, generated: None }],
+        sections: vec![Section {
+            title: format!("Latency by {} (microseconds)", ctx.by_label()),
+            columns,
+            rows,
+            generated: None,
+        }],
         ..Default::default()
     })
 }

@@ -95,7 +95,8 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
     // are made as they are written: held as values they were most of the
     // memory on big traces.
     let busy = |i: usize| sent[i].unwrap_or(0) + recv[i].unwrap_or(0);
-    let mut order: Vec<u32> = (0..df.height() as u32).filter(|&i| rank_of_key[key_of_row[i as usize] as usize] != u32::MAX).collect();
+    let mut order: Vec<u32> =
+        (0..df.height() as u32).filter(|&i| rank_of_key[key_of_row[i as usize] as usize] != u32::MAX).collect();
     order.sort_by_key(|&i| {
         let i = i as usize;
         (seconds[i], std::cmp::Reverse(busy(i)), rank_of_key[key_of_row[i] as usize])
@@ -138,7 +139,11 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
     Ok(Report {
         sections: vec![
             Section {
-                title: format!("Bytes sent and consumed per {} by {}", ctx.interval_label(args.interval_ns), ctx.by_label()),
+                title: format!(
+                    "Bytes sent and consumed per {} by {}",
+                    ctx.interval_label(args.interval_ns),
+                    ctx.by_label()
+                ),
                 columns,
                 rows: Vec::new(),
                 generated: Some(per_interval),

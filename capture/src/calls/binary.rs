@@ -125,7 +125,11 @@ impl Binary {
         }
         let addresses: BTreeSet<u64> = found.iter().map(|s| s.address).collect();
         match addresses.len() {
-            0 => bail!("no function {function} in {}{}", self.path.display(), suggest(function, self.symbols.iter().map(|s| s.base.as_str()))),
+            0 => bail!(
+                "no function {function} in {}{}",
+                self.path.display(),
+                suggest(function, self.symbols.iter().map(|s| s.base.as_str()))
+            ),
             // Aliases of one address (C1/C2 constructors, weak + strong) are one function.
             1 => Ok(found[0]),
             n => {
@@ -133,7 +137,11 @@ impl Binary {
                     .iter()
                     .take(8)
                     .map(|s| {
-                        let name = if s.name == s.demangled { s.name.clone() } else { format!("{} [{}]", s.demangled, s.name) };
+                        let name = if s.name == s.demangled {
+                            s.name.clone()
+                        } else {
+                            format!("{} [{}]", s.demangled, s.name)
+                        };
                         format!("{name} at 0x{:x}", s.address)
                     })
                     .collect();

@@ -19,9 +19,19 @@ use spec::{pair_base, Spec};
 pub enum Target {
     /// By symbol name (libbpf resolves it), or by file offset when the
     /// name is not unique (same-named static functions).
-    Function { symbol: Option<String>, offset: u64 },
-    Usdt { provider: String, name: String },
-    UsdtPair { provider: String, start: String, done: Vec<String> },
+    Function {
+        symbol: Option<String>,
+        offset: u64,
+    },
+    Usdt {
+        provider: String,
+        name: String,
+    },
+    UsdtPair {
+        provider: String,
+        start: String,
+        done: Vec<String>,
+    },
 }
 
 /// A probe ready to attach. Its index in the capture's list is the BPF
@@ -92,10 +102,9 @@ fn resolve_one(arg: &ProbeArg, bin: &Binary) -> Result<AppProbe> {
                     Target::Usdt { provider: provider.clone(), name: name.clone() },
                     json!({"type": "usdt", "provider": provider, "name": name, "sites": sites(bin, provider, name)}),
                 )
-            } else if let Some((s, d)) = PAIR_SUFFIXES
-                .iter()
-                .find(|(s, d)| bin.has_usdt(provider, &format!("{name}{s}")) && bin.has_usdt(provider, &format!("{name}{d}")))
-            {
+            } else if let Some((s, d)) = PAIR_SUFFIXES.iter().find(|(s, d)| {
+                bin.has_usdt(provider, &format!("{name}{s}")) && bin.has_usdt(provider, &format!("{name}{d}"))
+            }) {
                 let (target, meta) = usdt_pair(bin, provider, &format!("{name}{s}"), &[format!("{name}{d}")]);
                 (format!("{provider}:{name}"), target, meta)
             } else {
@@ -136,7 +145,13 @@ pub fn resolve(args: &[ProbeArg]) -> Result<Vec<AppProbe>> {
         if let Some(first) = names.insert(&p.name, &p.arg) {
             bail!(
                 "{} {}: probe name {:?} is already used by {} {}; name one of them with NAME=, e.g. {} other={}",
-                p.arg.flag, p.arg.text, p.name, first.flag, first.text, p.arg.flag, p.arg.text
+                p.arg.flag,
+                p.arg.text,
+                p.name,
+                first.flag,
+                first.text,
+                p.arg.flag,
+                p.arg.text
             );
         }
     }

@@ -99,8 +99,11 @@ mod tests {
             p.spec,
             Spec::Usdt { binary: "postgres".into(), provider: "postgresql".into(), name: "query__start".into() }
         );
-        let p = ProbeArg::parse("--usdt-pair", "postgres:postgresql:transaction__start:transaction__commit,transaction__abort")
-            .unwrap();
+        let p = ProbeArg::parse(
+            "--usdt-pair",
+            "postgres:postgresql:transaction__start:transaction__commit,transaction__abort",
+        )
+        .unwrap();
         match p.spec {
             Spec::UsdtPair { start, done, .. } => {
                 assert_eq!(start, "transaction__start");
@@ -112,7 +115,9 @@ mod tests {
 
     #[test]
     fn malformed_specs_name_the_flag_and_the_form() {
-        for (flag, text) in [("--uprobe", "mariadbd"), ("--uprobe", ":f"), ("--usdt", "postgres:query"), ("--usdt-pair", "p:q:a:")] {
+        for (flag, text) in
+            [("--uprobe", "mariadbd"), ("--uprobe", ":f"), ("--usdt", "postgres:query"), ("--usdt-pair", "p:q:a:")]
+        {
             let err = ProbeArg::parse(flag, text).unwrap_err().to_string();
             assert!(err.starts_with(&format!("{flag} {text}: expected")), "{err}");
         }

@@ -26,7 +26,14 @@ fn attach_function(
     prog.attach_uprobe_with_opts(pid, binary, offset as usize, opts)
 }
 
-fn attach_usdt(prog: &ProgramMut<'_>, pid: i32, binary: &Path, provider: &str, name: &str, cookie: u64) -> libbpf_rs::Result<Link> {
+fn attach_usdt(
+    prog: &ProgramMut<'_>,
+    pid: i32,
+    binary: &Path,
+    provider: &str,
+    name: &str,
+    cookie: u64,
+) -> libbpf_rs::Result<Link> {
     prog.attach_usdt_with_opts(pid, binary, provider, name, UsdtOpts { cookie, ..Default::default() })
 }
 
@@ -34,14 +41,20 @@ fn attach_usdt(prog: &ProgramMut<'_>, pid: i32, binary: &Path, provider: &str, n
 /// Return and done probes go first: a call that enters before its return
 /// probe exists would otherwise look unfinished forever.
 pub fn attach(skel: &mut NetrecSkel<'_>, probes: &[AppProbe], pids: &[u32]) -> Result<Vec<Link>> {
-    let targets: Vec<i32> = if pids.is_empty() { vec![ALL_PROCESSES] } else { pids.iter().map(|&p| p as i32).collect() };
+    let targets: Vec<i32> =
+        if pids.is_empty() { vec![ALL_PROCESSES] } else { pids.iter().map(|&p| p as i32).collect() };
     let progs = &mut skel.progs;
     let mut links = Vec::new();
     for (cookie, probe) in probes.iter().enumerate() {
         let cookie = cookie as u64;
         let bin = probe.binary.as_path();
         let fail = |e: libbpf_rs::Error| {
-            anyhow!("{} {}: attaching failed: {e}; libbpf said:\n{}", probe.arg.flag, probe.arg.text, libbpf_log::recent())
+            anyhow!(
+                "{} {}: attaching failed: {e}; libbpf said:\n{}",
+                probe.arg.flag,
+                probe.arg.text,
+                libbpf_log::recent()
+            )
         };
         for &pid in &targets {
             match &probe.target {
@@ -71,7 +84,8 @@ pub fn unfinished(skel: &NetrecSkel<'_>) -> Result<Vec<netrec_call_event>> {
     let map = &skel.maps.call_frames;
     let mut out = Vec::new();
     for key in map.keys() {
-        let Some(value) = map.lookup(&key, MapFlags::ANY).map_err(|e| anyhow!("reading calls in progress: {e}"))? else {
+        let Some(value) = map.lookup(&key, MapFlags::ANY).map_err(|e| anyhow!("reading calls in progress: {e}"))?
+        else {
             continue; // deleted meanwhile
         };
         // Copies: the map's byte buffers carry no alignment guarantee.

@@ -146,11 +146,7 @@ const HOOKS: &[Hook] = &[
             prog("kprobe_tcp_splice_read", Func("tcp_splice_read", &[5])),
         ],
     },
-    Hook {
-        probe: "state",
-        mechanism: Tracepoint,
-        programs: &[prog("inet_sock_set_state", Tp("inet_sock_set_state"))],
-    },
+    Hook { probe: "state", mechanism: Tracepoint, programs: &[prog("inet_sock_set_state", Tp("inet_sock_set_state"))] },
     Hook {
         probe: "state",
         mechanism: Fentry,
@@ -200,16 +196,8 @@ const HOOKS: &[Hook] = &[
             prog("kprobe_tcp_retransmit_skb", Func("tcp_retransmit_skb", &[3])),
         ],
     },
-    Hook {
-        probe: "exec",
-        mechanism: Tracepoint,
-        programs: &[prog("sched_process_exec", Tp("sched_process_exec"))],
-    },
-    Hook {
-        probe: "exit",
-        mechanism: Tracepoint,
-        programs: &[prog("sched_process_exit", Tp("sched_process_exit"))],
-    },
+    Hook { probe: "exec", mechanism: Tracepoint, programs: &[prog("sched_process_exec", Tp("sched_process_exec"))] },
+    Hook { probe: "exit", mechanism: Tracepoint, programs: &[prog("sched_process_exit", Tp("sched_process_exit"))] },
 ];
 
 /// Every program this table manages (the application-call programs are not here).
@@ -244,7 +232,8 @@ impl Kernel {
             );
         }
         let btf = Btf::from_vmlinux().map_err(|e| anyhow::anyhow!("reading /sys/kernel/btf/vmlinux: {e}"))?;
-        let (mut tracepoints, mut syscall_tracepoints, mut functions) = (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
+        let (mut tracepoints, mut syscall_tracepoints, mut functions) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
         for needs in HOOKS.iter().flat_map(|h| h.programs).map(|p| p.needs) {
             match needs {
                 Tp(name) => {
@@ -345,8 +334,20 @@ fn fentry_refusal(btf: &Btf<'static>) -> Option<String> {
     };
     // r0 = 0; exit
     let insns = [
-        libbpf_sys::bpf_insn { code: 0xb7, _bitfield_align_1: [], _bitfield_1: libbpf_sys::bpf_insn::new_bitfield_1(0, 0), off: 0, imm: 0 },
-        libbpf_sys::bpf_insn { code: 0x95, _bitfield_align_1: [], _bitfield_1: libbpf_sys::bpf_insn::new_bitfield_1(0, 0), off: 0, imm: 0 },
+        libbpf_sys::bpf_insn {
+            code: 0xb7,
+            _bitfield_align_1: [],
+            _bitfield_1: libbpf_sys::bpf_insn::new_bitfield_1(0, 0),
+            off: 0,
+            imm: 0,
+        },
+        libbpf_sys::bpf_insn {
+            code: 0x95,
+            _bitfield_align_1: [],
+            _bitfield_1: libbpf_sys::bpf_insn::new_bitfield_1(0, 0),
+            off: 0,
+            imm: 0,
+        },
     ];
     let mut opts = libbpf_sys::bpf_prog_load_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
@@ -402,7 +403,9 @@ pub fn plan(attach: Attach, kernel: &Kernel) -> Result<Plan> {
         let offered: Vec<&Hook> = HOOKS.iter().filter(|h| h.probe == probe).collect();
         let candidates: Vec<&Hook> = match forced {
             None => offered,
-            Some(m) if offered.iter().any(|h| h.mechanism == m) => offered.into_iter().filter(|h| h.mechanism == m).collect(),
+            Some(m) if offered.iter().any(|h| h.mechanism == m) => {
+                offered.into_iter().filter(|h| h.mechanism == m).collect()
+            }
             // exec and exit have tracepoints only, on every kernel.
             Some(_) => offered.into_iter().filter(|h| h.mechanism == Tracepoint).collect(),
         };
@@ -458,8 +461,14 @@ mod tests {
     use super::*;
 
     /// Tracepoints every kernel here has (4.16 and later).
-    const BASE_TPS: &[&str] =
-        &["inet_sock_set_state", "tcp_probe", "tcp_retransmit_skb", "tcp_rcv_space_adjust", "sched_process_exec", "sched_process_exit"];
+    const BASE_TPS: &[&str] = &[
+        "inet_sock_set_state",
+        "tcp_probe",
+        "tcp_retransmit_skb",
+        "tcp_rcv_space_adjust",
+        "sched_process_exec",
+        "sched_process_exit",
+    ];
     const SPLICE_TPS: &[&str] = &["sys_enter_splice", "sys_exit_splice"];
 
     fn with(extra: &[&'static str]) -> Vec<&'static str> {
@@ -512,8 +521,12 @@ mod tests {
     #[test]
     fn auto_takes_tracepoints_then_fentry_then_kprobes_per_kernel() {
         // (kernel, mechanism for send/recv/recv_splice, for state/rtt/retransmit)
-        let table: [(Kernel, Mechanism, Mechanism); 4] =
-            [(k5_10(), Fentry, Tracepoint), (k6_1(), Fentry, Tracepoint), (k6_12(), Tracepoint, Tracepoint), (k6_18(), Tracepoint, Tracepoint)];
+        let table: [(Kernel, Mechanism, Mechanism); 4] = [
+            (k5_10(), Fentry, Tracepoint),
+            (k6_1(), Fentry, Tracepoint),
+            (k6_12(), Tracepoint, Tracepoint),
+            (k6_18(), Tracepoint, Tracepoint),
+        ];
         for (kernel, data, others) in &table {
             let plan = plan(Attach::Auto, kernel).unwrap_or_else(|e| panic!("{}: {e}", kernel.release));
             let c = chosen(&plan);
@@ -547,7 +560,10 @@ mod tests {
         assert!(!c["send"].1.contains(&"kprobe_tcp_sendpage"), "6.12 has no tcp_sendpage");
         assert!(chosen(&plan(Attach::Kprobe, &k6_1()).unwrap())["send"].1.contains(&"kprobe_tcp_sendpage"));
         let fentry = chosen(&plan(Attach::Fentry, &k5_10()).unwrap());
-        assert_eq!(fentry["state"].1, ["fentry_tcp_set_state", "fexit_inet_csk_listen_start_backlog", "fexit_inet_csk_clone_lock"]);
+        assert_eq!(
+            fentry["state"].1,
+            ["fentry_tcp_set_state", "fexit_inet_csk_listen_start_backlog", "fexit_inet_csk_clone_lock"]
+        );
     }
 
     #[test]
@@ -565,6 +581,9 @@ mod tests {
         odd.retain(|(f, _)| *f != "tcp_recvmsg");
         odd.push(("tcp_recvmsg", 7));
         let e = err(Attach::Auto, &Kernel::described("9.9", BASE_TPS, SPLICE_TPS, &odd, true, None));
-        assert!(e.contains("cannot record recv") && e.contains("tcp_recvmsg() takes 7 parameters here, netrec knows"), "{e}");
+        assert!(
+            e.contains("cannot record recv") && e.contains("tcp_recvmsg() takes 7 parameters here, netrec knows"),
+            "{e}"
+        );
     }
 }

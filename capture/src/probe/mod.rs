@@ -65,17 +65,17 @@ fn lacking_capabilities() -> Option<String> {
     if has(CAP_SYS_ADMIN) {
         return None;
     }
-    let missing: Vec<&str> =
-        [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")].iter().filter(|(c, _)| !has(*c)).map(|(_, n)| *n).collect();
+    let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+        .iter()
+        .filter(|(c, _)| !has(*c))
+        .map(|(_, n)| *n)
+        .collect();
     (!missing.is_empty()).then(|| format!("missing capability {} (or run as root)", missing.join(" and ")))
 }
 
 fn set_filters(skel: &NetrecSkel<'_>, cfg: &Config) -> Result<()> {
     for pid in &cfg.pids {
-        skel.maps
-            .targ_pids
-            .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
-            .context("filling the --pid filter map")?;
+        skel.maps.targ_pids.update(&pid.to_ne_bytes(), &[1], MapFlags::ANY).context("filling the --pid filter map")?;
     }
     for port in &cfg.ports {
         skel.maps
@@ -141,9 +141,9 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
 
     // The capabilities were checked above: an EPERM now comes from a sysctl,
     // lockdown or the verifier, and libbpf's log says which.
-    let mut skel = open
-        .load()
-        .map_err(|e| anyhow::Error::new(e).context(format!("loading the BPF programs; libbpf said:\n{}", libbpf_log::recent())))?;
+    let mut skel = open.load().map_err(|e| {
+        anyhow::Error::new(e).context(format!("loading the BPF programs; libbpf said:\n{}", libbpf_log::recent()))
+    })?;
     set_filters(&skel, cfg)?;
 
     // Probe by probe in the plan's order; within a probe, return hooks

@@ -168,7 +168,16 @@ impl DataGroup {
         self.keys.len()
     }
 
-    fn push(&mut self, kind: Kind, ts_kernel_ns: u64, clock_offset_ns: i64, sock_id: Option<u64>, tid: Option<u32>, bytes: u64, text: Option<&Arc<SockText>>) {
+    fn push(
+        &mut self,
+        kind: Kind,
+        ts_kernel_ns: u64,
+        clock_offset_ns: i64,
+        sock_id: Option<u64>,
+        tid: Option<u32>,
+        bytes: u64,
+        text: Option<&Arc<SockText>>,
+    ) {
         self.ts.append_value(ts_kernel_ns as i64 + clock_offset_ns);
         self.ts_kernel_ns.append_value(ts_kernel_ns);
         self.kind.push(u8::from(kind == Kind::Recv));
@@ -203,14 +212,20 @@ impl DataGroup {
         let texts = std::mem::take(&mut self.texts);
         self.key_of.clear();
         let dict = |values: StringArray| -> ArrayRef {
-            Arc::new(DictionaryArray::<UInt32Type>::try_new(keys.clone(), Arc::new(values)).expect("keys index the batch's sockets"))
+            Arc::new(
+                DictionaryArray::<UInt32Type>::try_new(keys.clone(), Arc::new(values))
+                    .expect("keys index the batch's sockets"),
+            )
         };
         let text_col = |f: &dyn Fn(&SockText) -> Option<&str>| -> StringArray {
             texts.iter().map(|t| t.as_deref().and_then(f)).collect()
         };
         let kinds = UInt8Array::from(std::mem::take(&mut self.kind));
         let kind_values = StringArray::from(vec![Kind::Send.name(), Kind::Recv.name()]);
-        out.push(("kind", Arc::new(DictionaryArray::<UInt8Type>::try_new(kinds, Arc::new(kind_values)).expect("two kinds"))));
+        out.push((
+            "kind",
+            Arc::new(DictionaryArray::<UInt8Type>::try_new(kinds, Arc::new(kind_values)).expect("two kinds")),
+        ));
         out.push(("ts", Arc::new(self.ts.finish())));
         out.push(("ts_kernel_ns", Arc::new(self.ts_kernel_ns.finish())));
         out.push(("pid", Arc::new(self.pid.finish())));
@@ -353,7 +368,12 @@ impl BatchBuilder {
             self.unknown_sockets += 1;
         }
         self.data.push(kind, e.ts_ns, self.clock_offset_ns, Some(e.sock_id), Some(e.tid), e.bytes, text);
-        Some(DataRow { kind, pid: text.and_then(|t| t.pid), comm: text.and_then(|t| t.comm.as_deref()), bytes: e.bytes })
+        Some(DataRow {
+            kind,
+            pid: text.and_then(|t| t.pid),
+            comm: text.and_then(|t| t.comm.as_deref()),
+            bytes: e.bytes,
+        })
     }
 
     /// A send or receive in the full layout (the socket table was full, or
@@ -368,7 +388,12 @@ impl BatchBuilder {
             Some(id) => self.sockets.get(id).map(|t| &**t),
             None => self.data.texts.last().and_then(|t| t.as_deref()),
         };
-        Some(DataRow { kind, pid: text.and_then(|t| t.pid), comm: text.and_then(|t| t.comm.as_deref()), bytes: e.value })
+        Some(DataRow {
+            kind,
+            pid: text.and_then(|t| t.pid),
+            comm: text.and_then(|t| t.comm.as_deref()),
+            bytes: e.value,
+        })
     }
 
     fn push_sock(&mut self, kind: Kind, e: &netrec_sock_event) {
@@ -513,7 +538,10 @@ fn assemble(cols: &mut Vec<(&'static str, ArrayRef)>) -> RecordBatch {
             }
         })
         .collect();
-    assert!(cols.iter().all(|(name, _)| schema.field_with_name(name).is_ok()), "a group fills a column the schema lacks");
+    assert!(
+        cols.iter().all(|(name, _)| schema.field_with_name(name).is_ok()),
+        "a group fills a column the schema lacks"
+    );
     cols.clear();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .expect("batch columns follow schemas/events.json (checked by tests)")
@@ -536,7 +564,8 @@ mod tests {
             w.write(b).unwrap();
         }
         w.close().unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(file), 1 << 20).unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(file), 1 << 20).unwrap();
         let read: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
         assert_eq!(read[0].schema(), arrow_schema(), "readers see the declared schema");
         arrow_select::concat::concat_batches(&arrow_schema(), &read).unwrap()
@@ -566,13 +595,30 @@ mod tests {
         let mut b = BatchBuilder::new(1_000, Arc::from(vec!["login_connection".to_string()]), 16);
         let send = netrec_sock_event { value: 4096, ..sock_event(1) };
         b.push(&Record::Sock(Kind::Send, &send));
-        let mut state = netrec_sock_event { family: 10, old_state: 2, new_state: 1, owner_known: 0, sock_id: 0, ..Default::default() };
+        let mut state = netrec_sock_event {
+            family: 10,
+            old_state: 2,
+            new_state: 1,
+            owner_known: 0,
+            sock_id: 0,
+            ..Default::default()
+        };
         state.daddr[15] = 1;
         b.push(&Record::Sock(Kind::State, &state));
         let mut exec = netrec_proc_event { pid: 9, ..Default::default() };
         exec.filename[0] = b'/' as i8;
         b.push(&Record::Proc(Kind::Exec, &exec));
-        let call = netrec_call_event { pid: 9, probe: 0, duration_ns: 250, finished: 1, has_retval: 1, retval: -1, depth: 2, args: [1, 2, 3], ..Default::default() };
+        let call = netrec_call_event {
+            pid: 9,
+            probe: 0,
+            duration_ns: 250,
+            finished: 1,
+            has_retval: 1,
+            retval: -1,
+            depth: 2,
+            args: [1, 2, 3],
+            ..Default::default()
+        };
         b.push(&Record::Call(Kind::Call, &call));
         let running = netrec_call_event { probe: 0, finished: 0, ..call };
         b.push(&Record::Call(Kind::Call, &running));

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::event::c_str_bytes;
 use crate::abi::netrec_sock_event;
+use crate::event::c_str_bytes;
 
 const AF_INET: u8 = 2;
 /// How long a closed socket is kept: a data record that raced its CLOSE on
@@ -219,7 +219,16 @@ mod tests {
     }
 
     fn info(sock_id: u64, pid: u32, comm: &[u8]) -> netrec_sock_event {
-        let mut e = netrec_sock_event { sock_id, pid, tid: pid, owner_known: 1, family: AF_INET, sport: 80, dport: 5000, ..Default::default() };
+        let mut e = netrec_sock_event {
+            sock_id,
+            pid,
+            tid: pid,
+            owner_known: 1,
+            family: AF_INET,
+            sport: 80,
+            dport: 5000,
+            ..Default::default()
+        };
         e.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
         e.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
         for (d, s) in e.comm.iter_mut().zip(comm) {

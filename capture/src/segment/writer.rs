@@ -228,8 +228,8 @@ impl Drop for SegmentWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Record;
     use crate::abi::{netrec_data_event, netrec_sock_event};
+    use crate::event::Record;
     use crate::segment::batch::BatchBuilder;
     use std::sync::Arc;
 
@@ -268,7 +268,15 @@ mod tests {
         };
         let start = thread_cpu_ns();
         for s in 1..=sockets {
-            let mut info = netrec_sock_event { sock_id: s, owner_known: 1, pid: 1000 + (s % 7) as u32, family: 2, sport: 3306, dport: 40000 + s as u16, ..Default::default() };
+            let mut info = netrec_sock_event {
+                sock_id: s,
+                owner_known: 1,
+                pid: 1000 + (s % 7) as u32,
+                family: 2,
+                sport: 3306,
+                dport: 40000 + s as u16,
+                ..Default::default()
+            };
             info.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
             info.daddr[..4].copy_from_slice(&[10, 0, (s >> 8) as u8, s as u8]);
             info.comm[..7].copy_from_slice(&[b'm', b'a', b'r', b'i', b'a', b'd', b'b'].map(|c| c as i8));
@@ -301,17 +309,39 @@ mod tests {
     fn encoding_settings() {
         let dir = tempfile::tempdir().unwrap();
         const REPEATING: &[&str] = &[
-            "kind", "pid", "comm", "ppid", "family", "protocol", "laddr", "lport", "raddr", "rport", "old_state",
-            "new_state", "filename", "exit_status", "probe",
+            "kind",
+            "pid",
+            "comm",
+            "ppid",
+            "family",
+            "protocol",
+            "laddr",
+            "lport",
+            "raddr",
+            "rport",
+            "old_state",
+            "new_state",
+            "filename",
+            "exit_status",
+            "probe",
         ];
         const REPEATING_NO_CONSTANT_TEXT: &[&str] =
             &["pid", "comm", "ppid", "laddr", "lport", "raddr", "rport", "filename", "exit_status", "probe"];
         let chosen = Encoding::default();
         let variants = [
-            ("Parquet's defaults: dictionary and statistics on every column, zstd 3", Encoding { dictionary: None, statistics: None, ..chosen }),
+            (
+                "Parquet's defaults: dictionary and statistics on every column, zstd 3",
+                Encoding { dictionary: None, statistics: None, ..chosen },
+            ),
             ("dictionary on every column, statistics where readers filter, zstd 3 (default)", chosen),
-            ("dictionary where values repeat (text, pids, ports), statistics where readers filter", Encoding { dictionary: Some(REPEATING), ..chosen }),
-            ("same, but kind/family/protocol plain", Encoding { dictionary: Some(REPEATING_NO_CONSTANT_TEXT), ..chosen }),
+            (
+                "dictionary where values repeat (text, pids, ports), statistics where readers filter",
+                Encoding { dictionary: Some(REPEATING), ..chosen },
+            ),
+            (
+                "same, but kind/family/protocol plain",
+                Encoding { dictionary: Some(REPEATING_NO_CONSTANT_TEXT), ..chosen },
+            ),
             ("default, zstd 1", Encoding { zstd_level: 1, ..chosen }),
             ("default, zstd 6", Encoding { zstd_level: 6, ..chosen }),
         ];
