@@ -37,6 +37,20 @@ const volatile bool rtt_buckets = true;
 /* Wake user space once per this many records per CPU (a power of two); it
  * also drains the ring on a timer, so a quiet CPU's records never wait long. */
 const volatile __u64 wakeup_records = 4096;
+/* Bytes and calls per socket and interval (--data INTERVAL) instead of a
+ * record per call. Intervals are aligned to the wall clock (boottime plus
+ * the capture's clock offset), as the analyzer's seconds are. */
+const volatile bool data_always_aggregated = false;
+const volatile __u64 data_interval_ns = 1000000000;
+const volatile __u64 clock_offset_ns = 0;
+
+/*
+ * Per-call data recording switched to aggregates for now: 0 no, else why
+ * (enum data_switch). User space sets it when the event rate passes its
+ * budget and clears it when the rate is back; the kernel sets it itself when
+ * the ring buffer nears or reaches full, before any record is lost.
+ */
+__u32 data_aggregating = 0;
 
 /* Dummy instances so the skeleton generates the record types. */
 struct netrec_sock_event _netrec_sock_event = {};
@@ -140,9 +154,44 @@ struct {
 	 * against 705-743 ns with BPF_F_NO_PREALLOC (--bpf-stats, BENCHMARKS.md). */
 } rtt_counts SEC(".maps");
 
+/*
+ * Bytes and calls per socket, interval and owner process, for --data
+ * INTERVAL, for per-call recording switched to aggregates, and for a data
+ * record that found the ring buffer full. Like rtt_counts: the kernel only
+ * adds to the current interval's entries; user space takes and deletes
+ * those of intervals past. An owner change within an interval starts a new
+ * entry, so every byte stays with the process that moved it.
+ */
+struct data_key {
+	__u64 sock_id;
+	__u64 interval; /* (boottime + clock_offset_ns) / data_interval_ns */
+	__u32 pid;
+	__u32 pad;
+};
+
+struct data_count {
+	__u64 send_bytes;
+	__u64 recv_bytes;
+	__u64 send_calls;
+	__u64 recv_calls;
+	__u32 tid;       /* the first thread that moved data */
+	__u32 pad;
+	char comm[TASK_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* resized by user space */
+	__type(key, struct data_key);
+	__type(value, struct data_count);
+} data_counts SEC(".maps");
+
 /* So the skeleton generates them: user space reads them. */
 struct rtt_key _rtt_key = {};
 struct rtt_count _rtt_count = {};
+struct data_key _data_key = {};
+struct data_count _data_count = {};
+enum data_switch _data_switch = 0;
 
 struct listener_key {
 	__u32 netns;
@@ -452,8 +501,48 @@ static __always_inline bool announced_selected(const struct sock_info *si)
 }
 
 /*
+ * Adds one call's bytes to its socket's entry for the current interval.
+ * Two CPUs may add to one entry at once (the send and receive tracepoints
+ * run after the socket lock is released): plain atomic adds, which every
+ * kernel since 5.8 has. false: the table is full.
+ */
+static __always_inline bool aggregate_data(const struct sock_info *si, __u32 kind, __u64 bytes,
+					   __u64 pid_tgid, __u64 now)
+{
+	struct data_key key = {
+		.sock_id = si->id,
+		.interval = (now + clock_offset_ns) / data_interval_ns,
+		.pid = pid_tgid >> 32,
+	};
+	struct data_count *c = bpf_map_lookup_elem(&data_counts, &key);
+
+	if (!c) {
+		struct data_count fresh = { .tid = (__u32)pid_tgid };
+
+		__builtin_memcpy(fresh.comm, si->comm, sizeof(fresh.comm));
+		/* Losing a race with another CPU is fine: its entry is found below. */
+		bpf_map_update_elem(&data_counts, &key, &fresh, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&data_counts, &key);
+		if (!c)
+			return false;
+	}
+	if (kind == EVENT_SEND) {
+		__sync_fetch_and_add(&c->send_bytes, bytes);
+		__sync_fetch_and_add(&c->send_calls, 1);
+	} else {
+		__sync_fetch_and_add(&c->recv_bytes, bytes);
+		__sync_fetch_and_add(&c->recv_calls, 1);
+	}
+	return true;
+}
+
+/* Records per CPU between two looks at the ring's fill level. */
+#define FILL_CHECK_RECORDS 1024
+
+/*
  * Bytes moved by the application itself: the caller owns the socket. The
- * hot path: one table lookup, one 32-byte record.
+ * hot path: one table lookup, then one 32-byte record, or one add to the
+ * socket's aggregate entry.
  */
 static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64 bytes)
 {
@@ -469,23 +558,45 @@ static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64
 	learn_owner(si, pid_tgid);
 	int known = announce(sk, si, true);
 
-	if (known < 0)
+	/* Not announced: in aggregates its row waits in the kernel while the
+	 * info is retried at the next call; per call it goes out in full. */
+	if (known < 0 && !data_always_aggregated && !data_aggregating) {
 		emit_sock_event(sk, si, kind, bytes, 0, 0, true);
-	if (known <= 0 || !announced_selected(si))
 		return;
+	}
+	if (known == 0 || !announced_selected(si))
+		return;
+
+	__u64 now = bpf_ktime_get_boot_ns();
+
+	if (data_always_aggregated || data_aggregating) {
+		/* A full table: this call travels as a full record. */
+		if (!aggregate_data(si, kind, bytes, pid_tgid, now))
+			emit_sock_event(sk, si, kind, bytes, 0, 0, true);
+		return;
+	}
 
 	struct netrec_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e) {
-		count(COUNTER_LOST_BASE + kind);
+		/* Full: the bytes wait in the kernel as an aggregate, and data
+		 * goes there until user space switches back. */
+		data_aggregating = DATA_SWITCH_RING_FULL;
+		if (!aggregate_data(si, kind, bytes, pid_tgid, now))
+			count(COUNTER_LOST_BASE + kind);
 		return;
 	}
 	e->kind = RECORD_DATA | kind;
 	e->tid = (__u32)pid_tgid;
-	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->ts_ns = now;
 	e->sock_id = si->id;
 	e->bytes = bytes;
 	submit(e);
+	/* Now and then (one load of the counter submit just bumped), switch to
+	 * aggregates before the ring is full rather than when it is. */
+	if (!(wakeup_counts[bpf_get_smp_processor_id() & (WAKEUP_CPUS - 1)].n & (FILL_CHECK_RECORDS - 1)) &&
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 4 * 3)
+		data_aggregating = DATA_SWITCH_RING_NEAR_FULL;
 }
 
 SEC("raw_tp/sock_send_length")

@@ -55,6 +55,14 @@ enum counter {
 	COUNTER_MAX = COUNTER_LOST_BASE + EVENT_KIND_MAX,
 };
 
+/* Why per-call data recording switched to aggregates (data_aggregating). */
+enum data_switch {
+	DATA_SWITCH_NONE = 0,
+	DATA_SWITCH_BUDGET = 1,          /* user space: the event rate passed --data-budget */
+	DATA_SWITCH_RING_NEAR_FULL = 2,  /* kernel: the ring buffer was 3/4 full */
+	DATA_SWITCH_RING_FULL = 3,       /* kernel: a data record found it full */
+};
+
 /* state, rtt, retransmit, a socket's info, and send/recv on an untracked socket */
 struct netrec_sock_event {
 	__u32 kind;

@@ -8,8 +8,8 @@ pub mod skel {
 }
 
 pub use skel::types::{
-    event_kind, netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, record_form, rtt_count,
-    rtt_key,
+    data_count, data_key, event_kind, netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event,
+    record_form, rtt_count, rtt_key,
 };
 
 // SAFETY: all are #[repr(C)] plain-old-data generated from bpf/netrec.h and bpf/netrec.bpf.c.
@@ -19,6 +19,8 @@ unsafe impl plain::Plain for netrec_call_event {}
 unsafe impl plain::Plain for netrec_data_event {}
 unsafe impl plain::Plain for rtt_key {}
 unsafe impl plain::Plain for rtt_count {}
+unsafe impl plain::Plain for data_key {}
+unsafe impl plain::Plain for data_count {}
 unsafe impl plain::Plain for skel::types::call_frame {}
 unsafe impl plain::Plain for skel::types::call_frame_key {}
 unsafe impl plain::Plain for skel::types::listener_key {}

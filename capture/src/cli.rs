@@ -32,6 +32,9 @@ Examples:
   # What the capture costs, kernel side included (netrec-analyze info shows it)
   netrec-capture -o /var/tmp/netrec --bpf-stats --duration 1m
 
+  # A loaded host: bytes and calls per socket and second, counted in the kernel
+  netrec-capture -o /var/tmp/netrec --data 1s --duration 10m
+
 Application probes: FUNCTION is a plain name (login_connection), a C++ name
 without or with parameters (THD::init, login_connection(THD*)) or the symbol
 as in the binary (_Z16login_connectionP3THD). --usdt PROVIDER:BASE records a
@@ -39,6 +42,13 @@ start/done pair as one call when BASE__start and BASE__done (or _start/_done,
 __begin/__end, _entry/_return) exist; --usdt-pair names the two probes
 explicitly. Rows are named by the function or provider:name; prefix NAME= to
 choose. --pid and --comm limit these probes too; --port does not apply.
+
+Data recording: --data calls (the default) writes a row per send and receive.
+Past --data-budget events per second, or when the ring buffer nears full, it
+switches to per-socket aggregates (one send and one recv row per socket and
+second, `samples` = calls) until the rate is back under half the budget;
+bytes stay exact, and every switch is in the segment's metadata (netrec-analyze
+info shows them). --data INTERVAL (1s, 100ms) always records aggregates.
 
 Segments are written as <dir>/netrec-<host>-<start>-<n>.parquet; a segment being
 written is named *.parquet.inprogress and renamed when complete. Stop with Ctrl-C or
@@ -52,6 +62,48 @@ pub enum Rtt {
     Buckets,
     /// One row per srtt change
     All,
+}
+
+/// How send and receive are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Data {
+    /// A row per call, aggregates of 1 s past the budget.
+    Calls,
+    /// Always aggregates: per socket and interval of this length.
+    Aggregates(Duration),
+}
+
+impl Data {
+    pub fn interval(self) -> Duration {
+        match self {
+            Data::Calls => Duration::from_secs(1),
+            Data::Aggregates(d) => d,
+        }
+    }
+
+    /// As metadata and --help name it.
+    pub fn describe(self) -> String {
+        match self {
+            Data::Calls => "calls".into(),
+            Data::Aggregates(d) => humantime::format_duration(d).to_string(),
+        }
+    }
+}
+
+fn parse_data(s: &str) -> Result<Data, String> {
+    if s == "calls" {
+        return Ok(Data::Calls);
+    }
+    let d = humantime::parse_duration(s).map_err(|_| format!("{s:?}: expected calls or an interval (1s, 100ms)"))?;
+    // Whole milliseconds, so intervals tile the wall clock's seconds; at most
+    // a minute, so one socket's calls in an interval fit the u32 `samples`.
+    if d < Duration::from_millis(1) || d > Duration::from_secs(60) || d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!("{s:?}: an interval must be whole milliseconds between 1ms and 60s"));
+    }
+    if 1_000_000_000 % d.as_nanos() != 0 && d.as_nanos() % 1_000_000_000 != 0 {
+        return Err(format!("{s:?}: an interval must divide a second (100ms, 250ms) or be whole seconds"));
+    }
+    Ok(Data::Aggregates(d))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,6 +206,18 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Rtt::Buckets)]
     pub rtt: Rtt,
 
+    /// How sends and receives are recorded: calls (a row each, aggregates
+    /// past --data-budget) or an interval such as 1s (always a row per
+    /// socket, direction and interval, with the bytes and number of calls)
+    #[arg(long, value_name = "calls|INTERVAL", default_value = "calls", value_parser = parse_data)]
+    pub data: Data,
+
+    /// With --data calls: send/recv events per second above which data is
+    /// recorded as 1 s aggregates until the rate is under half of it; 0 never
+    /// switches for the rate (a nearly full ring buffer still does)
+    #[arg(long, value_name = "EVENTS_PER_SEC", default_value_t = 100_000)]
+    pub data_budget: u64,
+
     /// Turn on the kernel's BPF run-time statistics while capturing (restored
     /// at exit), so each segment records its programs' run counts and times
     #[arg(long)]
@@ -178,7 +242,9 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 
 fn is_cgroup2(path: &std::path::Path) -> bool {
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid C string and out-pointer.
     unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
@@ -205,6 +271,8 @@ pub struct Config {
     pub probes: Vec<AppProbe>,
     pub live: bool,
     pub rtt: Rtt,
+    pub data: Data,
+    pub data_budget: u64,
     pub bpf_stats: bool,
     pub quiet: bool,
     pub command_line: Vec<String>,
@@ -277,6 +345,8 @@ impl Config {
             probes,
             live: args.live,
             rtt: args.rtt,
+            data: args.data,
+            data_budget: args.data_budget,
             bpf_stats: args.bpf_stats,
             quiet: args.quiet,
             command_line,
@@ -322,6 +392,14 @@ mod tests {
     }
 
     #[test]
+    fn data_modes_parse() {
+        assert_eq!(config(&[]).unwrap().data, Data::Calls);
+        assert_eq!(config(&["--data", "1s"]).unwrap().data, Data::Aggregates(Duration::from_secs(1)));
+        assert_eq!(config(&["--data", "250ms"]).unwrap().data.interval(), Duration::from_millis(250));
+        assert_eq!(config(&["--data", "5s"]).unwrap().data.describe(), "5s");
+    }
+
+    #[test]
     fn bad_values_name_the_flag() {
         for (flags, needle) in [
             (&["--ringbuf-size", "3000"][..], "--ringbuf-size"),
@@ -331,6 +409,10 @@ mod tests {
             (&["--duration", "soon"], "--duration"),
             (&["--pid", "4294967295"], "--pid"),
             (&["--cgroup", "/nonexistent"], "--cgroup"),
+            (&["--data", "often"], "--data"),
+            (&["--data", "0s"], "--data"),
+            (&["--data", "300ms"], "--data"),
+            (&["--data", "2m"], "--data"),
         ] {
             let err = format!("{:#}", config(flags).unwrap_err());
             assert!(err.contains(needle), "{flags:?}: {err}");

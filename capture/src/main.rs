@@ -1,6 +1,7 @@
 //! netrec-capture: record TCP traffic and process events with eBPF into Parquet segments.
 
 mod abi;
+mod budget;
 mod calls;
 mod cli;
 mod cost;

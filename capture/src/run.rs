@@ -12,16 +12,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use arrow_array::RecordBatch;
 use libbpf_rs::RingBufferBuilder;
 
-use crate::abi::PerKind;
-use crate::cli::Config;
+use crate::budget::{Action, Budget, Switch};
+use crate::cli::{Config, Data};
 use crate::cost::{BpfStats, Meter};
 use crate::event::{decode, Record};
 use crate::live::Live;
 use crate::probe::{self, Counters};
-use crate::segment::batch::BatchBuilder;
+use crate::segment::batch::{BatchBuilder, Rows};
 use crate::segment::retention::Retention;
 use crate::segment::writer::{CaptureFacts, Encoding, SegmentWriter};
 
@@ -32,9 +31,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const BATCH_FULL: i32 = -libc::EAGAIN;
 
 enum Msg {
-    /// Rows (a batch per kind of row), their counts per kind, kernel
-    /// counters since the last message, data rows whose socket was unknown.
-    Batch(Vec<RecordBatch>, PerKind, Counters, u64),
+    /// Rows (a batch per kind of row) and their counts, kernel counters
+    /// since the last message, data recording switches.
+    Batch(Rows, Counters, Vec<Switch>),
     Finish,
 }
 
@@ -69,7 +68,9 @@ impl WriterState {
     }
 
     fn finalize_current(&mut self) -> Result<()> {
-        let Some(seg) = self.current.take() else { return Ok(()) };
+        let Some(seg) = self.current.take() else {
+            return Ok(());
+        };
         let (rows, lost) = (seg.rows(), seg.lost_total());
         let cost = self.meter.segment_done();
         let (path, size) = seg.finalize(&self.facts, &cost)?;
@@ -93,10 +94,11 @@ impl WriterState {
         Ok(())
     }
 
-    fn handle(&mut self, batches: Vec<RecordBatch>, counts: PerKind, delta: Counters, unknown: u64) -> Result<()> {
+    fn handle(&mut self, rows: Rows, delta: Counters, switches: Vec<Switch>) -> Result<()> {
         let seg = self.current.as_mut().expect("a segment is open between messages");
-        seg.write(&batches, &counts)?;
-        seg.add_losses(&delta.lost, delta.untracked, unknown);
+        seg.write(&rows)?;
+        seg.add_losses(&delta.lost, delta.untracked);
+        seg.add_switches(switches);
         self.summary.lost += delta.lost.iter().sum::<u64>();
         self.summary.untracked += delta.untracked;
         if seg.size() >= self.cfg.rotate_size || self.opened.elapsed() >= self.cfg.rotate_every {
@@ -110,7 +112,7 @@ impl WriterState {
 fn writer_loop(mut st: WriterState, rx: Receiver<Msg>) -> Result<Summary> {
     for msg in rx {
         match msg {
-            Msg::Batch(batches, counts, delta, unknown) => st.handle(batches, counts, delta, unknown)?,
+            Msg::Batch(rows, delta, switches) => st.handle(rows, delta, switches)?,
             Msg::Finish => break,
         }
     }
@@ -154,6 +156,11 @@ pub fn run(cfg: Config) -> Result<Summary> {
             mechanisms: serde_json::Value::Null,
             probes: crate::calls::metadata(&cfg.probes),
             filters: cfg.filters_json(),
+            data: serde_json::json!({
+                "mode": cfg.data.describe(),
+                "interval_ns": cfg.data.interval().as_nanos() as u64,
+                "budget_events_per_s": cfg.data_budget,
+            }),
             command_line: cfg.command_line.clone(),
         },
         stem,
@@ -170,7 +177,7 @@ pub fn run(cfg: Config) -> Result<Summary> {
     let mut open_object = MaybeUninit::uninit();
     // Before loading, so every program run is counted.
     let _bpf_stats = cfg.bpf_stats.then(BpfStats::enable).transpose()?;
-    let mut probes = probe::start(&mut open_object, &cfg)?;
+    let mut probes = probe::start(&mut open_object, &cfg, clock_offset_ns)?;
     ws.facts.mechanisms = probes.mechanisms.clone();
     ws.meter.watch(std::mem::take(&mut probes.programs));
 
@@ -193,6 +200,7 @@ pub fn run(cfg: Config) -> Result<Summary> {
     let pending = Rc::new(RefCell::new(Pending {
         batch: BatchBuilder::new(
             clock_offset_ns,
+            cfg.data.interval().as_nanos() as u64,
             cfg.probes.iter().map(|p| p.name.clone()).collect(),
             cfg.max_sockets as usize,
         ),
@@ -237,20 +245,83 @@ pub fn run(cfg: Config) -> Result<Summary> {
     let mut counted = Counters::default();
     let mut stdout = std::io::stdout().lock();
     let drained_second = std::cell::Cell::new(0u64);
-    let flush = |counted: &mut Counters, probes: &probe::Probes| -> Result<()> {
+    let interval_ns = cfg.data.interval().as_nanos() as u64;
+    let drained_interval = std::cell::Cell::new(0u64);
+    let always_aggregated = matches!(cfg.data, Data::Aggregates(_));
+    let mut budget = Budget::new(if always_aggregated { 0 } else { cfg.data_budget }, Instant::now());
+    // Wall-clock second before which --live has every aggregate.
+    let settled = std::cell::Cell::new(i64::MIN);
+    let quiet = cfg.quiet;
+    let flush = |counted: &mut Counters, probes: &mut probe::Probes, budget: &mut Budget, last: bool| -> Result<()> {
         // RTT counts of seconds over (with one of grace) become rows: one
-        // walk of the kernel's table per second, however often batches fill.
+        // read of the kernel's table per second, however often batches fill.
         let second = crate::host::boottime_ns() / 1_000_000_000;
-        if drained_second.replace(second) != second {
-            for (k, c) in &probes.drain_rtt(Some(second.saturating_sub(1)))? {
+        if last || drained_second.replace(second) != second {
+            for (k, c) in &probes.drain_rtt((!last).then(|| second.saturating_sub(1)))? {
                 pending.borrow_mut().batch.push(&Record::RttCount(k, c));
             }
         }
-        let (batches, counts, unknown) = pending.borrow_mut().batch.finish();
+        // Data aggregates the same way, per interval (wall-clock aligned).
+        let interval = (crate::host::boottime_ns() as i64 + clock_offset_ns) as u64 / interval_ns;
+        // The newest interval drained, and the calls it counted.
+        let mut newest: Option<(u64, u64)> = None;
+        if last || drained_interval.replace(interval) != interval {
+            let before = interval.saturating_sub(1);
+            let p = &mut *pending.borrow_mut();
+            let mut calls = 0;
+            for (k, c) in &probes.drain_data((!last).then_some(before))? {
+                let live = &mut p.live;
+                p.batch.push_data_count(k, c, &mut |row| {
+                    if let Some(live) = live.as_mut() {
+                        live.add(row);
+                    }
+                });
+                if k.interval + 1 == before {
+                    calls += c.send_calls + c.recv_calls;
+                }
+            }
+            newest = Some((before.saturating_sub(1), calls));
+            settled.set(((before * interval_ns) / 1_000_000_000) as i64);
+        }
+        let p = &mut *pending.borrow_mut();
+        let rows = p.batch.finish();
+        let mut switches = Vec::new();
+        if !last {
+            let aggregated = newest.map(|(i, calls)| {
+                let start = chrono::DateTime::from_timestamp_nanos((i * interval_ns) as i64);
+                (start, (calls as u128 * 1_000_000_000 / interval_ns as u128) as u64)
+            });
+            let action = budget.step(
+                Instant::now(),
+                chrono::Utc::now(),
+                probes.data_switch(),
+                p.batch.take_per_call_data(),
+                aggregated,
+            );
+            let switch = match action {
+                Some(Action::Set(why, switch)) => {
+                    probes.set_data_switch(why);
+                    Some(switch)
+                }
+                Some(Action::Record(switch)) => Some(switch),
+                None => None,
+            };
+            if let Some(s) = switch {
+                if !quiet {
+                    eprintln!(
+                        "netrec-capture: {}: data recorded as {} ({})",
+                        s.at.format("%H:%M:%S%.3f"),
+                        if s.to == "calls" { "a row per call" } else { "1 s aggregates" },
+                        s.reason
+                    );
+                }
+                switches.push(s);
+            }
+        }
         let now = probes.counters()?;
         let delta = now.since(counted);
         *counted = now;
-        tx.send(Msg::Batch(batches, counts, delta, unknown)).map_err(|_| anyhow!("the segment writer stopped"))
+        tx.send(Msg::Batch(rows, delta, switches)).map_err(|_| anyhow!("the segment writer stopped"))
     };
 
     let mut result: Result<()> = Ok(());
@@ -263,15 +334,18 @@ pub fn run(cfg: Config) -> Result<Summary> {
         if pending.borrow().batch.len() < cfg.batch_rows {
             let _ = ring.consume();
         }
-        if let Some(live) = pending.borrow_mut().live.as_mut() {
-            let _ = live.tick(chrono::Utc::now(), &mut stdout);
-        }
         if pending.borrow().batch.len() >= cfg.batch_rows || last_flush.elapsed() >= FLUSH_EVERY {
-            if let Err(e) = flush(&mut counted, &probes) {
+            if let Err(e) = flush(&mut counted, &mut probes, &mut budget, false) {
                 result = Err(e);
                 break;
             }
             last_flush = Instant::now();
+        }
+        if let Some(live) = pending.borrow_mut().live.as_mut() {
+            // Aggregates of a second arrive once it is over, when they may exist.
+            let now = chrono::Utc::now().timestamp();
+            let waits = always_aggregated || budget.aggregating() || probes.data_switch() != probe::DataSwitch::None;
+            let _ = live.tick(if waits { settled.get().min(now) } else { now }, &mut stdout);
         }
     }
     // Detach first so nothing arrives after the final drain.
@@ -282,7 +356,7 @@ pub fn run(cfg: Config) -> Result<Summary> {
         if pending.borrow().batch.len() < cfg.batch_rows {
             break;
         }
-        result = flush(&mut counted, &probes);
+        result = flush(&mut counted, &mut probes, &mut budget, false);
     }
     // Calls still running: rows without a duration, then the final flush.
     let result = result.and_then(|()| {
@@ -290,12 +364,12 @@ pub fn run(cfg: Config) -> Result<Summary> {
         for call in &probe::calls::unfinished(&probes.skel)? {
             p.batch.push(&Record::Call(crate::abi::Kind::Call, call));
         }
-        for (k, c) in &probes.drain_rtt(None)? {
-            p.batch.push(&Record::RttCount(k, c));
-        }
         drop(p);
-        flush(&mut counted, &probes)
+        flush(&mut counted, &mut probes, &mut budget, true)
     });
+    if let Some(live) = pending.borrow_mut().live.as_mut() {
+        let _ = live.tick(i64::MAX, &mut stdout);
+    }
     let _ = tx.send(Msg::Finish);
     drop(tx);
     let written = writer.join().map_err(|_| anyhow!("the segment writer panicked"))?;

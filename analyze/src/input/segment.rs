@@ -56,6 +56,8 @@ pub struct SegmentInfo {
     pub end: DateTime<Utc>,
     pub events: u64,
     pub events_by_kind: BTreeMap<String, u64>,
+    /// Events the rows stand for, per kind (version 4; else the rows).
+    pub events_recorded_by_kind: BTreeMap<String, u64>,
     pub lost: u64,
     pub mechanisms: BTreeMap<String, String>,
     pub filters: serde_json::Value,
@@ -64,6 +66,33 @@ pub struct SegmentInfo {
     /// What the capture cost while writing this segment; None in segments
     /// written before netrec recorded it.
     pub cost: Option<Cost>,
+    /// How send/recv were recorded (version 4); None: a row per call.
+    pub data: Option<DataRecording>,
+}
+
+/// `netrec.data` and `netrec.data_switches`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DataRecording {
+    /// "calls", or the interval of --data INTERVAL.
+    pub mode: String,
+    pub interval_ns: u64,
+    pub budget_events_per_s: u64,
+    #[serde(skip)]
+    pub switches: Vec<DataSwitch>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DataSwitch {
+    pub ts: String,
+    pub to: String,
+    pub reason: String,
+}
+
+impl DataRecording {
+    /// Whether this segment may hold aggregate send/recv rows.
+    pub fn has_aggregates(&self) -> bool {
+        self.mode != "calls" || !self.switches.is_empty()
+    }
 }
 
 /// The capture's own cost over one segment (`netrec.capture_*`, `netrec.bpf_programs`).
@@ -151,6 +180,23 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
             })
         }
     };
+    let data = match kv.get("netrec.data") {
+        None => None,
+        Some(text) => {
+            let mut d: DataRecording = serde_json::from_str(text)
+                .map_err(|_| bad(path, "netrec.data is not a JSON object of mode, interval_ns, budget_events_per_s"))?;
+            d.switches = serde_json::from_value(json("netrec.data_switches")?)
+                .map_err(|_| bad(path, "netrec.data_switches is not a JSON array of ts, to, reason"))?;
+            Some(d)
+        }
+    };
+    let events_by_kind: BTreeMap<String, u64> =
+        serde_json::from_value(json("netrec.events_by_kind")?).unwrap_or_default();
+    let events_recorded_by_kind = match kv.get("netrec.events_recorded_by_kind") {
+        None => events_by_kind.clone(),
+        Some(_) => serde_json::from_value(json("netrec.events_recorded_by_kind")?)
+            .map_err(|_| bad(path, "netrec.events_recorded_by_kind is not a JSON object of counts"))?,
+    };
     Ok(SegmentInfo {
         path: path.to_path_buf(),
         schema_version: version,
@@ -161,11 +207,13 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
         start: time("netrec.segment_start")?,
         end: time("netrec.segment_end")?,
         events: number("netrec.events")?,
-        events_by_kind: serde_json::from_value(json("netrec.events_by_kind")?).unwrap_or_default(),
+        events_by_kind,
+        events_recorded_by_kind,
         lost: number("netrec.lost_events")?,
         mechanisms: serde_json::from_value(json("netrec.mechanisms")?).unwrap_or_default(),
         filters: json("netrec.filters")?,
         probes,
         cost,
+        data,
     })
 }

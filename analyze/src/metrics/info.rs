@@ -23,6 +23,9 @@ pub fn run(ctx: &Ctx) -> Report {
         "segments",
         "events",
         "events_by_kind",
+        "events_recorded_by_kind",
+        "data",
+        "data_switches",
         "lost_events",
         "lost_by_segment",
         "mechanisms",
@@ -38,12 +41,20 @@ pub fn run(ctx: &Ctx) -> Report {
     .to_vec();
     let mut rows = Vec::new();
     for (host, segs) in by_host {
-        let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+        let (mut kinds, mut recorded): (BTreeMap<&str, u64>, BTreeMap<&str, u64>) = Default::default();
         for s in &segs {
             for (k, n) in &s.events_by_kind {
                 *kinds.entry(k).or_default() += n;
             }
+            for (k, n) in &s.events_recorded_by_kind {
+                *recorded.entry(k).or_default() += n;
+            }
         }
+        let switches: Vec<String> = segs
+            .iter()
+            .filter_map(|s| s.data.as_ref())
+            .flat_map(|d| d.switches.iter().map(|w| format!("{} to {}: {}", w.ts, w.to, w.reason)))
+            .collect();
         let pairs = |m: &BTreeMap<String, String>| Value::Map(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         let lost_segments: Vec<String> =
             segs.iter().filter(|s| s.lost > 0).map(|s| format!("{}: {}", s.path.display(), s.lost)).collect();
@@ -57,6 +68,9 @@ pub fn run(ctx: &Ctx) -> Report {
             Value::U64(segs.len() as u64),
             Value::U64(segs.iter().map(|s| s.events).sum()),
             Value::Map(kinds.iter().map(|(k, n)| (k.to_string(), n.to_string())).collect()),
+            Value::Map(recorded.iter().map(|(k, n)| (k.to_string(), n.to_string())).collect()),
+            Value::from(data_mode(last)),
+            Value::from(switches.join("\n")),
             Value::U64(segs.iter().map(|s| s.lost).sum()),
             Value::from(lost_segments.join("\n")),
             pairs(&last.mechanisms),
@@ -68,6 +82,23 @@ pub fn run(ctx: &Ctx) -> Report {
     Report { sections: vec![Section { title: "Trace".into(), columns, rows, generated: None }], ..Default::default() }
 }
 
+/// How send/recv were recorded, in words.
+fn data_mode(s: &SegmentInfo) -> String {
+    let secs = |ns: u64| format!("{}", humantime::format_duration(std::time::Duration::from_nanos(ns)));
+    match &s.data {
+        None => "a row per call".into(),
+        Some(d) if d.mode == "calls" && d.budget_events_per_s == 0 => {
+            format!("a row per call; {} aggregates while the ring buffer is nearly full", secs(d.interval_ns))
+        }
+        Some(d) if d.mode == "calls" => format!(
+            "a row per call; {} aggregates past {} events/s or while the ring buffer is nearly full",
+            secs(d.interval_ns),
+            d.budget_events_per_s
+        ),
+        Some(d) => format!("aggregates per socket and {} (samples = calls)", secs(d.interval_ns)),
+    }
+}
+
 fn seconds(s: &SegmentInfo) -> f64 {
     (s.end - s.start).num_nanoseconds().unwrap_or(0) as f64 / 1e9
 }
@@ -75,7 +106,8 @@ fn seconds(s: &SegmentInfo) -> f64 {
 /// Kernel run time per written event, when BPF statistics were on.
 fn kernel_ns_per_event(costs: &[(&SegmentInfo, &Cost)]) -> Option<f64> {
     let with_stats: Vec<_> = costs.iter().filter(|(_, c)| !c.programs.is_empty()).collect();
-    let events: u64 = with_stats.iter().map(|(s, _)| s.events).sum();
+    // Per event the programs handled: an aggregate row stands for its calls.
+    let events: u64 = with_stats.iter().map(|(s, _)| s.events_recorded_by_kind.values().sum::<u64>()).sum();
     let run_ns: u64 = with_stats.iter().flat_map(|(_, c)| c.programs.values().map(|p| p.1)).sum();
     (events > 0).then(|| run_ns as f64 / events as f64)
 }

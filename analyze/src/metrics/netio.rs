@@ -150,6 +150,26 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
             },
             Section { title: "Totals".into(), columns: total_cols, rows: total_rows, generated: None },
         ],
+        warnings: coarser_aggregates(ctx, args.interval_ns),
         ..Default::default()
     })
+}
+
+/// Segments whose aggregates are coarser than, or misaligned with, the
+/// requested interval: their bytes land in the first interval of each.
+fn coarser_aggregates(ctx: &Ctx, interval_ns: i64) -> Vec<String> {
+    let mut warned = std::collections::BTreeSet::new();
+    for s in &ctx.trace.segments {
+        let Some(d) = s.data.as_ref().filter(|d| d.has_aggregates()) else { continue };
+        if d.interval_ns > 0 && interval_ns as u64 % d.interval_ns != 0 && warned.insert(d.interval_ns) {
+            let every = |ns: u64| humantime::format_duration(std::time::Duration::from_nanos(ns)).to_string();
+            return vec![format!(
+                "{}: send/recv are aggregates per {}; per {} each one's bytes fall in the interval where it starts",
+                s.path.display(),
+                every(d.interval_ns),
+                every(interval_ns as u64)
+            )];
+        }
+    }
+    Vec::new()
 }

@@ -15,8 +15,8 @@ use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
 use crate::abi::skel::{self, NetrecSkel, NetrecSkelBuilder};
 use crate::abi::{Kind, PerKind};
-use crate::cli::{Config, Rtt};
-use skel::types::{counter, rtt_count, rtt_key};
+use crate::cli::{Config, Data, Rtt};
+use skel::types::{counter, data_count, data_key, data_switch, rtt_count, rtt_key};
 
 /// Kernel-side counters, cumulative since load.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +103,86 @@ fn wakeup_records(ringbuf_size: u32) -> u64 {
     1 << (63 - n.leading_zeros()) // the power of two at or below n
 }
 
+/// Why per-call data recording is switched to aggregates (bpf/netrec.h's
+/// `enum data_switch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataSwitch {
+    None,
+    Budget,
+    RingNearFull,
+    RingFull,
+}
+
+impl DataSwitch {
+    fn from_raw(raw: u32) -> DataSwitch {
+        match data_switch(raw) {
+            data_switch::DATA_SWITCH_NONE => DataSwitch::None,
+            data_switch::DATA_SWITCH_BUDGET => DataSwitch::Budget,
+            data_switch::DATA_SWITCH_RING_NEAR_FULL => DataSwitch::RingNearFull,
+            _ => DataSwitch::RingFull,
+        }
+    }
+
+    fn raw(self) -> u32 {
+        match self {
+            DataSwitch::None => data_switch::DATA_SWITCH_NONE.0,
+            DataSwitch::Budget => data_switch::DATA_SWITCH_BUDGET.0,
+            DataSwitch::RingNearFull => data_switch::DATA_SWITCH_RING_NEAR_FULL.0,
+            DataSwitch::RingFull => data_switch::DATA_SWITCH_RING_FULL.0,
+        }
+    }
+}
+
+/// Takes and deletes the entries of a table the kernel no longer adds to
+/// (`past` says which). One batch read and one batch delete per drain: a
+/// syscall per entry cost about 1 µs each with tens of thousands of RTT
+/// entries a second. `everything` (at stop) walks the table key by key
+/// afterwards too, for anything the batch read left.
+fn drain<K, V>(map: &libbpf_rs::MapMut, what: &str, everything: bool, past: impl Fn(&K) -> bool) -> Result<Vec<(K, V)>>
+where
+    K: plain::Plain + Default,
+    V: plain::Plain + Default,
+{
+    let decode = |key: &[u8], value: &[u8]| -> Option<(K, V)> {
+        let (mut k, mut v) = (K::default(), V::default());
+        (plain::copy_from_bytes(&mut k, key).is_ok() && plain::copy_from_bytes(&mut v, value).is_ok()).then_some((k, v))
+    };
+    let mut out = Vec::new();
+    let mut taken: Vec<u8> = Vec::new();
+    let batch = map.lookup_batch(4096, MapFlags::ANY, MapFlags::ANY).with_context(|| format!("reading {what}"))?;
+    for (key, value) in batch {
+        if let Some((k, v)) = decode(&key, &value).filter(|(k, _)| past(k)) {
+            taken.extend_from_slice(&key);
+            out.push((k, v));
+        }
+    }
+    let n = (taken.len() / map.key_size() as usize) as u32;
+    if n > 0 {
+        map.delete_batch(&taken, n, MapFlags::ANY, MapFlags::ANY).with_context(|| format!("deleting {what}"))?;
+    }
+    if everything {
+        let keys: Vec<Vec<u8>> = map.keys().collect();
+        for key in keys {
+            let Some(value) = map.lookup(&key, MapFlags::ANY).with_context(|| format!("reading {what}"))? else {
+                continue;
+            };
+            if let Some(kv) = decode(&key, &value) {
+                map.delete(&key).with_context(|| format!("deleting {what}"))?;
+                out.push(kv);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Opens, configures, loads and attaches every probe.
-pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config) -> Result<Probes<'obj>> {
+/// `clock_offset_ns` (wall clock minus CLOCK_BOOTTIME) aligns the kernel's
+/// data intervals with the wall clock's seconds.
+pub fn start<'obj>(
+    open_object: &'obj mut MaybeUninit<OpenObject>,
+    cfg: &Config,
+    clock_offset_ns: i64,
+) -> Result<Probes<'obj>> {
     // Say so before mounting tracefs fails for the same reason.
     if let Some(missing) = lacking_capabilities() {
         bail!("the kernel will refuse to load the BPF programs: {missing}");
@@ -124,6 +202,8 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
     }
     open.maps.events.set_max_entries(cfg.ringbuf_size).context("sizing the ring buffer")?;
     open.maps.socks.set_max_entries(cfg.max_sockets).context("sizing the socket table")?;
+    // Entries live about two intervals; half the socket table moving data in both.
+    open.maps.data_counts.set_max_entries(cfg.max_sockets / 2).context("sizing the data aggregate table")?;
     let rodata = open.maps.rodata_data.as_deref_mut().ok_or_else(|| anyhow!("BPF .rodata is not mmapped"))?;
     rodata.filter_pid = !cfg.pids.is_empty();
     rodata.filter_port = !cfg.ports.is_empty();
@@ -138,6 +218,9 @@ pub fn start<'obj>(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &Config)
     rodata.recvmsg_nargs = plan.recvmsg_nargs;
     rodata.kprobe_counts_splice = plan.kprobe_counts_splice;
     rodata.rtt_buckets = cfg.rtt == Rtt::Buckets;
+    rodata.data_always_aggregated = matches!(cfg.data, Data::Aggregates(_));
+    rodata.data_interval_ns = cfg.data.interval().as_nanos() as u64;
+    rodata.clock_offset_ns = clock_offset_ns as u64;
 
     // The capabilities were checked above: an EPERM now comes from a sysctl,
     // lockdown or the verifier, and libbpf's log says which.
@@ -202,26 +285,37 @@ impl Probes<'_> {
     /// Takes the kernel's RTT counts of seconds before `before_second`
     /// (CLOCK_BOOTTIME; None: all, after detaching), deleting them.
     pub fn drain_rtt(&self, before_second: Option<u64>) -> Result<Vec<(rtt_key, rtt_count)>> {
-        let map = &self.skel.maps.rtt_counts;
-        let mut out = Vec::new();
-        // Keys first: deleting while walking would restart the kernel's walk.
-        let keys: Vec<Vec<u8>> = map.keys().collect();
-        for key in keys {
-            let mut k = rtt_key::default();
-            if plain::copy_from_bytes(&mut k, &key).is_err() || before_second.is_some_and(|s| k.second >= s) {
-                continue;
-            }
-            let Some(value) = map.lookup(&key, MapFlags::ANY).context("reading RTT counts")? else { continue };
-            let mut c = rtt_count::default();
-            if plain::copy_from_bytes(&mut c, &value).is_err() {
-                continue;
-            }
-            // The kernel never touches a past second's entry again.
-            map.delete(&key).context("deleting RTT counts")?;
-            out.push((k, c));
-        }
+        let mut out: Vec<(rtt_key, rtt_count)> =
+            drain(&self.skel.maps.rtt_counts, "RTT counts", before_second.is_none(), |k: &rtt_key| {
+                before_second.is_none_or(|s| k.second < s)
+            })?;
         out.sort_by_key(|(_, c)| c.ts);
         Ok(out)
+    }
+
+    /// Takes the kernel's data aggregates of intervals before `before`
+    /// (interval numbers; None: all, after detaching), deleting them.
+    pub fn drain_data(&self, before: Option<u64>) -> Result<Vec<(data_key, data_count)>> {
+        let mut out: Vec<(data_key, data_count)> =
+            drain(&self.skel.maps.data_counts, "data aggregates", before.is_none(), |k: &data_key| {
+                before.is_none_or(|b| k.interval < b)
+            })?;
+        out.sort_by_key(|(k, _)| (k.interval, k.sock_id, k.pid));
+        Ok(out)
+    }
+
+    /// Why per-call data recording is switched to aggregates now, if it is.
+    pub fn data_switch(&self) -> DataSwitch {
+        let bss = self.skel.maps.bss_data.as_deref().expect("the BPF .bss is mmapped");
+        // SAFETY: a u32 in the mmapped .bss that the kernel side writes too.
+        DataSwitch::from_raw(unsafe { std::ptr::read_volatile(&bss.data_aggregating) })
+    }
+
+    /// Switches per-call data recording to aggregates, or back.
+    pub fn set_data_switch(&mut self, why: DataSwitch) {
+        let bss = self.skel.maps.bss_data.as_deref_mut().expect("the BPF .bss is mmapped");
+        // SAFETY: as in data_switch.
+        unsafe { std::ptr::write_volatile(&mut bss.data_aggregating, why.raw()) };
     }
 
     /// Reads the kernel's loss counters, summed over CPUs.

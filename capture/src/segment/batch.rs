@@ -17,7 +17,8 @@ use rustc_hash::FxHashMap;
 use super::schema::arrow_schema;
 use super::sockets::{SockText, SocketTable};
 use crate::abi::{
-    netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, rtt_count, rtt_key, Kind, PerKind,
+    data_count, data_key, netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, rtt_count,
+    rtt_key, Kind, PerKind,
 };
 use crate::event::{c_str, c_str_bytes, tcp_state_name, Record};
 
@@ -29,6 +30,20 @@ pub struct DataRow<'a> {
     pub pid: Option<u32>,
     pub comm: Option<&'a str>,
     pub bytes: u64,
+    /// Wall-clock second of the row's time (an aggregate's: its interval's start).
+    pub second: i64,
+}
+
+/// What `BatchBuilder::finish` hands over.
+pub struct Rows {
+    pub batches: Vec<RecordBatch>,
+    /// Rows per kind.
+    pub rows: PerKind,
+    /// Events the rows stand for, per kind: an aggregate send/recv row
+    /// stands for its calls, an RTT bucket row for its srtt changes.
+    pub events: PerKind,
+    /// Data rows whose socket was not in the table (their owner is null).
+    pub unknown_sockets: u64,
 }
 
 /// Columns every row has.
@@ -139,6 +154,9 @@ struct DataGroup {
     lport: UInt16Builder,
     rport: UInt16Builder,
     bytes: UInt64Builder,
+    /// (row, calls) of the aggregate rows; the others stand for one call and
+    /// leave `samples` null (a batch of calls only has no column at all).
+    aggregates: Vec<(u32, u32)>,
     /// Index into `texts` per row.
     keys: Vec<u32>,
     /// The batch's sockets; None for a socket user space did not know.
@@ -158,6 +176,7 @@ impl DataGroup {
             lport: UInt16Builder::new(),
             rport: UInt16Builder::new(),
             bytes: UInt64Builder::new(),
+            aggregates: Vec::new(),
             keys: Vec::new(),
             texts: Vec::new(),
             key_of: FxHashMap::default(),
@@ -221,6 +240,7 @@ impl DataGroup {
             texts.iter().map(|t| t.as_deref().and_then(f)).collect()
         };
         let kinds = UInt8Array::from(std::mem::take(&mut self.kind));
+        let rows = kinds.len();
         let kind_values = StringArray::from(vec![Kind::Send.name(), Kind::Recv.name()]);
         out.push((
             "kind",
@@ -239,6 +259,13 @@ impl DataGroup {
         out.push(("raddr", dict(text_col(&|t| Some(&*t.raddr)))));
         out.push(("rport", Arc::new(self.rport.finish())));
         out.push(("bytes", Arc::new(self.bytes.finish())));
+        if !self.aggregates.is_empty() {
+            let mut samples = vec![None; rows];
+            for (row, calls) in self.aggregates.drain(..) {
+                samples[row as usize] = Some(calls);
+            }
+            out.push(("samples", Arc::new(UInt32Array::from(samples))));
+        }
     }
 }
 
@@ -274,6 +301,8 @@ struct CallGroup {
 
 pub struct BatchBuilder {
     clock_offset_ns: i64,
+    /// Length of the kernel's data aggregate intervals.
+    data_interval_ns: u64,
     /// Application probe names, indexed by the cookie in call records.
     probe_names: Arc<[String]>,
     sockets: SocketTable,
@@ -285,16 +314,20 @@ pub struct BatchBuilder {
     counts: PerKind,
     /// Data rows whose socket was not in the table (their owner is null).
     unknown_sockets: u64,
+    events: PerKind,
+    per_call_data: u64,
 }
 
 impl BatchBuilder {
     /// `clock_offset_ns`: wall clock minus CLOCK_BOOTTIME, added to every
-    /// kernel timestamp; `max_sockets`: the kernel's socket table size.
-    pub fn new(clock_offset_ns: i64, probe_names: Arc<[String]>, max_sockets: usize) -> Self {
+    /// kernel timestamp; `data_interval_ns`: the kernel's data aggregate
+    /// intervals; `max_sockets`: the kernel's socket table size.
+    pub fn new(clock_offset_ns: i64, data_interval_ns: u64, probe_names: Arc<[String]>, max_sockets: usize) -> Self {
         BatchBuilder {
             clock_offset_ns,
+            data_interval_ns,
             probe_names,
-            sockets: SocketTable::new(max_sockets, crate::host::boottime_ns()),
+            sockets: SocketTable::new(max_sockets, crate::host::boottime_ns(), data_interval_ns),
             data: DataGroup::new(),
             sock: SockGroup {
                 common: Common::new(),
@@ -323,6 +356,8 @@ impl BatchBuilder {
             rows: 0,
             counts: PerKind::default(),
             unknown_sockets: 0,
+            events: PerKind::default(),
+            per_call_data: 0,
         }
     }
 
@@ -356,13 +391,30 @@ impl BatchBuilder {
         text
     }
 
+    fn second_of(&self, ts_kernel_ns: u64) -> i64 {
+        (ts_kernel_ns as i64 + self.clock_offset_ns).div_euclid(1_000_000_000)
+    }
+
+    /// Send/recv rows of one call each since the last call (for --data-budget).
+    pub fn take_per_call_data(&mut self) -> u64 {
+        std::mem::take(&mut self.per_call_data)
+    }
+
     fn counted(&mut self, kind: Kind) {
+        self.counted_as(kind, 1);
+    }
+
+    /// One row that stands for `events` events.
+    fn counted_as(&mut self, kind: Kind, events: u64) {
         self.counts[kind.index()] += 1;
+        self.events[kind.index()] += events;
         self.rows += 1;
     }
 
     fn push_data(&mut self, kind: Kind, e: &netrec_data_event) -> Option<DataRow<'_>> {
         self.counted(kind);
+        self.per_call_data += 1;
+        let second = self.second_of(e.ts_ns);
         let text = self.sockets.get(e.sock_id);
         if text.is_none() {
             self.unknown_sockets += 1;
@@ -373,6 +425,7 @@ impl BatchBuilder {
             pid: text.and_then(|t| t.pid),
             comm: text.and_then(|t| t.comm.as_deref()),
             bytes: e.bytes,
+            second,
         })
     }
 
@@ -388,11 +441,14 @@ impl BatchBuilder {
             Some(id) => self.sockets.get(id).map(|t| &**t),
             None => self.data.texts.last().and_then(|t| t.as_deref()),
         };
+        self.per_call_data += 1;
+        let second = (e.ts_ns as i64 + self.clock_offset_ns).div_euclid(1_000_000_000);
         Some(DataRow {
             kind,
             pid: text.and_then(|t| t.pid),
             comm: text.and_then(|t| t.comm.as_deref()),
             bytes: e.value,
+            second,
         })
     }
 
@@ -417,7 +473,7 @@ impl BatchBuilder {
     }
 
     fn push_rtt_count(&mut self, k: &rtt_key, c: &rtt_count) {
-        self.counted(Kind::Rtt);
+        self.counted_as(Kind::Rtt, c.n as u64);
         let g = &mut self.sock;
         g.common.push(Kind::Rtt, c.ts, self.clock_offset_ns);
         let text = self.sockets.get(k.sock_id);
@@ -430,6 +486,42 @@ impl BatchBuilder {
         g.new_state.append_null();
         g.srtt_us.append_value(c.us);
         g.samples.append_value(c.n);
+    }
+
+    /// A socket's bytes and calls of one interval and owner, read from the
+    /// kernel's table: a send row and a recv row (those with calls),
+    /// at the interval's start. The owner is the entry's: an owner change
+    /// within the interval made an entry of its own.
+    pub fn push_data_count(&mut self, k: &data_key, c: &data_count, shown: &mut dyn FnMut(&DataRow)) {
+        // Intervals are numbered on the wall clock: start = n * length - offset in boottime.
+        let start = (k.interval * self.data_interval_ns) as i64 - self.clock_offset_ns;
+        let start = start.max(0) as u64;
+        let known = self.sockets.get(k.sock_id).cloned();
+        let text = known.map(|t| {
+            if t.pid == Some(k.pid) && t.comm.as_deref() == Some(&*c_str(&c.comm)) {
+                t
+            } else {
+                Arc::new(t.with_owner(k.pid, &c_str(&c.comm)))
+            }
+        });
+        for (kind, bytes, calls) in [(Kind::Send, c.send_bytes, c.send_calls), (Kind::Recv, c.recv_bytes, c.recv_calls)]
+        {
+            if calls == 0 {
+                continue;
+            }
+            self.counted_as(kind, calls);
+            if text.is_none() {
+                self.unknown_sockets += 1;
+            }
+            // A text that is not the socket table's gets a dictionary key of its own.
+            self.data.forget(k.sock_id);
+            let row = self.data.len() as u32;
+            self.data.push(kind, start, self.clock_offset_ns, Some(k.sock_id), Some(c.tid), bytes, text.as_ref());
+            self.data.aggregates.push((row, calls.min(u32::MAX as u64) as u32));
+            self.data.forget(k.sock_id);
+            let (pid, comm) = (text.as_ref().and_then(|t| t.pid), text.as_ref().and_then(|t| t.comm.as_deref()));
+            shown(&DataRow { kind, pid, comm, bytes, second: self.second_of(start) });
+        }
     }
 
     fn push_proc(&mut self, kind: Kind, e: &netrec_proc_event) {
@@ -469,10 +561,9 @@ impl BatchBuilder {
         g.retval.append_option((call && finished && e.has_retval != 0).then_some(e.retval));
     }
 
-    /// Hands over the rows so far (one batch per kind of row that has any),
-    /// their counts per kind and the data rows whose socket was unknown;
-    /// the builder starts empty again.
-    pub fn finish(&mut self) -> (Vec<RecordBatch>, PerKind, u64) {
+    /// Hands over the rows so far (one batch per kind of row that has any)
+    /// with their counts; the builder starts empty again.
+    pub fn finish(&mut self) -> Rows {
         let mut batches = Vec::new();
         let mut cols = Vec::new();
         if self.data.len() > 0 {
@@ -511,7 +602,12 @@ impl BatchBuilder {
         }
         self.rows = 0;
         self.sockets.flushed(crate::host::boottime_ns());
-        (batches, std::mem::take(&mut self.counts), std::mem::take(&mut self.unknown_sockets))
+        Rows {
+            batches,
+            rows: std::mem::take(&mut self.counts),
+            events: std::mem::take(&mut self.events),
+            unknown_sockets: std::mem::take(&mut self.unknown_sockets),
+        }
     }
 }
 
@@ -592,7 +688,7 @@ mod tests {
 
     #[test]
     fn rows_of_every_group_fill_their_columns() {
-        let mut b = BatchBuilder::new(1_000, Arc::from(vec!["login_connection".to_string()]), 16);
+        let mut b = BatchBuilder::new(1_000, 1_000_000_000, Arc::from(vec!["login_connection".to_string()]), 16);
         let send = netrec_sock_event { value: 4096, ..sock_event(1) };
         b.push(&Record::Sock(Kind::Send, &send));
         let mut state = netrec_sock_event {
@@ -623,7 +719,7 @@ mod tests {
         let running = netrec_call_event { probe: 0, finished: 0, ..call };
         b.push(&Record::Call(Kind::Call, &running));
 
-        let (batches, counts, unknown) = b.finish();
+        let Rows { batches, rows: counts, unknown_sockets: unknown, .. } = b.finish();
         assert_eq!(batches.len(), 4, "one batch per group that has rows");
         assert_eq!(unknown, 0);
         let batch = through_parquet(&batches);
@@ -662,7 +758,7 @@ mod tests {
 
     #[test]
     fn small_data_records_take_their_socket_from_the_last_info() {
-        let mut b = BatchBuilder::new(0, Arc::from(Vec::new()), 16);
+        let mut b = BatchBuilder::new(0, 1_000_000_000, Arc::from(Vec::new()), 16);
         let data = |tid, bytes| netrec_data_event { kind: 0, tid, ts_ns: 9, sock_id: 3, bytes };
         // Before any info: the row keeps bytes and socket id, the owner is null.
         let row = b.push(&Record::Data(Kind::Send, &data(1, 5))).unwrap();
@@ -677,7 +773,7 @@ mod tests {
         b.push(&Record::SockInfo(&worker));
         b.push(&Record::Data(Kind::Send, &data(80, 7)));
 
-        let (batches, counts, unknown) = b.finish();
+        let Rows { batches, rows: counts, unknown_sockets: unknown, .. } = b.finish();
         assert_eq!(unknown, 1);
         assert_eq!((counts[Kind::Send.index()], counts[Kind::Recv.index()]), (2, 1));
         assert_eq!(batches.len(), 1);

@@ -10,12 +10,12 @@ use crate::abi::netrec_sock_event;
 use crate::event::c_str_bytes;
 
 const AF_INET: u8 = 2;
-/// How long a closed socket is kept: a data record that raced its CLOSE on
-/// another CPU still finds it (the kernel re-announces a closed socket
-/// before any later data), and so do its RTT counts, taken from the kernel
-/// up to three seconds later (batches are flushed every second or sooner).
+/// How long a closed socket is kept at least: a data record that raced its
+/// CLOSE on another CPU still finds it (the kernel re-announces a closed
+/// socket before any later data), and so do its RTT counts and data
+/// aggregates, taken from the kernel up to two intervals and a flush later.
 const KEEP_CLOSED_NS: u64 = 10_000_000_000;
-/// How long an idle socket is kept once the table is over its bound.
+/// How long an idle socket is kept at least once the table is over its bound.
 const KEEP_IDLE_NS: u64 = 60_000_000_000;
 
 /// What every row of one socket carries, ready to append.
@@ -30,6 +30,13 @@ pub struct SockText {
     pub lport: u16,
     pub raddr: Arc<str>,
     pub rport: u16,
+}
+
+impl SockText {
+    /// The same socket under another owner (a data aggregate's).
+    pub fn with_owner(&self, pid: u32, comm: &str) -> SockText {
+        SockText { pid: Some(pid), comm: Some(Arc::from(comm)), ..self.clone() }
+    }
 }
 
 /// Times are CLOCK_BOOTTIME ns as of the last flush.
@@ -72,6 +79,8 @@ impl RawKey {
 
 pub struct SocketTable {
     by_id: FxHashMap<u64, Entry>,
+    keep_closed_ns: u64,
+    keep_idle_ns: u64,
     /// CLOCK_BOOTTIME ns of the last flush.
     now: u64,
     bound: usize,
@@ -81,9 +90,18 @@ pub struct SocketTable {
 
 impl SocketTable {
     /// `bound`: sockets kept before idle ones are forgotten (the kernel's
-    /// table size); `now`: CLOCK_BOOTTIME ns.
-    pub fn new(bound: usize, now: u64) -> Self {
-        SocketTable { by_id: FxHashMap::default(), now, bound, addrs: TextCache::new(), comms: TextCache::new() }
+    /// table size); `now`: CLOCK_BOOTTIME ns; `data_interval_ns`: how long
+    /// the kernel's data aggregates may wait, so a socket outlives them.
+    pub fn new(bound: usize, now: u64, data_interval_ns: u64) -> Self {
+        SocketTable {
+            by_id: FxHashMap::default(),
+            keep_closed_ns: KEEP_CLOSED_NS.max(3 * data_interval_ns),
+            keep_idle_ns: KEEP_IDLE_NS.max(3 * data_interval_ns),
+            now,
+            bound,
+            addrs: TextCache::new(),
+            comms: TextCache::new(),
+        }
     }
 
     /// The text of a full record's socket, and whether it differs from what
@@ -107,7 +125,7 @@ impl SocketTable {
         (text, true)
     }
 
-    /// A CLOSE transition: the socket is forgotten KEEP_CLOSED_NS later.
+    /// A CLOSE transition: the socket is forgotten `keep_closed_ns` later.
     pub fn closed(&mut self, sock_id: u64) {
         let now = self.now;
         if let Some(entry) = self.by_id.get_mut(&sock_id) {
@@ -128,9 +146,10 @@ impl SocketTable {
     pub fn flushed(&mut self, now: u64) {
         self.now = now;
         let over = self.by_id.len() > self.bound;
+        let (closed, idle) = (self.keep_closed_ns, self.keep_idle_ns);
         self.by_id.retain(|_, e| {
-            e.closed_at.is_none_or(|c| now.saturating_sub(c) <= KEEP_CLOSED_NS)
-                && !(over && now.saturating_sub(e.last_used) > KEEP_IDLE_NS)
+            e.closed_at.is_none_or(|c| now.saturating_sub(c) <= closed)
+                && !(over && now.saturating_sub(e.last_used) > idle)
         });
     }
 
@@ -239,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_new_owner_replaces_the_old_and_closed_sockets_are_forgotten_later() {
-        let mut t = SocketTable::new(10, 0);
+        let mut t = SocketTable::new(10, 0, 1_000_000_000);
         let (a, changed) = t.learn(&info(1, 7, b"nginx"));
         assert!(changed);
         assert_eq!((a.pid, a.comm.as_deref(), &*a.laddr, a.rport), (Some(7), Some("nginx"), "127.0.0.1", 5000));
@@ -258,7 +277,7 @@ mod tests {
 
     #[test]
     fn an_unknown_owner_is_null_and_untracked_sockets_are_not_kept() {
-        let mut t = SocketTable::new(10, 0);
+        let mut t = SocketTable::new(10, 0, 1_000_000_000);
         let (text, _) = t.learn(&netrec_sock_event { owner_known: 0, sock_id: 0, family: 10, ..info(0, 9, b"x") });
         assert_eq!((text.pid, text.comm.clone(), text.family), (None, None, "ipv6"));
         assert_eq!(t.len(), 0);
@@ -266,7 +285,7 @@ mod tests {
 
     #[test]
     fn idle_sockets_go_only_when_over_the_bound() {
-        let mut t = SocketTable::new(2, 0);
+        let mut t = SocketTable::new(2, 0, 1_000_000_000);
         for id in 1..=3 {
             t.learn(&info(id, 1, b"a"));
         }

@@ -5,7 +5,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use arrow_array::RecordBatch;
 use chrono::{DateTime, SecondsFormat, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding as ColumnEncoding, ZstdLevel};
@@ -13,8 +12,10 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::batch::Rows;
 use super::schema::{arrow_schema, version};
 use crate::abi::{Kind, PerKind};
+use crate::budget::Switch;
 use crate::cost::Cost;
 
 /// Suffix of a segment still being written; never matches `*.parquet`.
@@ -30,6 +31,8 @@ pub struct CaptureFacts {
     pub clock_offset_ns: i64,
     pub mechanisms: serde_json::Value,
     pub filters: serde_json::Value,
+    /// --data and --data-budget.
+    pub data: serde_json::Value,
     pub probes: serde_json::Value,
     pub command_line: Vec<String>,
 }
@@ -44,9 +47,12 @@ pub struct SegmentWriter {
     opened: DateTime<Utc>,
     rows: u64,
     counts: PerKind,
+    /// Events the rows stand for, per kind.
+    events: PerKind,
     lost: PerKind,
     untracked: u64,
     unknown_socket: u64,
+    switches: Vec<Switch>,
 }
 
 /// How segments are encoded. The defaults were chosen by measurement
@@ -124,32 +130,41 @@ impl SegmentWriter {
             opened: Utc::now(),
             rows: 0,
             counts: PerKind::default(),
+            events: PerKind::default(),
             lost: PerKind::default(),
             untracked: 0,
             unknown_socket: 0,
+            switches: Vec::new(),
         })
     }
 
-    pub fn write(&mut self, batches: &[RecordBatch], counts: &PerKind) -> Result<()> {
+    pub fn write(&mut self, rows: &Rows) -> Result<()> {
         let w = self.writer.as_mut().expect("writer is open until finalize");
-        for batch in batches {
+        for batch in &rows.batches {
             w.write(batch).with_context(|| format!("writing segment {}", self.tmp_path.display()))?;
             self.rows += batch.num_rows() as u64;
         }
-        for (total, n) in self.counts.iter_mut().zip(counts) {
+        for (total, n) in self.counts.iter_mut().zip(&rows.rows) {
             *total += n;
         }
+        for (total, n) in self.events.iter_mut().zip(&rows.events) {
+            *total += n;
+        }
+        self.unknown_socket += rows.unknown_sockets;
         Ok(())
     }
 
-    /// Events the kernel could not hand over while this segment was open;
-    /// `unknown_socket`: data rows written without their socket's owner.
-    pub fn add_losses(&mut self, lost: &PerKind, untracked: u64, unknown_socket: u64) {
+    /// Events the kernel could not hand over while this segment was open.
+    pub fn add_losses(&mut self, lost: &PerKind, untracked: u64) {
         for (total, n) in self.lost.iter_mut().zip(lost) {
             *total += n;
         }
         self.untracked += untracked;
-        self.unknown_socket += unknown_socket;
+    }
+
+    /// Data recording switches while this segment was open.
+    pub fn add_switches(&mut self, switches: Vec<Switch>) {
+        self.switches.extend(switches);
     }
 
     /// Bytes this segment will take on disk, roughly (written + buffered).
@@ -187,6 +202,7 @@ impl SegmentWriter {
             ("netrec.segment_end", closed.to_rfc3339_opts(SecondsFormat::Nanos, true)),
             ("netrec.events", self.rows.to_string()),
             ("netrec.events_by_kind", per_kind(&self.counts)),
+            ("netrec.events_recorded_by_kind", per_kind(&self.events)),
             ("netrec.lost_events", self.lost_total().to_string()),
             ("netrec.lost_events_by_kind", per_kind(&self.lost)),
             ("netrec.untracked_socket_events", self.untracked.to_string()),
@@ -197,6 +213,11 @@ impl SegmentWriter {
             ("netrec.bpf_programs", cost.programs_json()),
             ("netrec.mechanisms", facts.mechanisms.to_string()),
             ("netrec.filters", facts.filters.to_string()),
+            ("netrec.data", facts.data.to_string()),
+            (
+                "netrec.data_switches",
+                serde_json::Value::from(self.switches.iter().map(Switch::json).collect::<Vec<_>>()).to_string(),
+            ),
             ("netrec.probes", facts.probes.to_string()),
             ("netrec.command_line", serde_json::to_string(&facts.command_line).expect("strings serialize")),
         ];
@@ -249,6 +270,7 @@ mod tests {
             clock_offset_ns: 0,
             mechanisms: serde_json::Value::Null,
             filters: serde_json::Value::Null,
+            data: serde_json::Value::Null,
             probes: serde_json::Value::Null,
             command_line: vec![],
         }
@@ -257,7 +279,7 @@ mod tests {
     /// `events` send/recv records over `sockets` sockets, through the real
     /// batch builder into one segment; (CPU ns per event, bytes per event).
     fn encode(enc: Encoding, events: u64, sockets: u64, dir: &Path, index: u32) -> (f64, f64) {
-        let mut b = BatchBuilder::new(0, Arc::from(Vec::new()), 1 << 17);
+        let mut b = BatchBuilder::new(0, 1_000_000_000, Arc::from(Vec::new()), 1 << 17);
         let mut w = SegmentWriter::create(dir, "bench", index, enc).unwrap();
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = || {
@@ -291,12 +313,10 @@ mod tests {
             let e = netrec_data_event { kind: 0, tid: 2000 + sock_id as u32, ts_ns: ts, sock_id, bytes };
             b.push(&Record::Data(if i % 2 == 0 { Kind::Send } else { Kind::Recv }, &e));
             if b.len() >= 65536 {
-                let (batches, counts, _) = b.finish();
-                w.write(&batches, &counts).unwrap();
+                w.write(&b.finish()).unwrap();
             }
         }
-        let (batches, counts, _) = b.finish();
-        w.write(&batches, &counts).unwrap();
+        w.write(&b.finish()).unwrap();
         let (_, size) = w.finalize(&facts(), &Cost::default()).unwrap();
         let cpu = thread_cpu_ns() - start;
         (cpu as f64 / events as f64, size as f64 / events as f64)
