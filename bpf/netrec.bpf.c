@@ -169,13 +169,20 @@ struct data_key {
 	__u32 pad;
 };
 
+/* Self-contained: user space writes its rows without needing the socket's
+ * info record, which a full ring buffer may have refused. */
 struct data_count {
 	__u64 send_bytes;
 	__u64 recv_bytes;
 	__u64 send_calls;
 	__u64 recv_calls;
 	__u32 tid;       /* the first thread that moved data */
-	__u32 pad;
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+	__u16 pad[3];
+	__u8 saddr[16];
+	__u8 daddr[16];
 	char comm[TASK_COMM_LEN];
 };
 
@@ -378,6 +385,27 @@ static __always_inline void read_endpoints(const struct sock *sk, __u16 *family,
 	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 }
 
+/* Remembers the endpoints of a socket once both ports are known (they never
+ * change after); false while they are not. */
+static __always_inline bool know_endpoints(const struct sock *sk, struct sock_info *si)
+{
+	__u8 saddr[16] = {}, daddr[16] = {};
+	__u16 family, lport, rport;
+
+	if (si->endpoints_known)
+		return true;
+	read_endpoints(sk, &family, saddr, daddr, &lport, &rport);
+	if (!lport || !rport)
+		return false;
+	si->family = family;
+	si->lport = lport;
+	si->rport = rport;
+	__builtin_memcpy(si->saddr, saddr, sizeof(saddr));
+	__builtin_memcpy(si->daddr, daddr, sizeof(daddr));
+	si->endpoints_known = 1;
+	return true;
+}
+
 /*
  * The one body behind every full socket record. `si` may be NULL when the
  * socket table is full: the event is still recorded, attributed to the
@@ -392,7 +420,7 @@ static __always_inline int emit_sock_event_at(const struct sock *sk, struct sock
 	__u16 family, lport, rport;
 	bool known, selected;
 
-	if (si && si->endpoints_known) {
+	if (si && know_endpoints(sk, si)) {
 		family = si->family;
 		lport = si->lport;
 		rport = si->rport;
@@ -400,14 +428,6 @@ static __always_inline int emit_sock_event_at(const struct sock *sk, struct sock
 		__builtin_memcpy(daddr, si->daddr, sizeof(daddr));
 	} else {
 		read_endpoints(sk, &family, saddr, daddr, &lport, &rport);
-		if (si && lport && rport) {
-			si->family = family;
-			si->lport = lport;
-			si->rport = rport;
-			__builtin_memcpy(si->saddr, saddr, sizeof(saddr));
-			__builtin_memcpy(si->daddr, daddr, sizeof(daddr));
-			si->endpoints_known = 1;
-		}
 	}
 	if (si) {
 		known = si->owner_known;
@@ -475,8 +495,8 @@ static __always_inline int emit_sock_event(const struct sock *sk, struct sock_in
  * Makes sure user space has `si`'s endpoints and owner as they are now, so
  * rows that name the socket by id can be completed there. Re-announced
  * after CLOSE too, so user space may forget closed sockets.
- * 1: announced; 0: the socket is filtered out; -1: the info could not go
- * out (ring buffer full, or endpoints not known yet): send the row in full.
+ * 1: announced; 0: the socket is filtered out; -1: the endpoints are not
+ * known yet, send the row in full; -2: the ring buffer is full.
  */
 static __always_inline int announce(const struct sock *sk, struct sock_info *si, bool in_owner_context)
 {
@@ -484,8 +504,10 @@ static __always_inline int announce(const struct sock *sk, struct sock_info *si,
 		return 1;
 	int sent = emit_sock_event(sk, si, RECORD_SOCK_INFO, 0, 0, 0, in_owner_context);
 
-	if (sent <= 0)
-		return sent;
+	if (sent < 0)
+		return -2;
+	if (sent == 0)
+		return 0;
 	if (!si->endpoints_known)
 		return -1;
 	si->announced = 1;
@@ -517,8 +539,15 @@ static __always_inline bool aggregate_data(const struct sock_info *si, __u32 kin
 	struct data_count *c = bpf_map_lookup_elem(&data_counts, &key);
 
 	if (!c) {
-		struct data_count fresh = { .tid = (__u32)pid_tgid };
+		struct data_count fresh = {
+			.tid = (__u32)pid_tgid,
+			.family = si->family,
+			.lport = si->lport,
+			.rport = si->rport,
+		};
 
+		__builtin_memcpy(fresh.saddr, si->saddr, sizeof(fresh.saddr));
+		__builtin_memcpy(fresh.daddr, si->daddr, sizeof(fresh.daddr));
 		__builtin_memcpy(fresh.comm, si->comm, sizeof(fresh.comm));
 		/* Losing a race with another CPU is fine: its entry is found below. */
 		bpf_map_update_elem(&data_counts, &key, &fresh, BPF_NOEXIST);
@@ -556,27 +585,25 @@ static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64
 		return;
 	}
 	learn_owner(si, pid_tgid);
-	int known = announce(sk, si, true);
-
-	/* Not announced: in aggregates its row waits in the kernel while the
-	 * info is retried at the next call; per call it goes out in full. */
-	if (known < 0 && !data_always_aggregated && !data_aggregating) {
-		emit_sock_event(sk, si, kind, bytes, 0, 0, true);
-		return;
-	}
-	if (known == 0 || !announced_selected(si))
-		return;
-
-	__u64 now = bpf_ktime_get_boot_ns();
-
 	if (data_always_aggregated || data_aggregating) {
+		/* The entry carries the endpoints and owner: no info record needed. */
+		know_endpoints(sk, si);
+		if (!announced_selected(si))
+			return;
 		/* A full table: this call travels as a full record. */
-		if (!aggregate_data(si, kind, bytes, pid_tgid, now))
+		if (!aggregate_data(si, kind, bytes, pid_tgid, bpf_ktime_get_boot_ns()))
 			emit_sock_event(sk, si, kind, bytes, 0, 0, true);
 		return;
 	}
+	int known = announce(sk, si, true);
 
-	struct netrec_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (known == -1)
+		emit_sock_event(sk, si, kind, bytes, 0, 0, true);
+	if (known == -1 || known == 0 || !announced_selected(si))
+		return;
+
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct netrec_data_event *e = known > 0 ? bpf_ringbuf_reserve(&events, sizeof(*e), 0) : NULL;
 
 	if (!e) {
 		/* Full: the bytes wait in the kernel as an aggregate, and data

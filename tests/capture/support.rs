@@ -198,6 +198,8 @@ pub struct Row {
     pub depth: Option<u32>,
     pub arg0: Option<i64>,
     pub retval: Option<i64>,
+    /// Events the row stands for (aggregates, RTT buckets); None: one.
+    pub samples: Option<u32>,
 }
 
 pub struct Segment {
@@ -235,8 +237,8 @@ pub fn read_segment(path: &Path) -> Segment {
             col("new_state"),
             col("filename"),
         );
-        let (tid, probe, dur, depth, arg0, retval) =
-            (col("tid"), col("probe"), col("duration_ns"), col("depth"), col("arg0"), col("retval"));
+        let (tid, probe, dur, depth, arg0, retval, samples) =
+            (col("tid"), col("probe"), col("duration_ns"), col("depth"), col("arg0"), col("retval"), col("samples"));
         let s =
             |a: &arrow_array::ArrayRef, i: usize| (!a.is_null(i)).then(|| a.as_string::<i32>().value(i).to_string());
         let i64_of =
@@ -261,6 +263,7 @@ pub fn read_segment(path: &Path) -> Segment {
                 depth: (!depth.is_null(i)).then(|| depth.as_primitive::<UInt32Type>().value(i)),
                 arg0: i64_of(&arg0, i),
                 retval: i64_of(&retval, i),
+                samples: (!samples.is_null(i)).then(|| samples.as_primitive::<UInt32Type>().value(i)),
             });
         }
     }
@@ -304,4 +307,45 @@ pub fn analyze_json(args: &[&str]) -> Vec<Value> {
 /// A fresh private directory under the system temp dir.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("netrec-test-").tempdir().unwrap()
+}
+
+/// Each of the workload client's short connections (`client`: its JSON) has
+/// its full state sequence on both sides, each row carrying the socket's
+/// owner even when raised in softirq.
+pub fn short_connections_complete(rows: &[Row], client: &Value, server_pid: u32, server_port: u16) {
+    let client_pid = client["pid"].as_u64().unwrap() as u32;
+    let sock_of = |pred: &dyn Fn(&Row) -> bool| -> u64 {
+        let ids: std::collections::HashSet<u64> = rows.iter().filter(|r| pred(r)).filter_map(|r| r.sock_id).collect();
+        assert_eq!(ids.len(), 1, "exactly one socket matches");
+        *ids.iter().next().unwrap()
+    };
+    let transitions = |id: u64, pid: u32| -> Vec<(String, String)> {
+        let mut sock_rows: Vec<&Row> = rows.iter().filter(|r| r.sock_id == Some(id)).collect();
+        sock_rows.sort_by_key(|r| r.ts_kernel_ns);
+        for r in &sock_rows {
+            assert_eq!(r.pid, Some(pid), "socket {id}: {r:?}");
+        }
+        sock_rows
+            .iter()
+            .filter(|r| r.kind == "state")
+            .map(|r| (r.old_state.clone().unwrap(), r.new_state.clone().unwrap()))
+            .collect()
+    };
+    let st = |a: &str, b: &str| (a.to_string(), b.to_string());
+    let short_ports: Vec<u16> =
+        client["short_ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
+    assert_eq!(short_ports.len(), 20);
+    for cport in short_ports {
+        let c = sock_of(&|r: &Row| r.lport == Some(cport) && r.rport == Some(server_port));
+        let seq = transitions(c, client_pid);
+        assert_eq!(seq.first(), Some(&st("CLOSE", "SYN_SENT")), "client {cport}: {seq:?}");
+        assert!(seq.contains(&st("SYN_SENT", "ESTABLISHED")), "client {cport}: {seq:?}");
+        assert_eq!(seq.last().map(|s| s.1.as_str()), Some("CLOSE"), "client {cport}: {seq:?}");
+
+        let s = sock_of(&|r: &Row| r.lport == Some(server_port) && r.rport == Some(cport));
+        let seq = transitions(s, server_pid);
+        assert_eq!(seq.first(), Some(&st("LISTEN", "SYN_RECV")), "server {cport}: {seq:?}");
+        assert!(seq.contains(&st("SYN_RECV", "ESTABLISHED")), "server {cport}: {seq:?}");
+        assert_eq!(seq.last().map(|s| s.1.as_str()), Some("CLOSE"), "server {cport}: {seq:?}");
+    }
 }

@@ -1,9 +1,10 @@
 //! The static netrec-capture on a second kernel. Here (6.18) it records with
 //! tracepoints; in Debian's 6.1 cloud kernel under qemu (tests/vm/boot.sh),
 //! which lacks sock_send_length/sock_recv_length, it records once with
-//! `--attach auto`, once with kprobes and once with fentry. Every run must give
-//! the workload's own byte counts per process, the same connections and the
-//! same state sequences, each row attributed to the socket's owner.
+//! `--attach auto`, once with kprobes and once with fentry, and with each of
+//! those two again recording per-socket aggregates (`--data 1s`). Every run
+//! must give the workload's own byte counts per process, the same connections
+//! and the same state sequences, each row attributed to the socket's owner.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -213,9 +214,10 @@ fn same_totals_states_and_owners_on_6_1_with_kprobe_and_fentry() {
     let capture = static_capture();
 
     let host = host_run(&capture, dir.path());
-    let (kernel, mut vm) = vm_runs(&capture, dir.path(), &["auto", "kprobe", "fentry", "tracepoint"]);
+    let (kernel, mut vm) =
+        vm_runs(&capture, dir.path(), &["auto", "kprobe", "fentry", "kprobe-1s", "fentry-1s", "tracepoint"]);
     assert!(kernel.starts_with("6.1."), "the VM ran {kernel}");
-    assert_eq!(vm.len(), 4);
+    assert_eq!(vm.len(), 6);
 
     // 6.1 has no sock_send_length: forcing tracepoints fails in one line.
     let forced = vm.pop().unwrap();
@@ -248,6 +250,17 @@ fn same_totals_states_and_owners_on_6_1_with_kprobe_and_fentry() {
         assert!(mech(&host, probe).starts_with("tracepoint"), "{}", host.mechanisms());
     }
     let (auto, kprobe, fentry) = (&vm[0], &vm[1], &vm[2]);
+    // The aggregate runs wrote aggregates: fewer send/recv rows than calls, every call counted.
+    for (calls, aggregated) in [(kprobe, &vm[3]), (fentry, &vm[4])] {
+        let data_rows = |run: &Run| -> Vec<Row> {
+            all_rows(&run.segments).into_iter().filter(|r| r.kind == "send" || r.kind == "recv").collect()
+        };
+        let (per_call, agg) = (data_rows(calls), data_rows(aggregated));
+        assert!(per_call.iter().all(|r| r.samples.is_none()), "{}", calls.name);
+        assert!(agg.iter().all(|r| r.samples.is_some()), "{}: a per-call row", aggregated.name);
+        assert!(agg.len() < per_call.len(), "{}: {} rows for {} calls", aggregated.name, agg.len(), per_call.len());
+        assert_eq!(mech(aggregated, "send"), mech(calls, "send"));
+    }
     assert!(
         mech(auto, "send").starts_with("fentry:") && mech(auto, "recv").starts_with("fentry:"),
         "{}",

@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # /init of the test VM (tests/vm/boot.sh). Runs the workload under the static
 # netrec-capture once per --attach mode named on the kernel command line
-# (netrec.modes=auto,kprobe,fentry) and prints everything on the console,
+# (netrec.modes=auto,kprobe,fentry; MODE-INTERVAL adds --data INTERVAL, as in
+# kprobe-1s) and prints everything on the console,
 # each line tagged so the host can pick it out of kernel messages:
 #   vm-run MODE | vm-workload JSON | vm-exit MODE STATUS | vm-stderr LINE
 #   vm-segment MODE NAME SHA256 | vm-b64 LINE (the segment, base64)
@@ -17,7 +18,10 @@ echo "vm-kernel $(uname -r)"
 modes=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^netrec\.modes=//p' | tr ',' ' ')
 for mode in ${modes:-auto}; do
     echo "vm-run $mode"
-    netrec-capture --output "/tmp/$mode" --attach "$mode" 2>"/tmp/$mode.err" &
+    attach=${mode%%-*}
+    data=calls
+    [ "$attach" != "$mode" ] && data=${mode#*-}
+    netrec-capture --output "/tmp/$mode" --attach "$attach" --data "$data" 2>"/tmp/$mode.err" &
     cap=$!
     # Ready once it says where it records; give up if it exits or stalls.
     i=0

@@ -494,33 +494,21 @@ impl BatchBuilder {
     /// within the interval made an entry of its own.
     pub fn push_data_count(&mut self, k: &data_key, c: &data_count, shown: &mut dyn FnMut(&DataRow)) {
         // Intervals are numbered on the wall clock: start = n * length - offset in boottime.
-        let start = (k.interval * self.data_interval_ns) as i64 - self.clock_offset_ns;
-        let start = start.max(0) as u64;
-        let known = self.sockets.get(k.sock_id).cloned();
-        let text = known.map(|t| {
-            if t.pid == Some(k.pid) && t.comm.as_deref() == Some(&*c_str(&c.comm)) {
-                t
-            } else {
-                Arc::new(t.with_owner(k.pid, &c_str(&c.comm)))
-            }
-        });
+        let start = ((k.interval * self.data_interval_ns) as i64 - self.clock_offset_ns).max(0) as u64;
+        let text = Arc::new(self.sockets.aggregate_text(k.pid, c));
         for (kind, bytes, calls) in [(Kind::Send, c.send_bytes, c.send_calls), (Kind::Recv, c.recv_bytes, c.recv_calls)]
         {
             if calls == 0 {
                 continue;
             }
             self.counted_as(kind, calls);
-            if text.is_none() {
-                self.unknown_sockets += 1;
-            }
-            // A text that is not the socket table's gets a dictionary key of its own.
+            // Not the socket table's text: a dictionary key of its own.
             self.data.forget(k.sock_id);
             let row = self.data.len() as u32;
-            self.data.push(kind, start, self.clock_offset_ns, Some(k.sock_id), Some(c.tid), bytes, text.as_ref());
+            self.data.push(kind, start, self.clock_offset_ns, Some(k.sock_id), Some(c.tid), bytes, Some(&text));
             self.data.aggregates.push((row, calls.min(u32::MAX as u64) as u32));
             self.data.forget(k.sock_id);
-            let (pid, comm) = (text.as_ref().and_then(|t| t.pid), text.as_ref().and_then(|t| t.comm.as_deref()));
-            shown(&DataRow { kind, pid, comm, bytes, second: self.second_of(start) });
+            shown(&DataRow { kind, pid: text.pid, comm: text.comm.as_deref(), bytes, second: self.second_of(start) });
         }
     }
 

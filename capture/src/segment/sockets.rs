@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::abi::netrec_sock_event;
+use crate::abi::{data_count, netrec_sock_event};
 use crate::event::c_str_bytes;
 
 const AF_INET: u8 = 2;
@@ -30,13 +30,6 @@ pub struct SockText {
     pub lport: u16,
     pub raddr: Arc<str>,
     pub rport: u16,
-}
-
-impl SockText {
-    /// The same socket under another owner (a data aggregate's).
-    pub fn with_owner(&self, pid: u32, comm: &str) -> SockText {
-        SockText { pid: Some(pid), comm: Some(Arc::from(comm)), ..self.clone() }
-    }
 }
 
 /// Times are CLOCK_BOOTTIME ns as of the last flush.
@@ -151,6 +144,22 @@ impl SocketTable {
             e.closed_at.is_none_or(|c| now.saturating_sub(c) <= closed)
                 && !(over && now.saturating_sub(e.last_used) > idle)
         });
+    }
+
+    /// The text of a data aggregate: it carries its owner and endpoints.
+    pub fn aggregate_text(&mut self, pid: u32, c: &data_count) -> SockText {
+        let raw = RawKey {
+            owner_known: true,
+            pid,
+            tid: c.tid,
+            family: c.family as u8,
+            saddr: c.saddr,
+            daddr: c.daddr,
+            sport: c.lport,
+            dport: c.rport,
+            comm: c.comm.map(|b| b as u8),
+        };
+        self.format(&raw)
     }
 
     #[cfg(test)]
