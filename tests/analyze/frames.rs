@@ -35,7 +35,8 @@ pub struct Ev {
     pub srtt_us: Option<u32>,
     pub probe: Option<&'static str>,
     pub duration_ns: Option<u64>,
-    /// rtt rows of schema version 3: how many srtt changes the row stands for.
+    /// How many events the row stands for: rtt rows of schema version 3,
+    /// send/recv aggregates of version 4.
     pub samples: Option<u32>,
 }
 
@@ -97,6 +98,8 @@ pub struct SegmentSpec<'a> {
     pub schema_version: u32,
     /// The capture's cost metadata: user ns, sys ns, peak RSS bytes, programs JSON.
     pub cost: Option<(u64, u64, u64, &'a str)>,
+    /// Version 4: netrec.data and netrec.data_switches (JSON).
+    pub data: Option<(&'a str, &'a str)>,
 }
 
 impl Default for SegmentSpec<'_> {
@@ -110,6 +113,7 @@ impl Default for SegmentSpec<'_> {
             lost: 0,
             schema_version: 1,
             cost: None,
+            data: None,
         }
     }
 }
@@ -264,6 +268,10 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
         ] {
             w.append_key_value_metadata(KeyValue::new(k.into(), v));
         }
+    }
+    if let Some((data, switches)) = spec.data {
+        w.append_key_value_metadata(KeyValue::new("netrec.data".into(), data.to_string()));
+        w.append_key_value_metadata(KeyValue::new("netrec.data_switches".into(), switches.to_string()));
     }
     w.close().unwrap();
     path

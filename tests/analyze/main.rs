@@ -523,3 +523,66 @@ fn rtt_runs_are_weighted_by_their_samples() {
         "{r}"
     );
 }
+
+/// Version 4: send/recv aggregates (a row per socket and second, `samples`
+/// calls) count as their bytes beside rows per call; `info` says how data
+/// was recorded and when it switched; a finer netio interval is warned about.
+#[test]
+fn aggregates_count_as_their_bytes_and_info_shows_the_switches() {
+    let d = dir();
+    let agg = |kind, ts, bytes, calls| Ev { samples: Some(calls), ..io(kind, ts, 7, "mysqld", bytes) };
+    let switches = r#"[{"ts":"2026-01-01T00:00:00.400Z","to":"aggregates","reason":"250000 send/recv events/s, over --data-budget 100000"},
+        {"ts":"2026-01-01T00:00:07.000Z","to":"calls","reason":"0 send/recv events/s, under 50000"}]"#;
+    let data = r#"{"mode":"calls","interval_ns":1000000000,"budget_events_per_s":100000}"#;
+    let spec = SegmentSpec { schema_version: 4, capture_id: "v4", data: Some((data, switches)), ..Default::default() };
+    write_segment(
+        d.path(),
+        &spec,
+        &[
+            io("send", T0 + 100 * MS, 7, "mysqld", 40),
+            agg("send", T0, 1000, 10),
+            io("send", T0 + 1500 * MS, 7, "mysqld", 5),
+            agg("recv", T0 + 2 * SEC, 300, 3),
+        ],
+    );
+    let path = d.path().to_str().unwrap();
+    let rows = json_rows(&["netio", path, "--by", "pid"]);
+    let per_second: Vec<(&str, u64, u64)> = rows
+        .iter()
+        .filter(|r| r.get("second").is_some())
+        .map(|r| (r["second"].as_str().unwrap(), r["sent_bytes"].as_u64().unwrap(), r["recv_bytes"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        per_second,
+        [("2026-01-01T00:00:00Z", 1040, 0), ("2026-01-01T00:00:01Z", 5, 0), ("2026-01-01T00:00:02Z", 0, 300)]
+    );
+    let r = analyze(&["netio", path, "--interval", "100ms", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("aggregates per 1s; per 100ms"), "{}", r.stderr);
+    let r = analyze(&["netio", path, "--interval", "2s", "--format", "json"]);
+    assert!(!r.stderr.contains("aggregates"), "{}", r.stderr);
+
+    let info = &json_rows(&["info", path])[0];
+    assert_eq!(
+        info["data"],
+        "a row per call; 1s aggregates past 100000 events/s or while the ring buffer is nearly full"
+    );
+    assert_eq!(
+        info["data_switches"],
+        "2026-01-01T00:00:00.400Z to aggregates: 250000 send/recv events/s, over --data-budget 100000\n\
+         2026-01-01T00:00:07.000Z to calls: 0 send/recv events/s, under 50000"
+    );
+
+    // A broken switch list names the file and the key.
+    let bad = dir();
+    write_segment(bad.path(), &SegmentSpec { data: Some((data, "[1]")), ..spec }, &[]);
+    let r = analyze(&["info", bad.path().to_str().unwrap()]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("netrec.data_switches")
+            && r.stderr.contains("00000.parquet")
+            && r.stderr.lines().count() == 1,
+        "{}",
+        r.stderr
+    );
+}
