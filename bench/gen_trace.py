@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SCHEMA = json.load(open(os.path.join(ROOT, "schemas", "events.json")))
-KINDS = ["send", "recv", "state", "rtt", "retransmit", "exec", "exit", "call", "usdt"]
+KINDS = list(SCHEMA["kinds"])
 ARROW_TYPES = {
     "utf8": pa.string(),
     "timestamp_ns_utc": pa.timestamp("ns", tz="UTC"),
@@ -266,7 +266,7 @@ def metadata(table, index, start_ns, end_ns, capture_id, argv):
     by_kind = {k: 0 for k in KINDS}
     by_kind.update({d["values"]: d["counts"] for d in kinds})
     iso = lambda ns: np.datetime_as_string(np.datetime64(int(ns), "ns"), unit="ns") + "Z"
-    return {
+    meta = {
         "netrec.schema_version": str(SCHEMA["version"]),
         "netrec.version": "synthetic",
         "netrec.capture_id": capture_id,
@@ -287,6 +287,10 @@ def metadata(table, index, start_ns, end_ns, capture_id, argv):
         "netrec.filters": json.dumps({"cgroup": None, "comm": None, "pid": [], "port": []}),
         "netrec.probes": json.dumps([{"probe": p, "type": "uprobe", "spec": f"mysqld:{p}"} for p in ("dispatch_command", "login_connection")]),
     }
+    # The keys come from the one definition (schemas/events.json "metadata").
+    unknown = set(meta) - set(SCHEMA["metadata"])
+    assert not unknown, f"not in schemas/events.json: {unknown}"
+    return meta
 
 
 def main():

@@ -26,34 +26,17 @@ unsafe impl plain::Plain for skel::types::call_frame_key {}
 unsafe impl plain::Plain for skel::types::listener_key {}
 unsafe impl plain::Plain for skel::types::owner {}
 
-/// What happened; the `kind` column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    Send,
-    Recv,
-    State,
-    Rtt,
-    Retransmit,
-    Exec,
-    Exit,
-    Call,
-    Usdt,
+pub use netrec_schema::{Kind, PerKind};
+
+/// The kernel's numbers for the schema's kinds (bpf/netrec.h `enum event_kind`).
+pub trait RawKind: Sized {
+    fn from_raw(raw: u32) -> Option<Self>;
+    /// The kernel's number for this kind (index of its loss counter).
+    fn raw(self) -> u32;
 }
 
-impl Kind {
-    pub const ALL: [Kind; 9] = [
-        Kind::Send,
-        Kind::Recv,
-        Kind::State,
-        Kind::Rtt,
-        Kind::Retransmit,
-        Kind::Exec,
-        Kind::Exit,
-        Kind::Call,
-        Kind::Usdt,
-    ];
-
-    pub fn from_raw(raw: u32) -> Option<Kind> {
+impl RawKind for Kind {
+    fn from_raw(raw: u32) -> Option<Kind> {
         Some(match event_kind(raw) {
             event_kind::EVENT_SEND => Kind::Send,
             event_kind::EVENT_RECV => Kind::Recv,
@@ -68,8 +51,7 @@ impl Kind {
         })
     }
 
-    /// The kernel's number for this kind (index of its loss counter).
-    pub fn raw(self) -> u32 {
+    fn raw(self) -> u32 {
         match self {
             Kind::Send => event_kind::EVENT_SEND.0,
             Kind::Recv => event_kind::EVENT_RECV.0,
@@ -82,25 +64,4 @@ impl Kind {
             Kind::Usdt => event_kind::EVENT_USDT.0,
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Send => "send",
-            Kind::Recv => "recv",
-            Kind::State => "state",
-            Kind::Rtt => "rtt",
-            Kind::Retransmit => "retransmit",
-            Kind::Exec => "exec",
-            Kind::Exit => "exit",
-            Kind::Call => "call",
-            Kind::Usdt => "usdt",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
 }
-
-/// Counts kept per kind (events written, events lost).
-pub type PerKind = [u64; Kind::ALL.len()];

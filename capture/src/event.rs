@@ -2,6 +2,7 @@
 
 use crate::abi::{
     netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, record_form, rtt_count, rtt_key, Kind,
+    RawKind,
 };
 
 pub enum Record<'a> {

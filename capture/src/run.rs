@@ -142,7 +142,7 @@ pub fn run(cfg: Config) -> Result<Summary> {
     let capture_id = uuid::Uuid::new_v4().simple().to_string();
     let started = chrono::Utc::now();
     let hostname = crate::host::hostname();
-    let stem = format!("netrec-{hostname}-{}-{}", started.format("%Y%m%dT%H%M%SZ"), &capture_id[..8]);
+    let stem = netrec_schema::files::stem(&hostname, &started.format("%Y%m%dT%H%M%SZ").to_string(), &capture_id);
     let clock_offset_ns = crate::host::clock_offset_ns();
 
     let mut ws = WriterState {

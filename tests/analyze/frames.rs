@@ -9,7 +9,8 @@ use arrow_array::builder::{
     Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use netrec_schema::parquet::{arrow_schema_of, writer_properties, Encoding};
+use netrec_schema::{files, meta};
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 
@@ -124,29 +125,6 @@ fn rfc3339(ns: i64) -> String {
 
 /// Writes a segment exactly as the capture lays it out (same columns, types, metadata keys).
 pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
-    let utc = || DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
-    let mut fields = vec![
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("ts", utc(), false),
-        Field::new("ts_kernel_ns", DataType::UInt64, false),
-        Field::new("pid", DataType::UInt32, true),
-        Field::new("tid", DataType::UInt32, true),
-        Field::new("comm", DataType::Utf8, true),
-        Field::new("ppid", DataType::UInt32, true),
-        Field::new("sock_id", DataType::UInt64, true),
-        Field::new("family", DataType::Utf8, true),
-        Field::new("protocol", DataType::Utf8, true),
-        Field::new("laddr", DataType::Utf8, true),
-        Field::new("lport", DataType::UInt16, true),
-        Field::new("raddr", DataType::Utf8, true),
-        Field::new("rport", DataType::UInt16, true),
-        Field::new("bytes", DataType::UInt64, true),
-        Field::new("old_state", DataType::Utf8, true),
-        Field::new("new_state", DataType::Utf8, true),
-        Field::new("srtt_us", DataType::UInt32, true),
-        Field::new("filename", DataType::Utf8, true),
-        Field::new("exit_status", DataType::Int32, true),
-    ];
     let (mut kind, mut ts, mut tsk) =
         (StringBuilder::new(), TimestampNanosecondBuilder::new().with_timezone("UTC"), UInt64Builder::new());
     let (mut pid, mut tid, mut comm, mut ppid) =
@@ -214,12 +192,6 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
                 b.append_option(is_call.then_some(0));
             }
         }
-        fields.extend([
-            Field::new("probe", DataType::Utf8, true),
-            Field::new("duration_ns", DataType::UInt64, true),
-            Field::new("depth", DataType::UInt32, true),
-        ]);
-        fields.extend(["arg0", "arg1", "arg2", "retval"].map(|n| Field::new(n, DataType::Int64, true)));
         columns.extend([Arc::new(probe.finish()) as ArrayRef, Arc::new(dur.finish()), Arc::new(depth.finish())]);
         columns.extend(ints.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
     }
@@ -228,50 +200,52 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
         for e in events {
             samples.append_option(e.samples);
         }
-        fields.push(Field::new("samples", DataType::UInt32, true));
         columns.push(Arc::new(samples.finish()));
     }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
-    let path = dir.join(format!("netrec-{}-{}-{:05}.parquet", spec.host, spec.capture_id, spec.index));
-    let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    // The capture's schema and writer settings, as of the segment's version.
+    let batch = RecordBatch::try_new(arrow_schema_of(spec.schema_version), columns).unwrap();
+    let stem = files::stem(spec.host, "20260101T000000Z", spec.capture_id);
+    let path = dir.join(files::segment_name(&stem, spec.index));
+    let props = writer_properties(Encoding::default(), "netrec-analyze tests");
+    let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), Some(props)).unwrap();
     w.write(&batch).unwrap();
     let kv = [
-        ("netrec.schema_version", spec.schema_version.to_string()),
-        ("netrec.version", "0.1.0".into()),
-        ("netrec.capture_id", spec.capture_id.into()),
-        ("netrec.segment_index", spec.index.to_string()),
-        ("netrec.hostname", spec.host.into()),
-        ("netrec.kernel_release", "6.18.0-test".into()),
-        ("netrec.boot_id", "00000000-0000-0000-0000-000000000000".into()),
-        ("netrec.clock_offset_ns", "0".into()),
-        ("netrec.segment_start", rfc3339(spec.start)),
-        ("netrec.segment_end", rfc3339(spec.end)),
-        ("netrec.events", events.len().to_string()),
-        ("netrec.events_by_kind", "{}".into()),
-        ("netrec.lost_events", spec.lost.to_string()),
-        ("netrec.lost_events_by_kind", "{}".into()),
-        ("netrec.untracked_socket_events", "0".into()),
-        ("netrec.mechanisms", r#"{"send":"raw_tracepoint:sock/sock_send_length"}"#.into()),
-        ("netrec.filters", r#"{"pid":[]}"#.into()),
-        ("netrec.command_line", r#"["netrec-capture","--output","x"]"#.into()),
-        ("netrec.probes", r#"[{"probe":"login","type":"uprobe","spec":"mariadbd:login_connection"}]"#.into()),
+        (meta::SCHEMA_VERSION, spec.schema_version.to_string()),
+        (meta::VERSION, "0.1.0".into()),
+        (meta::CAPTURE_ID, spec.capture_id.into()),
+        (meta::SEGMENT_INDEX, spec.index.to_string()),
+        (meta::HOSTNAME, spec.host.into()),
+        (meta::KERNEL_RELEASE, "6.18.0-test".into()),
+        (meta::BOOT_ID, "00000000-0000-0000-0000-000000000000".into()),
+        (meta::CLOCK_OFFSET_NS, "0".into()),
+        (meta::SEGMENT_START, rfc3339(spec.start)),
+        (meta::SEGMENT_END, rfc3339(spec.end)),
+        (meta::EVENTS, events.len().to_string()),
+        (meta::EVENTS_BY_KIND, "{}".into()),
+        (meta::LOST_EVENTS, spec.lost.to_string()),
+        (meta::LOST_EVENTS_BY_KIND, "{}".into()),
+        (meta::UNTRACKED_SOCKET_EVENTS, "0".into()),
+        (meta::MECHANISMS, r#"{"send":"raw_tracepoint:sock/sock_send_length"}"#.into()),
+        (meta::FILTERS, r#"{"pid":[]}"#.into()),
+        (meta::COMMAND_LINE, r#"["netrec-capture","--output","x"]"#.into()),
+        (meta::PROBES, r#"[{"probe":"login","type":"uprobe","spec":"mariadbd:login_connection"}]"#.into()),
     ];
     for (k, v) in kv {
         w.append_key_value_metadata(KeyValue::new(k.into(), v));
     }
     if let Some((user, sys, rss, programs)) = spec.cost {
         for (k, v) in [
-            ("netrec.capture_cpu_user_ns", user.to_string()),
-            ("netrec.capture_cpu_sys_ns", sys.to_string()),
-            ("netrec.capture_peak_rss_bytes", rss.to_string()),
-            ("netrec.bpf_programs", programs.to_string()),
+            (meta::CAPTURE_CPU_USER_NS, user.to_string()),
+            (meta::CAPTURE_CPU_SYS_NS, sys.to_string()),
+            (meta::CAPTURE_PEAK_RSS_BYTES, rss.to_string()),
+            (meta::BPF_PROGRAMS, programs.to_string()),
         ] {
             w.append_key_value_metadata(KeyValue::new(k.into(), v));
         }
     }
     if let Some((data, switches)) = spec.data {
-        w.append_key_value_metadata(KeyValue::new("netrec.data".into(), data.to_string()));
-        w.append_key_value_metadata(KeyValue::new("netrec.data_switches".into(), switches.to_string()));
+        w.append_key_value_metadata(KeyValue::new(meta::DATA.into(), data.to_string()));
+        w.append_key_value_metadata(KeyValue::new(meta::DATA_SWITCHES.into(), switches.to_string()));
     }
     w.close().unwrap();
     path

@@ -476,8 +476,8 @@ fn output_snapshots() {
         insta::assert_snapshot!(format!("netio_{format}"), r.stdout);
         let r = analyze(&[
             "churn",
-            s(&d.path().join("netrec-db1-c0ffee-00000.parquet")),
-            s(&d.path().join("netrec-db1-c0ffee-00001.parquet")),
+            s(&d.path().join("netrec-db1-20260101T000000Z-c0ffee-00000.parquet")),
+            s(&d.path().join("netrec-db1-20260101T000000Z-c0ffee-00001.parquet")),
             "--format",
             format,
         ]);
@@ -485,8 +485,8 @@ fn output_snapshots() {
         insta::assert_snapshot!(format!("churn_{format}"), r.stdout);
         let r = analyze(&[
             "latency",
-            s(&d.path().join("netrec-db1-c0ffee-00000.parquet")),
-            s(&d.path().join("netrec-db1-c0ffee-00001.parquet")),
+            s(&d.path().join("netrec-db1-20260101T000000Z-c0ffee-00000.parquet")),
+            s(&d.path().join("netrec-db1-20260101T000000Z-c0ffee-00001.parquet")),
             "--by",
             "host",
             "--format",

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use netrec_schema::meta;
 use support::*;
 
 /// Client and server traffic on every path: send/write/sendmsg/sendfile up,
@@ -55,20 +56,23 @@ fn bytes_states_and_owners_are_exact() {
     // Metadata describes the segment.
     let md = &segs[0].metadata;
     for key in [
-        "netrec.schema_version",
-        "netrec.version",
-        "netrec.capture_id",
-        "netrec.hostname",
-        "netrec.kernel_release",
-        "netrec.boot_id",
-        "netrec.clock_offset_ns",
-        "netrec.segment_start",
-        "netrec.segment_end",
-        "netrec.events_by_kind",
-        "netrec.lost_events",
-        "netrec.mechanisms",
-        "netrec.filters",
-        "netrec.command_line",
+        meta::SCHEMA_VERSION,
+        meta::VERSION,
+        meta::CAPTURE_ID,
+        meta::HOSTNAME,
+        meta::KERNEL_RELEASE,
+        meta::BOOT_ID,
+        meta::CLOCK_OFFSET_NS,
+        meta::SEGMENT_START,
+        meta::SEGMENT_END,
+        meta::EVENTS_BY_KIND,
+        meta::EVENTS_RECORDED_BY_KIND,
+        meta::LOST_EVENTS,
+        meta::MECHANISMS,
+        meta::FILTERS,
+        meta::DATA,
+        meta::DATA_SWITCHES,
+        meta::COMMAND_LINE,
     ] {
         assert!(md.contains_key(key), "metadata lacks {key}: {md:?}");
     }

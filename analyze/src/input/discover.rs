@@ -2,10 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::InputError;
+use netrec_schema::files;
 
-/// Suffix of a segment netrec-capture is still writing.
-const IN_PROGRESS: &str = ".inprogress";
+use super::InputError;
 
 /// What was found: finished segments, and in-progress ones skipped.
 #[derive(Debug, Default)]
@@ -20,7 +19,7 @@ fn is_glob(s: &str) -> bool {
 
 fn push_file(found: &mut Found, path: PathBuf) {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if name.ends_with(IN_PROGRESS) {
+    if name.ends_with(files::IN_PROGRESS_SUFFIX) {
         found.skipped_in_progress.push(path);
     } else {
         found.segments.push(path);
@@ -37,7 +36,7 @@ fn walk(dir: &Path, found: &mut Found) -> Result<(), InputError> {
         } else {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             // In a directory, only segments count; other files are none of ours.
-            if name.ends_with(".parquet") || name.ends_with(&format!(".parquet{IN_PROGRESS}")) {
+            if files::is_segment(name) || files::is_in_progress(name) {
                 push_file(found, p);
             }
         }

@@ -5,29 +5,29 @@ pub mod segment;
 
 use std::path::PathBuf;
 
+use netrec_schema::ColumnType;
 use polars::prelude::*;
 
 pub use segment::SegmentInfo;
 
 /// A column as this segment holds it, or typed nulls if its version predates it.
 fn column_of(seg: &SegmentInfo, name: &str) -> Expr {
-    let def = segment::schema_def().columns.iter().find(|c| c.name == name);
-    match def.filter(|d| d.since > seg.schema_version).and_then(|d| polars_type(&d.ty)) {
+    match netrec_schema::column(name).filter(|d| d.since > seg.schema_version).and_then(|d| polars_type(d.ty)) {
         Some(dtype) => lit(Null {}).cast(dtype).alias(name),
         None => col(name),
     }
 }
 
 /// The polars type of a schema column type (timestamps are never added later).
-fn polars_type(ty: &str) -> Option<DataType> {
+fn polars_type(ty: ColumnType) -> Option<DataType> {
     Some(match ty {
-        "utf8" => DataType::String,
-        "uint16" => DataType::UInt16,
-        "uint32" => DataType::UInt32,
-        "uint64" => DataType::UInt64,
-        "int32" => DataType::Int32,
-        "int64" => DataType::Int64,
-        _ => return None,
+        ColumnType::Utf8 => DataType::String,
+        ColumnType::Uint16 => DataType::UInt16,
+        ColumnType::Uint32 => DataType::UInt32,
+        ColumnType::Uint64 => DataType::UInt64,
+        ColumnType::Int32 => DataType::Int32,
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::TimestampNsUtc => return None,
     })
 }
 
@@ -35,8 +35,8 @@ fn polars_type(ty: &str) -> Option<DataType> {
 mod tests {
     #[test]
     fn every_column_added_later_has_a_null_type() {
-        for c in super::segment::schema_def().columns.iter().filter(|c| c.since > 1) {
-            assert!(super::polars_type(&c.ty).is_some(), "{} ({})", c.name, c.ty);
+        for c in netrec_schema::definition().columns.iter().filter(|c| c.since > 1) {
+            assert!(super::polars_type(c.ty).is_some(), "{} ({:?})", c.name, c.ty);
         }
     }
 }

@@ -5,43 +5,16 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use netrec_schema::meta;
 use polars::io::SerReader;
 use polars::prelude::ParquetReader;
 use serde::Deserialize;
 
 use super::InputError;
 
-/// The event schema this analyzer reads, shared with the capture.
-const SCHEMA_JSON: &str = include_str!("../../../schemas/events.json");
-
-#[derive(Deserialize)]
-pub struct SchemaDef {
-    pub version: u32,
-    pub columns: Vec<ColumnDef>,
-}
-
-#[derive(Deserialize)]
-pub struct ColumnDef {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub ty: String,
-    /// The schema version that added the column.
-    #[serde(default = "first_version")]
-    pub since: u32,
-}
-
-fn first_version() -> u32 {
-    1
-}
-
-pub fn schema_def() -> &'static SchemaDef {
-    static DEF: std::sync::OnceLock<SchemaDef> = std::sync::OnceLock::new();
-    DEF.get_or_init(|| serde_json::from_str(SCHEMA_JSON).expect("schemas/events.json is valid (checked by tests)"))
-}
-
 /// The newest event schema version this build understands.
 pub fn supported_version() -> u32 {
-    schema_def().version
+    netrec_schema::version()
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +68,19 @@ impl DataRecording {
     }
 }
 
+impl SegmentInfo {
+    /// Events the rows stand for (aggregate rows stand for their calls);
+    /// the rows where the segment does not say.
+    pub fn events_recorded(&self) -> u64 {
+        let n: u64 = self.events_recorded_by_kind.values().sum();
+        if n == 0 {
+            self.events
+        } else {
+            n
+        }
+    }
+}
+
 /// The capture's own cost over one segment (`netrec.capture_*`, `netrec.bpf_programs`).
 #[derive(Debug, Clone, Default)]
 pub struct Cost {
@@ -130,7 +116,7 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
         .unwrap_or_default();
     let get = |k: &str| kv.get(k).cloned().ok_or_else(|| bad(path, format!("no {k} in its metadata")));
     let version: u32 = kv
-        .get("netrec.schema_version")
+        .get(meta::SCHEMA_VERSION)
         .ok_or_else(|| bad(path, "a Parquet file, but not a netrec segment (no netrec.schema_version metadata)"))?
         .parse()
         .map_err(|_| bad(path, "netrec.schema_version is not a number"))?;
@@ -139,7 +125,7 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
         return Err(InputError::NewerSchema(path.to_path_buf(), version, supported));
     }
     let schema = reader.schema().map_err(|e| InputError::NotParquet(path.to_path_buf(), e.to_string()))?;
-    for col in schema_def().columns.iter().filter(|c| c.since <= version) {
+    for col in netrec_schema::definition().columns.iter().filter(|c| c.since <= version) {
         if !schema.contains(col.name.as_str()) {
             return Err(bad(path, format!("column {} is missing", col.name)));
         }
@@ -154,7 +140,7 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
     };
     let number =
         |k: &str| -> Result<u64, InputError> { get(k)?.parse().map_err(|_| bad(path, format!("{k} is not a number"))) };
-    let probes = match kv.get("netrec.probes") {
+    let probes = match kv.get(meta::PROBES) {
         None => BTreeMap::new(),
         Some(text) => {
             let list: Vec<serde_json::Value> =
@@ -167,51 +153,50 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
                 .collect()
         }
     };
-    let cost = match kv.get("netrec.capture_cpu_user_ns") {
+    let cost = match kv.get(meta::CAPTURE_CPU_USER_NS) {
         None => None,
         Some(_) => {
-            let programs: BTreeMap<String, ProgStats> = serde_json::from_value(json("netrec.bpf_programs")?)
+            let programs: BTreeMap<String, ProgStats> = serde_json::from_value(json(meta::BPF_PROGRAMS)?)
                 .map_err(|_| bad(path, "netrec.bpf_programs is not an object of run counts and times"))?;
             Some(Cost {
-                cpu_user_ns: number("netrec.capture_cpu_user_ns")?,
-                cpu_sys_ns: number("netrec.capture_cpu_sys_ns")?,
-                peak_rss_bytes: number("netrec.capture_peak_rss_bytes")?,
+                cpu_user_ns: number(meta::CAPTURE_CPU_USER_NS)?,
+                cpu_sys_ns: number(meta::CAPTURE_CPU_SYS_NS)?,
+                peak_rss_bytes: number(meta::CAPTURE_PEAK_RSS_BYTES)?,
                 programs: programs.into_iter().map(|(k, p)| (k, (p.run_cnt, p.run_time_ns))).collect(),
             })
         }
     };
-    let data = match kv.get("netrec.data") {
+    let data = match kv.get(meta::DATA) {
         None => None,
         Some(text) => {
             let mut d: DataRecording = serde_json::from_str(text)
                 .map_err(|_| bad(path, "netrec.data is not a JSON object of mode, interval_ns, budget_events_per_s"))?;
-            d.switches = serde_json::from_value(json("netrec.data_switches")?)
+            d.switches = serde_json::from_value(json(meta::DATA_SWITCHES)?)
                 .map_err(|_| bad(path, "netrec.data_switches is not a JSON array of ts, to, reason"))?;
             Some(d)
         }
     };
-    let events_by_kind: BTreeMap<String, u64> =
-        serde_json::from_value(json("netrec.events_by_kind")?).unwrap_or_default();
-    let events_recorded_by_kind = match kv.get("netrec.events_recorded_by_kind") {
+    let events_by_kind: BTreeMap<String, u64> = serde_json::from_value(json(meta::EVENTS_BY_KIND)?).unwrap_or_default();
+    let events_recorded_by_kind = match kv.get(meta::EVENTS_RECORDED_BY_KIND) {
         None => events_by_kind.clone(),
-        Some(_) => serde_json::from_value(json("netrec.events_recorded_by_kind")?)
+        Some(_) => serde_json::from_value(json(meta::EVENTS_RECORDED_BY_KIND)?)
             .map_err(|_| bad(path, "netrec.events_recorded_by_kind is not a JSON object of counts"))?,
     };
     Ok(SegmentInfo {
         path: path.to_path_buf(),
         schema_version: version,
-        host: get("netrec.hostname")?,
-        capture_id: get("netrec.capture_id")?,
-        kernel_release: get("netrec.kernel_release")?,
-        command_line: serde_json::from_value(json("netrec.command_line")?).unwrap_or_default(),
-        start: time("netrec.segment_start")?,
-        end: time("netrec.segment_end")?,
-        events: number("netrec.events")?,
+        host: get(meta::HOSTNAME)?,
+        capture_id: get(meta::CAPTURE_ID)?,
+        kernel_release: get(meta::KERNEL_RELEASE)?,
+        command_line: serde_json::from_value(json(meta::COMMAND_LINE)?).unwrap_or_default(),
+        start: time(meta::SEGMENT_START)?,
+        end: time(meta::SEGMENT_END)?,
+        events: number(meta::EVENTS)?,
         events_by_kind,
         events_recorded_by_kind,
-        lost: number("netrec.lost_events")?,
-        mechanisms: serde_json::from_value(json("netrec.mechanisms")?).unwrap_or_default(),
-        filters: json("netrec.filters")?,
+        lost: number(meta::LOST_EVENTS)?,
+        mechanisms: serde_json::from_value(json(meta::MECHANISMS)?).unwrap_or_default(),
+        filters: json(meta::FILTERS)?,
         probes,
         cost,
         data,

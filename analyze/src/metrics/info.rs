@@ -107,7 +107,7 @@ fn seconds(s: &SegmentInfo) -> f64 {
 fn kernel_ns_per_event(costs: &[(&SegmentInfo, &Cost)]) -> Option<f64> {
     let with_stats: Vec<_> = costs.iter().filter(|(_, c)| !c.programs.is_empty()).collect();
     // Per event the programs handled: an aggregate row stands for its calls.
-    let events: u64 = with_stats.iter().map(|(s, _)| s.events_recorded_by_kind.values().sum::<u64>()).sum();
+    let events: u64 = with_stats.iter().map(|(s, _)| s.events_recorded()).sum();
     let run_ns: u64 = with_stats.iter().flat_map(|(_, c)| c.programs.values().map(|p| p.1)).sum();
     (events > 0).then(|| run_ns as f64 / events as f64)
 }

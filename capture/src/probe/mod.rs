@@ -14,7 +14,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
 use crate::abi::skel::{self, NetrecSkel, NetrecSkelBuilder};
-use crate::abi::{Kind, PerKind};
+use crate::abi::{Kind, PerKind, RawKind};
 use crate::cli::{Config, Data, Rtt};
 use skel::types::{counter, data_count, data_key, data_switch, rtt_count, rtt_key};
 

@@ -12,9 +12,9 @@ use arrow_array::builder::{
 use arrow_array::types::{UInt32Type, UInt8Type};
 use arrow_array::{new_null_array, ArrayRef, DictionaryArray, RecordBatch, StringArray, UInt32Array, UInt8Array};
 use arrow_schema::Schema;
+use netrec_schema::parquet::arrow_schema;
 use rustc_hash::FxHashMap;
 
-use super::schema::arrow_schema;
 use super::sockets::{SockText, SocketTable};
 use crate::abi::{
     data_count, data_key, netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, rtt_count,

@@ -1,7 +1,6 @@
-//! Parquet segments: schema, batches, writing, retention.
+//! Parquet segments: batches, writing, retention (the schema: netrec-schema).
 
 pub mod batch;
 pub mod retention;
-pub mod schema;
 pub mod sockets;
 pub mod writer;

@@ -6,20 +6,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
+pub use netrec_schema::parquet::Encoding;
+use netrec_schema::parquet::{arrow_schema, writer_properties};
+use netrec_schema::{files, meta, version};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding as ColumnEncoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
 
 use super::batch::Rows;
-use super::schema::{arrow_schema, version};
 use crate::abi::{Kind, PerKind};
 use crate::budget::Switch;
 use crate::cost::Cost;
-
-/// Suffix of a segment still being written; never matches `*.parquet`.
-pub const IN_PROGRESS_SUFFIX: &str = ".inprogress";
 
 /// Facts written into every segment's key-value metadata.
 #[derive(Debug, Clone)]
@@ -55,63 +51,11 @@ pub struct SegmentWriter {
     switches: Vec<Switch>,
 }
 
-/// How segments are encoded. The defaults were chosen by measurement
-/// (`encoding_settings` below; BENCHMARKS.md).
-#[derive(Debug, Clone, Copy)]
-pub struct Encoding {
-    /// Columns with a dictionary; None: every column (Parquet's default).
-    pub dictionary: Option<&'static [&'static str]>,
-    /// Columns with page statistics; None: every column.
-    pub statistics: Option<&'static [&'static str]>,
-    pub zstd_level: i32,
-}
-
-impl Default for Encoding {
-    fn default() -> Self {
-        // Measured: dictionaries pay on every column but the timestamps
-        // (plain integers cost zstd more than their hashing saves);
-        // statistics cost a fifth of the encoding where nobody reads them.
-        Encoding { dictionary: None, statistics: Some(STATISTICS_COLUMNS), zstd_level: 3 }
-    }
-}
-
-/// Columns readers filter on (time ranges, kinds, processes, sockets,
-/// ports): their min/max let DuckDB, polars and Spark skip pages.
-const STATISTICS_COLUMNS: &[&str] = &["ts", "ts_kernel_ns", "kind", "pid", "comm", "sock_id", "lport", "rport"];
-
-fn properties(enc: Encoding) -> WriterProperties {
-    let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(enc.zstd_level).expect("valid zstd level")))
-        .set_max_row_group_row_count(Some(1 << 20))
-        .set_created_by(format!("netrec-capture {}", env!("CARGO_PKG_VERSION")));
-    if let Some(cols) = enc.dictionary {
-        b = b.set_dictionary_enabled(false);
-        for col in cols {
-            b = b.set_column_dictionary_enabled(ColumnPath::from(*col), true);
-        }
-    }
-    if let Some(cols) = enc.statistics {
-        b = b.set_statistics_enabled(EnabledStatistics::None);
-        for col in cols {
-            b = b.set_column_statistics_enabled(ColumnPath::from(*col), EnabledStatistics::Page);
-        }
-    }
-    // Timestamps rise almost monotonically: deltas pack far better than dictionaries.
-    for col in ["ts", "ts_kernel_ns"] {
-        b = b
-            .set_column_dictionary_enabled(ColumnPath::from(col), false)
-            .set_column_encoding(ColumnPath::from(col), ColumnEncoding::DELTA_BINARY_PACKED);
-    }
-    b.build()
-}
-
 impl SegmentWriter {
     /// Creates `<dir>/<stem>-<index>.parquet.inprogress` (mode 0600).
     pub fn create(dir: &Path, stem: &str, index: u32, enc: Encoding) -> Result<SegmentWriter> {
-        let final_path = dir.join(format!("{stem}-{index:05}.parquet"));
-        let mut tmp_name = final_path.file_name().expect("has a name").to_os_string();
-        tmp_name.push(IN_PROGRESS_SUFFIX);
-        let tmp_path = dir.join(tmp_name);
+        let final_path = dir.join(files::segment_name(stem, index));
+        let tmp_path = dir.join(files::in_progress_name(stem, index));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -119,8 +63,12 @@ impl SegmentWriter {
             .open(&tmp_path)
             .with_context(|| format!("cannot create segment {}", tmp_path.display()))?;
         let handle = file.try_clone().with_context(|| format!("cannot reopen {}", tmp_path.display()))?;
-        let writer = ArrowWriter::try_new(file, arrow_schema(), Some(properties(enc)))
-            .with_context(|| format!("cannot start segment {}", tmp_path.display()))?;
+        let writer = ArrowWriter::try_new(
+            file,
+            arrow_schema(),
+            Some(writer_properties(enc, concat!("netrec-capture ", env!("CARGO_PKG_VERSION")))),
+        )
+        .with_context(|| format!("cannot start segment {}", tmp_path.display()))?;
         Ok(SegmentWriter {
             final_path,
             tmp_path,
@@ -190,36 +138,36 @@ impl SegmentWriter {
             serde_json::Value::Object(m).to_string()
         };
         let kv = [
-            ("netrec.schema_version", version().to_string()),
-            ("netrec.version", env!("CARGO_PKG_VERSION").to_string()),
-            ("netrec.capture_id", facts.capture_id.clone()),
-            ("netrec.segment_index", self.index.to_string()),
-            ("netrec.hostname", facts.hostname.clone()),
-            ("netrec.kernel_release", facts.kernel_release.clone()),
-            ("netrec.boot_id", facts.boot_id.clone()),
-            ("netrec.clock_offset_ns", facts.clock_offset_ns.to_string()),
-            ("netrec.segment_start", self.opened.to_rfc3339_opts(SecondsFormat::Nanos, true)),
-            ("netrec.segment_end", closed.to_rfc3339_opts(SecondsFormat::Nanos, true)),
-            ("netrec.events", self.rows.to_string()),
-            ("netrec.events_by_kind", per_kind(&self.counts)),
-            ("netrec.events_recorded_by_kind", per_kind(&self.events)),
-            ("netrec.lost_events", self.lost_total().to_string()),
-            ("netrec.lost_events_by_kind", per_kind(&self.lost)),
-            ("netrec.untracked_socket_events", self.untracked.to_string()),
-            ("netrec.unknown_socket_rows", self.unknown_socket.to_string()),
-            ("netrec.capture_cpu_user_ns", cost.cpu_user_ns.to_string()),
-            ("netrec.capture_cpu_sys_ns", cost.cpu_sys_ns.to_string()),
-            ("netrec.capture_peak_rss_bytes", cost.peak_rss_bytes.to_string()),
-            ("netrec.bpf_programs", cost.programs_json()),
-            ("netrec.mechanisms", facts.mechanisms.to_string()),
-            ("netrec.filters", facts.filters.to_string()),
-            ("netrec.data", facts.data.to_string()),
+            (meta::SCHEMA_VERSION, version().to_string()),
+            (meta::VERSION, env!("CARGO_PKG_VERSION").to_string()),
+            (meta::CAPTURE_ID, facts.capture_id.clone()),
+            (meta::SEGMENT_INDEX, self.index.to_string()),
+            (meta::HOSTNAME, facts.hostname.clone()),
+            (meta::KERNEL_RELEASE, facts.kernel_release.clone()),
+            (meta::BOOT_ID, facts.boot_id.clone()),
+            (meta::CLOCK_OFFSET_NS, facts.clock_offset_ns.to_string()),
+            (meta::SEGMENT_START, self.opened.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+            (meta::SEGMENT_END, closed.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+            (meta::EVENTS, self.rows.to_string()),
+            (meta::EVENTS_BY_KIND, per_kind(&self.counts)),
+            (meta::EVENTS_RECORDED_BY_KIND, per_kind(&self.events)),
+            (meta::LOST_EVENTS, self.lost_total().to_string()),
+            (meta::LOST_EVENTS_BY_KIND, per_kind(&self.lost)),
+            (meta::UNTRACKED_SOCKET_EVENTS, self.untracked.to_string()),
+            (meta::UNKNOWN_SOCKET_ROWS, self.unknown_socket.to_string()),
+            (meta::CAPTURE_CPU_USER_NS, cost.cpu_user_ns.to_string()),
+            (meta::CAPTURE_CPU_SYS_NS, cost.cpu_sys_ns.to_string()),
+            (meta::CAPTURE_PEAK_RSS_BYTES, cost.peak_rss_bytes.to_string()),
+            (meta::BPF_PROGRAMS, cost.programs_json()),
+            (meta::MECHANISMS, facts.mechanisms.to_string()),
+            (meta::FILTERS, facts.filters.to_string()),
+            (meta::DATA, facts.data.to_string()),
             (
-                "netrec.data_switches",
+                meta::DATA_SWITCHES,
                 serde_json::Value::from(self.switches.iter().map(Switch::json).collect::<Vec<_>>()).to_string(),
             ),
-            ("netrec.probes", facts.probes.to_string()),
-            ("netrec.command_line", serde_json::to_string(&facts.command_line).expect("strings serialize")),
+            (meta::PROBES, facts.probes.to_string()),
+            (meta::COMMAND_LINE, serde_json::to_string(&facts.command_line).expect("strings serialize")),
         ];
         for (k, v) in kv {
             w.append_key_value_metadata(KeyValue::new(k.to_string(), v));
