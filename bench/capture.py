@@ -20,6 +20,11 @@ from machine import header
 
 BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
 
+# How netrec records sends and receives (README, --data): a row per call (the
+# rate budget off, so it stays per call), per-socket aggregates, and the
+# default (per call, switching to aggregates past 100,000 events/s).
+MODES = [("netrec per call", ["--data-budget", "0"]), ("netrec aggregates", ["--data", "1s"]), ("netrec default", [])]
+
 
 def sh(*cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
@@ -49,7 +54,11 @@ class Capture:
             raise SystemExit(f"netrec-capture failed: {''.join(self.lines)}")
         done = re.search(r"done: (\d+) events in \d+ segments \(\d+ kept\), (\d+) lost", "".join(self.lines))
         size = sum(os.path.getsize(os.path.join(self.out, f)) for f in os.listdir(self.out))
+        recorded = footer_counts(self.out, "netrec.events_recorded_by_kind")
         return {
+            # Events the rows stand for: an aggregate row stands for its calls.
+            "recorded": sum(recorded.values()),
+            "switches": sum(len(json.loads(m)) for m in footer_values(self.out, "netrec.data_switches")),
             "wall_s": time.perf_counter() - self.started,
             "events": int(done.group(1)),
             "lost": int(done.group(2)),
@@ -90,16 +99,25 @@ def short_connections(port, n):
     srv.close()
 
 
-def events_by_kind(out):
-    """Rows per kind over a capture's segments, from their footers."""
+def footer_values(out, key):
+    """One metadata value per segment of a capture."""
     import pyarrow.parquet as pq
 
+    return [pq.read_metadata(os.path.join(out, f)).metadata[key.encode()].decode() for f in sorted(os.listdir(out))]
+
+
+def footer_counts(out, key):
+    """A per-kind count summed over a capture's segments, kinds with none left out."""
     total = {}
-    for f in os.listdir(out):
-        meta = pq.read_metadata(os.path.join(out, f)).metadata
-        for k, v in json.loads(meta[b"netrec.events_by_kind"]).items():
+    for value in footer_values(out, key):
+        for k, v in json.loads(value).items():
             total[k] = total.get(k, 0) + v
     return {k: v for k, v in total.items() if v}
+
+
+def events_by_kind(out):
+    """Rows per kind over a capture's segments, from their footers."""
+    return footer_counts(out, "netrec.events_by_kind")
 
 
 def free_port():
@@ -171,7 +189,8 @@ def main():
     with open(BPF_STATS, "w") as f:
         f.write("1")
     try:
-        rows = kernel_cost(lambda: Capture(a.capture, outdir(), "--attach", "tracepoint"), lambda c: c.stop())
+        per_mode = [kernel_cost(lambda flags=flags: Capture(a.capture, outdir(), "--attach", "tracepoint", *flags),
+                                lambda c: c.stop()) for _, flags in MODES[:2]]
         reference = []
         for label, body in ([] if a.smoke else floors):
             cost = kernel_cost(lambda body=body: Bpftrace(f"tracepoint:sock:sock_send_length {body}", os.devnull),
@@ -182,24 +201,30 @@ def main():
             f.write(old_stats)
     say(f"### Kernel cost per event (tracepoints, stream of {n:,} × {size} B)")
     say("")
-    say("| program | runs | ns per run |")
-    say("|---|---:|---:|")
-    for name, c, ns in rows + reference:
-        say(f"| {name} | {c:,} | {ns:.0f} |")
+    say("| program | runs | ns per run, per call | ns per run, aggregates |")
+    say("|---|---:|---:|---:|")
+    aggregated = {name: ns for name, _, ns in per_mode[1]}
+    for name, c, ns in per_mode[0]:
+        agg = aggregated.get(name)
+        say(f"| {name} | {c:,} | {ns:.0f} | {'' if agg is None else f'{agg:.0f}'} |")
+    for name, c, ns in reference:
+        say(f"| {name} | {c:,} | {ns:.0f} | |")
     say("")
 
     # 2. Slowdown of the stream and of redis-benchmark, alternating.
-    variants = ["none", "netrec"] + ([] if a.smoke else ["bpftrace"])
+    modes = dict(MODES)
+    variants = ["none", *modes] + ([] if a.smoke else ["bpftrace"])
     rates = {v: [] for v in variants}
-    caps = []
+    caps = {m: [] for m in modes}
     for _ in range(a.runs):
         for v in variants:
             if v == "none":
                 rates[v].append(stream(a.stream, n, size)["sends_per_s"])
-            elif v == "netrec":
-                cap = Capture(a.capture, outdir())
-                rates[v].append(stream(a.stream, n, size)["sends_per_s"])
-                caps.append(cap.stop())
+            elif v in modes:
+                cap = Capture(a.capture, outdir(), *modes[v])
+                s = stream(a.stream, n, size)
+                rates[v].append(s["sends_per_s"])
+                caps[v].append({**cap.stop(), "stream_s": s["seconds"]})
             else:
                 bt = Bpftrace('tracepoint:sock:sock_send_length { printf("%d %d send %d\\n", nsecs, pid, args->ret); } '
                               'tracepoint:sock:sock_recv_length { printf("%d %d recv %d\\n", nsecs, pid, args->ret); }',
@@ -214,9 +239,11 @@ def main():
     for v in variants:
         say(f"| {v} | {median(rates[v]):,.0f} | {median(rates[v]) / base - 1:+.1%} |")
     say("")
-    lost = [c["lost"] for c in caps]
-    events = median([c["events"] for c in caps])
-    say(f"netrec recorded a median {events:,.0f} events per run, lost {lost} (per run).")
+    for m in modes:
+        lost = [c["lost"] for c in caps[m]]
+        rows, events = median([c["events"] for c in caps[m]]), median([c["recorded"] for c in caps[m]])
+        say(f"{m}: a median {rows:,.0f} rows for {events:,.0f} events per run, lost {lost}, "
+            f"data switches {[c['switches'] for c in caps[m]]} (per run).")
     say("")
 
     port = free_port()
@@ -224,12 +251,13 @@ def main():
                              stdout=subprocess.DEVNULL)
     time.sleep(0.5)
     try:
-        rr = {v: [] for v in ("none", "netrec")}
+        rr = {v: [] for v in ("none", *modes)}
         for _ in range(a.runs):
             rr["none"].append(redis_rps(port, a.redis_requests))
-            cap = Capture(a.capture, outdir())
-            rr["netrec"].append(redis_rps(port, a.redis_requests))
-            cap.stop()
+            for m, flags in modes.items():
+                cap = Capture(a.capture, outdir(), *flags)
+                rr[m].append(redis_rps(port, a.redis_requests))
+                cap.stop()
     finally:
         redis.terminate()
         redis.wait()
@@ -244,25 +272,31 @@ def main():
     say("")
 
     # 3. User-space cost, memory and bytes on disk, from the stream captures.
-    say("### User space and disk (netrec, stream captures)")
+    say("### User space and disk (stream captures)")
     say("")
-    say("| measure | median |")
-    say("|---|---:|")
+    say("| measure | " + " | ".join(modes) + " |")
+    say("|---|" + "---:|" * len(modes))
     # The same capture with no traffic for as long: start-up (BPF load,
     # verifier), polling and shutdown, which a longer capture amortizes.
     idle = []
     for _ in range(a.runs):
         cap = Capture(a.capture, outdir())
-        time.sleep(max(0.0, median([c["wall_s"] for c in caps]) - 0.5))
+        time.sleep(max(0.0, median([c["wall_s"] for c in caps[MODES[0][0]]]) - 0.5))
         idle.append(cap.stop())
     idle_cpu = median([c["cpu_s"] for c in idle])
-    say(f"| capture CPU (user+sys) per event, ring buffer to closed Parquet, start-up included | "
-        f"{median([c['cpu_s'] / c['events'] * 1e9 for c in caps]):.0f} ns |")
-    say(f"| the same without the CPU of an idle capture as long ({idle_cpu * 1e3:.0f} ms: BPF load, polling, shutdown) | "
-        f"{median([(c['cpu_s'] - idle_cpu) / c['events'] * 1e9 for c in caps]):.0f} ns |")
-    say(f"| peak RSS | {median([c['max_rss_kib'] for c in caps]) / 1024:.1f} MiB |")
-    say(f"| peak RSS of the idle capture | {median([c['max_rss_kib'] for c in idle]) / 1024:.1f} MiB |")
-    say(f"| bytes on disk per event (send/recv) | {median([c['bytes'] / c['events'] for c in caps]):.2f} B |")
+
+    def row(label, f):
+        say(f"| {label} | " + " | ".join(f(caps[m]) for m in modes) + " |")
+
+    row("capture CPU (user+sys) per event, ring buffer to closed Parquet, start-up included",
+        lambda cs: f"{median([c['cpu_s'] / c['recorded'] * 1e9 for c in cs]):.0f} ns")
+    row(f"the same without the CPU of an idle capture as long ({idle_cpu * 1e3:.0f} ms: BPF load, polling, shutdown)",
+        lambda cs: f"{median([(c['cpu_s'] - idle_cpu) / c['recorded'] * 1e9 for c in cs]):.0f} ns")
+    row("capture CPU beyond an idle capture, per second of stream (% of one CPU)",
+        lambda cs: f"{median([(c['cpu_s'] - idle_cpu) / c['stream_s'] * 100 for c in cs]):.1f} %")
+    row("peak RSS", lambda cs: f"{median([c['max_rss_kib'] for c in cs]) / 1024:.1f} MiB")
+    row("bytes on disk per send/recv event", lambda cs: f"{median([c['bytes'] / c['recorded'] for c in cs]):.2f} B")
+    say(f"| peak RSS of the idle capture | {median([c['max_rss_kib'] for c in idle]) / 1024:.1f} MiB |" + " |" * (len(modes) - 1))
     say("")
 
     # 4. Bytes on disk for the other kinds of rows, from workloads made of them.
@@ -273,7 +307,7 @@ def main():
     conns, procs = (200, 100) if a.smoke else (5000, 2000)
     port = free_port()
     workloads = [
-        (f"stream: {n:,} × {size} B messages", [], lambda: stream(a.stream, n, size)),
+        (f"stream: {n:,} × {size} B messages, a row per call", MODES[0][1], lambda: stream(a.stream, n, size)),
         (f"{conns:,} short loopback connections, no data (`--port`)", ["--port", str(port)],
          lambda: short_connections(port, conns)),
         (f"{procs:,} runs of /bin/true (`--comm true`)", ["--comm", "true"],
@@ -289,17 +323,19 @@ def main():
     say("")
 
     # 5. Loss against ring-buffer and batch size at the stream's full rate.
-    say("### Lost events at the stream's full rate, by ring buffer and batch size")
+    say("### Lost events at the stream's full rate, a row per call, by ring buffer and batch size")
     say("")
-    say("| --ringbuf-size | --batch-rows | events | lost |")
-    say("|---|---:|---:|---:|")
+    say("A ring buffer too small for the rate switches data to aggregates (data switches) instead of losing it.")
+    say("")
+    say("| --ringbuf-size | --batch-rows | rows | data switches | lost |")
+    say("|---|---:|---:|---:|---:|")
     sizes = ["256KiB", "16MiB"] if a.smoke else ["64KiB", "256KiB", "1MiB", "16MiB"]
     for rb in sizes:
         for br in ["4096", "65536"]:
-            cap = Capture(a.capture, outdir(), "--ringbuf-size", rb, "--batch-rows", br)
+            cap = Capture(a.capture, outdir(), "--ringbuf-size", rb, "--batch-rows", br, *MODES[0][1])
             stream(a.stream, n, size)
             c = cap.stop()
-            say(f"| {rb} | {br} | {c['events']:,} | {c['lost']:,} |")
+            say(f"| {rb} | {br} | {c['events']:,} | {c['switches']} | {c['lost']:,} |")
     say("")
 
     sys.stdout.write("\n".join(report) + "\n")

@@ -14,6 +14,9 @@ use libbpf_rs::btf::types::{Func as BtfFunc, FuncProto};
 use libbpf_rs::btf::Btf;
 use libbpf_rs::libbpf_sys;
 
+use libbpf_rs::{OpenProgramMut, ProgramMut};
+
+use crate::abi::skel::{NetrecProgs, OpenNetrecProgs};
 use crate::cli::Attach;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,24 +56,52 @@ enum Role {
     Variant,
 }
 
-#[derive(Debug)]
-pub struct Program {
+/// A program of the skeleton, reached through its typed field: renaming
+/// one in bpf/netrec.bpf.c fails to compile here rather than at run time.
+#[derive(Clone, Copy)]
+pub struct ProgRef {
     /// The program's name in bpf/netrec.bpf.c.
     pub name: &'static str,
+    pub open: for<'a, 'obj> fn(&'a mut OpenNetrecProgs<'obj>) -> &'a mut OpenProgramMut<'obj>,
+    pub loaded: for<'a, 'obj> fn(&'a mut NetrecProgs<'obj>) -> &'a mut ProgramMut<'obj>,
+}
+
+impl fmt::Debug for ProgRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// The skeleton's program `$name`.
+macro_rules! prog_ref {
+    ($name:ident) => {
+        ProgRef { name: stringify!($name), open: |p| &mut p.$name, loaded: |p| &mut p.$name }
+    };
+}
+
+#[derive(Debug)]
+pub struct Program {
+    pub prog: ProgRef,
     needs: Needs,
     role: Role,
 }
 
-const fn prog(name: &'static str, needs: Needs) -> Program {
-    Program { name, needs, role: Role::Required }
+impl Program {
+    pub fn name(&self) -> &'static str {
+        self.prog.name
+    }
 }
 
-const fn optional(name: &'static str, needs: Needs) -> Program {
-    Program { name, needs, role: Role::Optional }
+const fn prog(prog: ProgRef, needs: Needs) -> Program {
+    Program { prog, needs, role: Role::Required }
 }
 
-const fn variant(name: &'static str, needs: Needs) -> Program {
-    Program { name, needs, role: Role::Variant }
+const fn optional(prog: ProgRef, needs: Needs) -> Program {
+    Program { prog, needs, role: Role::Optional }
+}
+
+const fn variant(prog: ProgRef, needs: Needs) -> Program {
+    Program { prog, needs, role: Role::Variant }
 }
 
 #[derive(Debug)]
@@ -85,32 +116,40 @@ use Needs::*;
 
 /// Probes in the order they are attached; within a probe, preference order.
 const HOOKS: &[Hook] = &[
-    Hook { probe: "send", mechanism: Tracepoint, programs: &[prog("sock_send_length", Tp("sock_send_length"))] },
+    Hook {
+        probe: "send",
+        mechanism: Tracepoint,
+        programs: &[prog(prog_ref!(sock_send_length), Tp("sock_send_length"))],
+    },
     Hook {
         probe: "send",
         mechanism: Fentry,
         programs: &[
-            prog("fexit_tcp_sendmsg", Func("tcp_sendmsg", &[3])),
-            optional("fexit_tcp_sendpage", Func("tcp_sendpage", &[5])),
+            prog(prog_ref!(fexit_tcp_sendmsg), Func("tcp_sendmsg", &[3])),
+            optional(prog_ref!(fexit_tcp_sendpage), Func("tcp_sendpage", &[5])),
         ],
     },
     Hook {
         probe: "send",
         mechanism: Kprobe,
         programs: &[
-            prog("kretprobe_tcp_sendmsg", Func("tcp_sendmsg", &[3])),
-            prog("kprobe_tcp_sendmsg", Func("tcp_sendmsg", &[3])),
-            optional("kretprobe_tcp_sendpage", Func("tcp_sendpage", &[5])),
-            optional("kprobe_tcp_sendpage", Func("tcp_sendpage", &[5])),
+            prog(prog_ref!(kretprobe_tcp_sendmsg), Func("tcp_sendmsg", &[3])),
+            prog(prog_ref!(kprobe_tcp_sendmsg), Func("tcp_sendmsg", &[3])),
+            optional(prog_ref!(kretprobe_tcp_sendpage), Func("tcp_sendpage", &[5])),
+            optional(prog_ref!(kprobe_tcp_sendpage), Func("tcp_sendpage", &[5])),
         ],
     },
-    Hook { probe: "recv", mechanism: Tracepoint, programs: &[prog("sock_recv_length", Tp("sock_recv_length"))] },
+    Hook {
+        probe: "recv",
+        mechanism: Tracepoint,
+        programs: &[prog(prog_ref!(sock_recv_length), Tp("sock_recv_length"))],
+    },
     Hook {
         probe: "recv",
         mechanism: Fentry,
         programs: &[
-            variant("fexit_tcp_recvmsg", Func("tcp_recvmsg", &[5])),
-            variant("fexit_tcp_recvmsg_nonblock", Func("tcp_recvmsg", &[6])),
+            variant(prog_ref!(fexit_tcp_recvmsg), Func("tcp_recvmsg", &[5])),
+            variant(prog_ref!(fexit_tcp_recvmsg_nonblock), Func("tcp_recvmsg", &[6])),
         ],
     },
     Hook {
@@ -119,90 +158,102 @@ const HOOKS: &[Hook] = &[
         // tcp_splice_read's mark keeps a splice from being taken for the
         // thread's last recvmsg; it counts only if recv_splice is kprobe too.
         programs: &[
-            prog("kprobe_tcp_cleanup_rbuf", Func("tcp_cleanup_rbuf", &[2])),
-            prog("kprobe_tcp_recvmsg", Func("tcp_recvmsg", &[5, 6])),
-            prog("kprobe_tcp_splice_read", Func("tcp_splice_read", &[5])),
+            prog(prog_ref!(kprobe_tcp_cleanup_rbuf), Func("tcp_cleanup_rbuf", &[2])),
+            prog(prog_ref!(kprobe_tcp_recvmsg), Func("tcp_recvmsg", &[5, 6])),
+            prog(prog_ref!(kprobe_tcp_splice_read), Func("tcp_splice_read", &[5])),
         ],
     },
     Hook {
         probe: "recv_splice",
         mechanism: Tracepoint,
         programs: &[
-            prog("splice_exit", SyscallTp("sys_exit_splice")),
-            prog("tcp_rcv_space_adjust", Tp("tcp_rcv_space_adjust")),
-            prog("splice_enter", SyscallTp("sys_enter_splice")),
+            prog(prog_ref!(splice_exit), SyscallTp("sys_exit_splice")),
+            prog(prog_ref!(tcp_rcv_space_adjust), Tp("tcp_rcv_space_adjust")),
+            prog(prog_ref!(splice_enter), SyscallTp("sys_enter_splice")),
         ],
     },
     Hook {
         probe: "recv_splice",
         mechanism: Fentry,
-        programs: &[prog("fexit_tcp_splice_read", Func("tcp_splice_read", &[5]))],
+        programs: &[prog(prog_ref!(fexit_tcp_splice_read), Func("tcp_splice_read", &[5]))],
     },
     Hook {
         probe: "recv_splice",
         mechanism: Kprobe,
         programs: &[
-            prog("kprobe_tcp_cleanup_rbuf", Func("tcp_cleanup_rbuf", &[2])),
-            prog("kprobe_tcp_splice_read", Func("tcp_splice_read", &[5])),
+            prog(prog_ref!(kprobe_tcp_cleanup_rbuf), Func("tcp_cleanup_rbuf", &[2])),
+            prog(prog_ref!(kprobe_tcp_splice_read), Func("tcp_splice_read", &[5])),
         ],
     },
-    Hook { probe: "state", mechanism: Tracepoint, programs: &[prog("inet_sock_set_state", Tp("inet_sock_set_state"))] },
+    Hook {
+        probe: "state",
+        mechanism: Tracepoint,
+        programs: &[prog(prog_ref!(inet_sock_set_state), Tp("inet_sock_set_state"))],
+    },
     Hook {
         probe: "state",
         mechanism: Fentry,
         programs: &[
-            prog("fentry_tcp_set_state", Func("tcp_set_state", &[2])),
-            variant("fexit_inet_csk_listen_start", Func("inet_csk_listen_start", &[1])),
-            variant("fexit_inet_csk_listen_start_backlog", Func("inet_csk_listen_start", &[2])),
-            prog("fexit_inet_csk_clone_lock", Func("inet_csk_clone_lock", &[3])),
+            prog(prog_ref!(fentry_tcp_set_state), Func("tcp_set_state", &[2])),
+            variant(prog_ref!(fexit_inet_csk_listen_start), Func("inet_csk_listen_start", &[1])),
+            variant(prog_ref!(fexit_inet_csk_listen_start_backlog), Func("inet_csk_listen_start", &[2])),
+            prog(prog_ref!(fexit_inet_csk_clone_lock), Func("inet_csk_clone_lock", &[3])),
         ],
     },
     Hook {
         probe: "state",
         mechanism: Kprobe,
         programs: &[
-            prog("kprobe_tcp_set_state", Func("tcp_set_state", &[2])),
-            prog("kretprobe_inet_csk_listen_start", Func("inet_csk_listen_start", &[1, 2])),
-            prog("kprobe_inet_csk_listen_start", Func("inet_csk_listen_start", &[1, 2])),
-            prog("kretprobe_inet_csk_clone_lock", Func("inet_csk_clone_lock", &[3])),
+            prog(prog_ref!(kprobe_tcp_set_state), Func("tcp_set_state", &[2])),
+            prog(prog_ref!(kretprobe_inet_csk_listen_start), Func("inet_csk_listen_start", &[1, 2])),
+            prog(prog_ref!(kprobe_inet_csk_listen_start), Func("inet_csk_listen_start", &[1, 2])),
+            prog(prog_ref!(kretprobe_inet_csk_clone_lock), Func("inet_csk_clone_lock", &[3])),
         ],
     },
-    Hook { probe: "rtt", mechanism: Tracepoint, programs: &[prog("tcp_probe", Tp("tcp_probe"))] },
+    Hook { probe: "rtt", mechanism: Tracepoint, programs: &[prog(prog_ref!(tcp_probe), Tp("tcp_probe"))] },
     Hook {
         probe: "rtt",
         mechanism: Fentry,
-        programs: &[prog("fentry_tcp_rcv_established", Func("tcp_rcv_established", &[2]))],
+        programs: &[prog(prog_ref!(fentry_tcp_rcv_established), Func("tcp_rcv_established", &[2]))],
     },
     Hook {
         probe: "rtt",
         mechanism: Kprobe,
-        programs: &[prog("kprobe_tcp_rcv_established", Func("tcp_rcv_established", &[2]))],
+        programs: &[prog(prog_ref!(kprobe_tcp_rcv_established), Func("tcp_rcv_established", &[2]))],
     },
     Hook {
         probe: "retransmit",
         mechanism: Tracepoint,
-        programs: &[prog("tcp_retransmit_skb", Tp("tcp_retransmit_skb"))],
+        programs: &[prog(prog_ref!(tcp_retransmit_skb), Tp("tcp_retransmit_skb"))],
     },
     Hook {
         probe: "retransmit",
         mechanism: Fentry,
-        programs: &[prog("fexit_tcp_retransmit_skb", Func("tcp_retransmit_skb", &[3]))],
+        programs: &[prog(prog_ref!(fexit_tcp_retransmit_skb), Func("tcp_retransmit_skb", &[3]))],
     },
     Hook {
         probe: "retransmit",
         mechanism: Kprobe,
         programs: &[
-            prog("kretprobe_tcp_retransmit_skb", Func("tcp_retransmit_skb", &[3])),
-            prog("kprobe_tcp_retransmit_skb", Func("tcp_retransmit_skb", &[3])),
+            prog(prog_ref!(kretprobe_tcp_retransmit_skb), Func("tcp_retransmit_skb", &[3])),
+            prog(prog_ref!(kprobe_tcp_retransmit_skb), Func("tcp_retransmit_skb", &[3])),
         ],
     },
-    Hook { probe: "exec", mechanism: Tracepoint, programs: &[prog("sched_process_exec", Tp("sched_process_exec"))] },
-    Hook { probe: "exit", mechanism: Tracepoint, programs: &[prog("sched_process_exit", Tp("sched_process_exit"))] },
+    Hook {
+        probe: "exec",
+        mechanism: Tracepoint,
+        programs: &[prog(prog_ref!(sched_process_exec), Tp("sched_process_exec"))],
+    },
+    Hook {
+        probe: "exit",
+        mechanism: Tracepoint,
+        programs: &[prog(prog_ref!(sched_process_exit), Tp("sched_process_exit"))],
+    },
 ];
 
 /// Every program this table manages (the application-call programs are not here).
-pub fn managed(name: &str) -> bool {
-    HOOKS.iter().flat_map(|h| h.programs).any(|p| p.name == name)
+pub fn managed() -> impl Iterator<Item = &'static Program> {
+    HOOKS.iter().flat_map(|h| h.programs)
 }
 
 /// What the planner knows of a kernel: plain facts (the tracepoints,
@@ -384,7 +435,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn loads(&self, program: &str) -> bool {
-        self.hooks.iter().flat_map(|(_, ps)| ps).any(|p| p.name == program)
+        self.hooks.iter().flat_map(|(_, ps)| ps).any(|p| p.name() == program)
     }
 }
 
@@ -515,7 +566,7 @@ mod tests {
 
     /// probe -> (mechanism, programs) of a plan.
     fn chosen(plan: &Plan) -> BTreeMap<&'static str, (Mechanism, Vec<&'static str>)> {
-        plan.hooks.iter().map(|(h, ps)| (h.probe, (h.mechanism, ps.iter().map(|p| p.name).collect()))).collect()
+        plan.hooks.iter().map(|(h, ps)| (h.probe, (h.mechanism, ps.iter().map(|p| p.name()).collect()))).collect()
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
 use crate::abi::skel::{self, NetrecSkel, NetrecSkelBuilder};
@@ -194,11 +194,8 @@ pub fn start<'obj>(
     libbpf_log::capture();
 
     let mut open = NetrecSkelBuilder::default().open(open_object).context("opening the BPF object")?;
-    for mut prog in open.open_object_mut().progs_mut() {
-        let name = prog.name().to_string_lossy().into_owned();
-        if hooks::managed(&name) {
-            prog.set_autoload(plan.loads(&name));
-        }
+    for p in hooks::managed() {
+        (p.prog.open)(&mut open.progs).set_autoload(plan.loads(p.name()));
     }
     open.maps.events.set_max_entries(cfg.ringbuf_size).context("sizing the ring buffer")?;
     open.maps.socks.set_max_entries(cfg.max_sockets).context("sizing the socket table")?;
@@ -238,13 +235,9 @@ pub fn start<'obj>(
     for (hook, programs) in &plan.hooks {
         let mut sections = Vec::new();
         for p in programs {
-            let prog = skel
-                .object()
-                .progs_mut()
-                .find(|prog| prog.name() == p.name)
-                .ok_or_else(|| anyhow!("the BPF object has no program {}", p.name))?;
+            let prog = (p.prog.loaded)(&mut skel.progs);
             sections.push(prog.section().to_string_lossy().into_owned());
-            if attached.contains(&p.name) {
+            if attached.contains(&p.name()) {
                 continue;
             }
             links.push(prog.attach().with_context(|| {
@@ -256,8 +249,9 @@ pub fn start<'obj>(
                     libbpf_log::recent()
                 )
             })?);
-            attached.push(p.name);
-            prog_fds.push((p.name.to_string(), prog.as_fd().try_clone_to_owned().context("duplicating a program fd")?));
+            attached.push(p.name());
+            prog_fds
+                .push((p.name().to_string(), prog.as_fd().try_clone_to_owned().context("duplicating a program fd")?));
         }
         mechanisms.insert(hook.probe.into(), format!("{}: {}", hook.mechanism, sections.join(", ")).into());
     }
