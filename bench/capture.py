@@ -63,7 +63,9 @@ class Capture:
             "events": int(done.group(1)),
             "lost": int(done.group(2)),
             "cpu_s": usage.ru_utime + usage.ru_stime,
-            "max_rss_kib": usage.ru_maxrss,
+            # The capture's own VmHWM, from its segments: wait4's ru_maxrss
+            # also counts this Python process, which the child was forked from.
+            "max_rss_kib": max(int(v) for v in footer_values(self.out, "netrec.capture_peak_rss_bytes")) / 1024,
             "bytes": size,
         }
 
