@@ -286,16 +286,18 @@ pub fn run(cfg: Config) -> Result<Summary> {
         let p = &mut *pending.borrow_mut();
         let rows = p.batch.finish();
         let mut switches = Vec::new();
-        if !last {
-            let aggregated = newest.map(|(i, calls)| {
+        {
+            // At the end only a switch the kernel made is left to record.
+            let aggregated = newest.filter(|_| !last).map(|(i, calls)| {
                 let start = chrono::DateTime::from_timestamp_nanos((i * interval_ns) as i64);
                 (start, (calls as u128 * 1_000_000_000 / interval_ns as u128) as u64)
             });
+            let calls = p.batch.take_per_call_data();
             let action = budget.step(
                 Instant::now(),
                 chrono::Utc::now(),
                 probes.data_switch(),
-                p.batch.take_per_call_data(),
+                if last { 0 } else { calls },
                 aggregated,
             );
             let switch = match action {
