@@ -74,8 +74,18 @@ class Bpftrace:
     """bpftrace running one program, its output to a file."""
 
     def __init__(self, program, out):
+        # bpftrace finds tracepoints through tracefs, which netrec mounts only while it runs.
+        if not os.path.ismount("/sys/kernel/tracing"):
+            sh("mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing")
         self.proc = subprocess.Popen(["bpftrace", "-e", program], stdout=open(out, "w"), stderr=subprocess.PIPE, text=True)
-        time.sleep(3)  # bpftrace attaches
+        # It says "Attaching N probes..." on stdout once attached (os.devnull: trust a running process).
+        deadline = time.time() + 30
+        while time.time() < deadline and self.proc.poll() is None:
+            if out == os.devnull and time.time() > deadline - 25 or "Attaching" in open(out).read(4096):
+                time.sleep(0.5)
+                return
+            time.sleep(0.1)
+        raise SystemExit(f"bpftrace did not attach: {self.proc.stderr.read() if self.proc.poll() is not None else 'timeout'}")
 
     def stop(self):
         self.proc.send_signal(signal.SIGINT)

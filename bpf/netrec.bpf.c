@@ -163,7 +163,10 @@ struct {
  * entry, so every byte stays with the process that moved it.
  */
 struct data_key {
-	__u64 sock_id;
+	/* struct sock *: found without a socket-table lookup. A connection born
+	 * in memory another one freed within the interval retires the old one's
+	 * entry first, to its socket id here (retire_data; never a pointer). */
+	__u64 sk;
 	__u64 interval; /* (boottime + clock_offset_ns) / data_interval_ns */
 	__u32 pid;
 	__u32 pad;
@@ -176,11 +179,16 @@ struct data_count {
 	__u64 recv_bytes;
 	__u64 send_calls;
 	__u64 recv_calls;
+	__u64 sock_id;
 	__u32 tid;       /* the first thread that moved data */
+	/* 0: the socket is filtered out; the entry only saves later calls the
+	 * socket-table lookup, and gets no rows (it counts no calls). */
+	__u8 selected;
+	__u8 pad1;
 	__u16 family;
 	__u16 lport;
 	__u16 rport;
-	__u16 pad[3];
+	__u16 pad2;
 	__u8 saddr[16];
 	__u8 daddr[16];
 	char comm[TASK_COMM_LEN];
@@ -522,25 +530,73 @@ static __always_inline bool announced_selected(const struct sock_info *si)
 	return port_selected(si->lport, si->rport);
 }
 
-/*
- * Adds one call's bytes to its socket's entry for the current interval.
- * Two CPUs may add to one entry at once (the send and receive tracepoints
- * run after the socket lock is released): plain atomic adds, which every
- * kernel since 5.8 has. false: the table is full.
- */
-static __always_inline bool aggregate_data(const struct sock_info *si, __u32 kind, __u64 bytes,
-					   __u64 pid_tgid, __u64 now)
+/* No field of the socket in the key: each read is a helper call here
+ * (measured: two port reads cost 45 ns per call). */
+static __always_inline struct data_key data_key_of(const struct sock *sk, __u32 pid, __u64 now)
 {
 	struct data_key key = {
-		.sock_id = si->id,
+		.sk = (__u64)sk,
 		.interval = (now + clock_offset_ns) / data_interval_ns,
-		.pid = pid_tgid >> 32,
+		.pid = pid,
 	};
+	return key;
+}
+
+/*
+ * A new connection in the memory of a closed socket (the slab hands freed
+ * memory out again at once: 20 short connections in a row measured one
+ * address): the closed one's entry of this interval moves to a key no call
+ * looks up, its socket id in place of the memory, so the new one's calls
+ * start an entry of their own. The closed socket moves no more data (its
+ * memory was freed), so nothing adds to the entry while it moves.
+ */
+static __always_inline void retire_data(const struct sock *sk, const struct sock_info *si)
+{
+	struct data_key key = data_key_of(sk, si->pid, bpf_ktime_get_boot_ns());
+	struct data_count *c = bpf_map_lookup_elem(&data_counts, &key);
+
+	if (!c)
+		return;
+	struct data_count old = *c;
+	struct data_key retired = key;
+
+	retired.sk = si->id;
+	if (!bpf_map_update_elem(&data_counts, &retired, &old, BPF_NOEXIST))
+		bpf_map_delete_elem(&data_counts, &key);
+}
+
+/*
+ * One call's bytes into an entry. Two CPUs may add to one entry at once (the
+ * send and receive tracepoints run after the socket lock is released):
+ * plain atomic adds, which every kernel since 5.8 has.
+ */
+static __always_inline void add_data(struct data_count *c, __u32 kind, __u64 bytes)
+{
+	if (kind == EVENT_SEND) {
+		__sync_fetch_and_add(&c->send_bytes, bytes);
+		__sync_fetch_and_add(&c->send_calls, 1);
+	} else {
+		__sync_fetch_and_add(&c->recv_bytes, bytes);
+		__sync_fetch_and_add(&c->recv_calls, 1);
+	}
+}
+
+/*
+ * Adds one call's bytes to its socket's entry for the current interval,
+ * making the entry (with the socket's id, endpoints, owner and filter
+ * verdict) if it is the interval's first. false: the table is full.
+ */
+static __always_inline bool aggregate_data(const struct sock *sk, const struct sock_info *si, __u32 kind,
+					   __u64 bytes, __u64 pid_tgid, __u64 now)
+{
+	struct data_key key = data_key_of(sk, pid_tgid >> 32, now);
 	struct data_count *c = bpf_map_lookup_elem(&data_counts, &key);
 
 	if (!c) {
 		struct data_count fresh = {
+			.sock_id = si->id,
 			.tid = (__u32)pid_tgid,
+			.selected = announced_selected(si),
 			.family = si->family,
 			.lport = si->lport,
 			.rport = si->rport,
@@ -555,13 +611,8 @@ static __always_inline bool aggregate_data(const struct sock_info *si, __u32 kin
 		if (!c)
 			return false;
 	}
-	if (kind == EVENT_SEND) {
-		__sync_fetch_and_add(&c->send_bytes, bytes);
-		__sync_fetch_and_add(&c->send_calls, 1);
-	} else {
-		__sync_fetch_and_add(&c->recv_bytes, bytes);
-		__sync_fetch_and_add(&c->recv_calls, 1);
-	}
+	if (c->selected)
+		add_data(c, kind, bytes);
 	return true;
 }
 
@@ -576,8 +627,24 @@ static __always_inline bool aggregate_data(const struct sock_info *si, __u32 kin
 static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64 bytes)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	bool aggregating = data_always_aggregated || data_aggregating;
+	/* Read once the call is known to be recorded: the clock is a third of
+	 * the cost here (read_tsc in perf). */
+	__u64 now = aggregating ? bpf_ktime_get_boot_ns() : 0;
 	struct sock_info *si;
 
+	/* Aggregating, the interval's entry of this socket and process is all
+	 * a call needs (one lookup); the socket table is for its first call. */
+	if (aggregating) {
+		struct data_key key = data_key_of(sk, pid_tgid >> 32, now);
+		struct data_count *c = bpf_map_lookup_elem(&data_counts, &key);
+
+		if (c) {
+			if (c->selected)
+				add_data(c, kind, bytes);
+			return;
+		}
+	}
 	if (!tcp_sock_info(sk, &si))
 		return;
 	if (!si) {
@@ -585,13 +652,11 @@ static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64
 		return;
 	}
 	learn_owner(si, pid_tgid);
-	if (data_always_aggregated || data_aggregating) {
+	if (aggregating) {
 		/* The entry carries the endpoints and owner: no info record needed. */
 		know_endpoints(sk, si);
-		if (!announced_selected(si))
-			return;
 		/* A full table: this call travels as a full record. */
-		if (!aggregate_data(si, kind, bytes, pid_tgid, bpf_ktime_get_boot_ns()))
+		if (!aggregate_data(sk, si, kind, bytes, pid_tgid, now))
 			emit_sock_event(sk, si, kind, bytes, 0, 0, true);
 		return;
 	}
@@ -602,14 +667,14 @@ static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64
 	if (known == -1 || known == 0 || !announced_selected(si))
 		return;
 
-	__u64 now = bpf_ktime_get_boot_ns();
+	now = bpf_ktime_get_boot_ns();
 	struct netrec_data_event *e = known > 0 ? bpf_ringbuf_reserve(&events, sizeof(*e), 0) : NULL;
 
 	if (!e) {
 		/* Full: the bytes wait in the kernel as an aggregate, and data
 		 * goes there until user space switches back. */
 		data_aggregating = DATA_SWITCH_RING_FULL;
-		if (!aggregate_data(si, kind, bytes, pid_tgid, now))
+		if (!aggregate_data(sk, si, kind, bytes, pid_tgid, now))
 			count(COUNTER_LOST_BASE + kind);
 		return;
 	}
@@ -712,6 +777,9 @@ static __always_inline void handle_state(const struct sock *sk, int oldstate, in
 
 	if (si && si->closed && born) {
 		__u64 id = __sync_fetch_and_add(&next_sock_id, 1);
+
+		if (si->owner_known)
+			retire_data(sk, si);
 
 		__builtin_memset(si, 0, sizeof(*si));
 		si->id = id;

@@ -92,6 +92,17 @@ fn aggregates_give_the_per_call_numbers_byte_for_byte() {
         assert_eq!(totals_for(&rows_agg, pid), expected(counts), "{role}: aggregates");
     }
     assert_eq!(calls(&data_agg), calls(&data_calls), "calls per process and direction");
+    // Per connection too: the short connections are born in memory earlier
+    // ones freed, and none may take another's entry.
+    let per_connection = |rows: &[Row]| -> BTreeMap<(u32, u16, u16, String), u64> {
+        let mut out = BTreeMap::new();
+        for r in rows {
+            *out.entry((r.pid.unwrap(), r.lport.unwrap(), r.rport.unwrap(), r.kind.clone())).or_default() +=
+                r.bytes.unwrap();
+        }
+        out
+    };
+    assert_eq!(per_connection(&data_agg), per_connection(&data_calls), "bytes per connection");
     let (netio_calls, netio_agg) = (netio_per_second(&per_call), netio_per_second(&aggregated));
     assert!(!netio_calls.is_empty());
     assert_eq!(netio_agg, netio_calls, "netio per second and process");
@@ -143,7 +154,9 @@ fn a_burst_far_beyond_the_budget_loses_no_byte_and_no_state_event() {
     // Past the rate budget (user space switches), and a ring buffer too small
     // for the stream with no budget (the kernel switches as it nears full).
     for (name, args, reason) in [
-        ("budget", &["--data-budget", "20000"][..], "over --data-budget 20000"),
+        // A ring that holds over a second of the stream: the budget, checked
+        // every 200 ms, switches before the ring fills.
+        ("budget", &["--data-budget", "20000", "--ringbuf-size", "64MiB"][..], "over --data-budget 20000"),
         ("ring", &["--data-budget", "0", "--ringbuf-size", "64KiB"][..], "the ring buffer was"),
     ] {
         let (b, during, after) = burst_capture(dir.path(), name, args, &stream);

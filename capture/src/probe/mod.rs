@@ -294,7 +294,7 @@ impl Probes<'_> {
             drain(&self.skel.maps.data_counts, "data aggregates", before.is_none(), |k: &data_key| {
                 before.is_none_or(|b| k.interval < b)
             })?;
-        out.sort_by_key(|(k, _)| (k.interval, k.sock_id, k.pid));
+        out.sort_by_key(|(k, c)| (k.interval, c.sock_id, k.pid));
         Ok(out)
     }
 

@@ -503,11 +503,11 @@ impl BatchBuilder {
             }
             self.counted_as(kind, calls);
             // Not the socket table's text: a dictionary key of its own.
-            self.data.forget(k.sock_id);
+            self.data.forget(c.sock_id);
             let row = self.data.len() as u32;
-            self.data.push(kind, start, self.clock_offset_ns, Some(k.sock_id), Some(c.tid), bytes, Some(&text));
+            self.data.push(kind, start, self.clock_offset_ns, Some(c.sock_id), Some(c.tid), bytes, Some(&text));
             self.data.aggregates.push((row, calls.min(u32::MAX as u64) as u32));
-            self.data.forget(k.sock_id);
+            self.data.forget(c.sock_id);
             shown(&DataRow { kind, pid: text.pid, comm: text.comm.as_deref(), bytes, second: self.second_of(start) });
         }
     }
