@@ -54,11 +54,11 @@ class Capture:
             raise SystemExit(f"netrec-capture failed: {''.join(self.lines)}")
         done = re.search(r"done: (\d+) events in \d+ segments \(\d+ kept\), (\d+) lost", "".join(self.lines))
         size = sum(os.path.getsize(os.path.join(self.out, f)) for f in os.listdir(self.out))
-        recorded = footer_counts(self.out, "netrec.events_recorded_by_kind")
+        recorded = footer_counts(self.out, "netrec.events_recorded_by_kind") or footer_counts(self.out, "netrec.events_by_kind")
         return {
             # Events the rows stand for: an aggregate row stands for its calls.
             "recorded": sum(recorded.values()),
-            "switches": sum(len(json.loads(m)) for m in footer_values(self.out, "netrec.data_switches")),
+            "switches": sum(len(json.loads(m)) for m in footer_values(self.out, "netrec.data_switches", "[]")),
             "wall_s": time.perf_counter() - self.started,
             "events": int(done.group(1)),
             "lost": int(done.group(2)),
@@ -111,17 +111,19 @@ def short_connections(port, n):
     srv.close()
 
 
-def footer_values(out, key):
-    """One metadata value per segment of a capture."""
+def footer_values(out, key, default=None):
+    """One metadata value per segment of a capture (`default` where a segment,
+    of an older schema, lacks the key), so older builds compare too."""
     import pyarrow.parquet as pq
 
-    return [pq.read_metadata(os.path.join(out, f)).metadata[key.encode()].decode() for f in sorted(os.listdir(out))]
+    metas = [pq.read_metadata(os.path.join(out, f)).metadata for f in sorted(os.listdir(out))]
+    return [m[key.encode()].decode() if key.encode() in m else default for m in metas]
 
 
 def footer_counts(out, key):
     """A per-kind count summed over a capture's segments, kinds with none left out."""
     total = {}
-    for value in footer_values(out, key):
+    for value in footer_values(out, key, "{}"):
         for k, v in json.loads(value).items():
             total[k] = total.get(k, 0) + v
     return {k: v for k, v in total.items() if v}
