@@ -61,8 +61,26 @@ enum record_form _record_form = 0;
 enum event_kind _event_kind = 0;
 enum counter _counter = 0;
 
-/* Capture-unique socket ids; 0 is never handed out. */
-__u64 next_sock_id = 1;
+/*
+ * Capture-unique socket ids, handed out by user space: it keeps this queue
+ * full of fresh ones (1, 2, 3, …). Taking one is atomic on every kernel,
+ * where an atomic add that returns its value needs 5.12. Empty (over 65,536
+ * new sockets between two refills, a second apart): the socket goes
+ * untracked, counted.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 65536);
+	__type(value, __u64);
+} sock_ids SEC(".maps");
+
+static __always_inline __u64 new_sock_id(void)
+{
+	__u64 id = 0;
+
+	bpf_map_pop_elem(&sock_ids, &id);
+	return id;
+}
 
 /* Threads between splice(2)'s entry and exit: while it is 0, the hook that
  * runs on every receive (tcp_rcv_space_adjust) returns after one load. */
@@ -326,7 +344,9 @@ static __always_inline struct sock_info *sock_info_get(const struct sock *sk)
 		return si;
 	struct sock_info fresh = {};
 
-	fresh.id = __sync_fetch_and_add(&next_sock_id, 1);
+	fresh.id = new_sock_id();
+	if (!fresh.id)
+		return NULL;
 	/* Losing a race with another CPU only wastes an id. */
 	bpf_map_update_elem(&socks, &key, &fresh, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&socks, &key);
@@ -748,7 +768,7 @@ int splice_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	sk = (struct sock *)*slot;
 	if (!bpf_map_delete_elem(&splicing, &tid))
-		__sync_fetch_and_sub(&splices_in_flight, 1);
+		__sync_fetch_and_add(&splices_in_flight, -1); /* a plain add: 5.10 has no fetch-and-sub */
 	if (sk && ctx->ret > 0)
 		handle_data(sk, EVENT_RECV, ctx->ret);
 	return 0;
@@ -776,13 +796,19 @@ static __always_inline void handle_state(const struct sock *sk, int oldstate, in
 		    newstate == TCP_SYN_RECV;
 
 	if (si && si->closed && born) {
-		__u64 id = __sync_fetch_and_add(&next_sock_id, 1);
+		__u64 id = new_sock_id();
 
 		if (si->owner_known)
 			retire_data(sk, si);
+		if (id) {
+			__builtin_memset(si, 0, sizeof(*si));
+			si->id = id;
+		} else {
+			__u64 key = (__u64)sk;
 
-		__builtin_memset(si, 0, sizeof(*si));
-		si->id = id;
+			bpf_map_delete_elem(&socks, &key);
+			si = NULL;
+		}
 	}
 	if (si) {
 		/* connect() and listen() run in the owner's context. */

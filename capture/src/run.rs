@@ -320,6 +320,7 @@ pub fn run(cfg: Config) -> Result<Summary> {
                 switches.push(s);
             }
         }
+        probes.refill_sock_ids()?;
         let now = probes.counters()?;
         let delta = now.since(counted);
         *counted = now;

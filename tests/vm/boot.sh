@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Boots Debian's 6.1 cloud kernel (kprobes, fentry and BTF on; no sock_*_length
-# tracepoints) under qemu with software emulation, with an initramfs that holds
+# Boots one of Debian's cloud kernels ($NETREC_VM_KERNEL: 5.10 from bullseye,
+# 6.1 from bookworm (the default), 6.12 from bookworm-backports; all with
+# kprobes, fentry and BTF, none with the sock_*_length tracepoints) under qemu
+# with software emulation, with an initramfs that holds
 # busybox-static, the static netrec-capture ($1), the static TCP workload ($2)
 # and tests/vm/init.sh as /init, which runs the workload under a capture once
 # per --attach mode ($3, default auto,kprobe,fentry). The VM's serial console is
@@ -10,13 +12,22 @@
 #       target/tmp/tcp_workload kprobe
 #
 # The kernel package is downloaded once into $NETREC_VM_CACHE (default
-# ~/.cache/netrec-vm), never into the repository.
+# ~/.cache/netrec-vm), never into the repository, through an apt configuration
+# of its own there (sources list, lists and cache): the machine's apt sources
+# and state are never touched.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 capture=${1:?usage: boot.sh STATIC_NETREC_CAPTURE STATIC_TCP_WORKLOAD [MODES]}
 workload=${2:?usage: boot.sh STATIC_NETREC_CAPTURE STATIC_TCP_WORKLOAD [MODES]}
 modes=${3:-auto,kprobe,fentry}
 cache=${NETREC_VM_CACHE:-$HOME/.cache/netrec-vm}
+kernel=${NETREC_VM_KERNEL:-6.1}
+case $kernel in
+    5.10) suite=bullseye ;;
+    6.1) suite=bookworm ;;
+    6.12) suite=bookworm-backports ;;
+    *) echo "boot.sh: NETREC_VM_KERNEL=$kernel: expected 5.10, 6.1 or 6.12" >&2; exit 2 ;;
+esac
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
@@ -34,15 +45,27 @@ for bin in "$capture" "$workload"; do
     fi
 done
 
-# The newest 6.1 cloud kernel the mirror offers (older builds leave the mirror).
-mkdir -p "$cache"
-pkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-cloud-amd64$' | cut -d' ' -f1 | sort -V | tail -1)
-[ -n "$pkg" ] || { apt-get update -q; pkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-cloud-amd64$' | cut -d' ' -f1 | sort -V | tail -1); }
+# The newest cloud kernel of that series the suite offers (older builds leave the mirror).
+apt_dir=$cache/apt-$suite
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" \
+    >"$apt_dir/sources.list"
+apt_opts=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=/nonexistent
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -q)
+pattern="^linux-image-${kernel//./\\.}\\.[0-9].*-cloud-amd64\$"
+newest() { apt-cache "${apt_opts[@]}" search --names-only "$pattern" | cut -d' ' -f1 | grep -v -- '-unsigned$' | sort -V | tail -1; }
+pkg=$(newest || true)
+[ -n "$pkg" ] || { apt-get "${apt_opts[@]}" update >&2; pkg=$(newest); }
+[ -n "$pkg" ] || { echo "boot.sh: no linux-image-$kernel cloud kernel in Debian's $suite" >&2; exit 2; }
 vmlinuz=$(ls "$cache/$pkg"/boot/vmlinuz-* 2>/dev/null | head -1 || true)
 if [ -z "$vmlinuz" ]; then
-    (cd "$cache" && apt-get download "$pkg" 2>/dev/null && dpkg-deb -x "$pkg"_*.deb "$pkg" && rm -f "$pkg"_*.deb)
+    # Not cached: fresh lists first, so the package is still on the mirror.
+    apt-get "${apt_opts[@]}" update >&2
+    pkg=$(newest)
+    (cd "$cache" && apt-get "${apt_opts[@]}" download "$pkg" >&2 && dpkg-deb -x "$pkg"_*.deb "$pkg" && rm -f "$pkg"_*.deb)
     vmlinuz=$(ls "$cache/$pkg"/boot/vmlinuz-* | head -1)
 fi
+echo "boot.sh: booting $pkg" >&2
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT

@@ -266,6 +266,8 @@ pub struct Kernel {
     /// Function -> its number of parameters (BTF).
     pub functions: BTreeMap<&'static str, usize>,
     pub kprobes: bool,
+    /// bpf_get_attach_cookie exists (5.15): uprobes can tell their probe apart.
+    pub cookies: bool,
     /// Why fentry programs cannot be used, if they cannot. On a live kernel
     /// this takes a test load, made only when a probe gets as far as fentry
     /// (never on kernels >= 6.3 with auto).
@@ -312,12 +314,17 @@ impl Kernel {
         // libbpf attaches kprobes through this PMU, or through tracefs on old kernels.
         let kprobes = Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
             || tracefs_events.parent().is_some_and(|t| t.join("kprobe_events").exists());
+        // The kernel's helper list is in its BTF (enum bpf_func_id).
+        let cookies = btf
+            .type_by_name::<libbpf_rs::btf::types::Enum<'_>>("bpf_func_id")
+            .is_some_and(|e| e.iter().any(|m| m.name.is_some_and(|n| n == "BPF_FUNC_get_attach_cookie")));
         Ok(Kernel {
             release: crate::host::kernel_release(),
             tracepoints,
             syscall_tracepoints,
             functions,
             kprobes,
+            cookies,
             fentry_refused: OnceCell::new(),
             fentry_probe: Some(Box::new(move || fentry_refusal(&btf))),
         })
@@ -339,6 +346,7 @@ impl Kernel {
             syscall_tracepoints: syscall_tracepoints.iter().copied().collect(),
             functions: functions.iter().copied().collect(),
             kprobes,
+            cookies: true,
             fentry_refused: OnceCell::from(fentry_refused.map(String::from)),
             fentry_probe: None,
         }

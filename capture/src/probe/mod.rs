@@ -42,6 +42,8 @@ pub struct Probes<'obj> {
     /// Every attached program by name, for its run statistics.
     pub programs: Vec<(String, OwnedFd)>,
     pub mechanisms: serde_json::Value,
+    /// The next socket id to hand the kernel (its `sock_ids` queue).
+    next_sock_id: u64,
     _tracefs: tracefs::TracefsGuard,
 }
 
@@ -197,6 +199,23 @@ pub fn start<'obj>(
     for p in hooks::managed() {
         (p.prog.open)(&mut open.progs).set_autoload(plan.loads(p.name()));
     }
+    // Application-call programs only when asked for: the uprobe ones read
+    // their BPF cookie, a helper kernels before 5.15 refuse to load.
+    let uprobes = cfg.probes.iter().any(|p| matches!(p.target, crate::calls::Target::Function { .. }));
+    let usdts = cfg.probes.iter().any(|p| matches!(p.target, crate::calls::Target::Usdt { .. }));
+    if uprobes && !kernel.cookies {
+        bail!(
+            "--uprobe: this kernel ({}) has no BPF cookies (Linux 5.15), which tell one uprobe from another; --usdt probes work here",
+            kernel.release
+        );
+    }
+    let p = &mut open.progs;
+    for prog in [&mut p.call_entry, &mut p.call_exit] {
+        prog.set_autoload(uprobes);
+    }
+    for prog in [&mut p.usdt_fire, &mut p.usdt_start, &mut p.usdt_done] {
+        prog.set_autoload(usdts);
+    }
     open.maps.events.set_max_entries(cfg.ringbuf_size).context("sizing the ring buffer")?;
     open.maps.socks.set_max_entries(cfg.max_sockets).context("sizing the socket table")?;
     // Entries live about two intervals; half the socket table moving data in both.
@@ -225,6 +244,8 @@ pub fn start<'obj>(
         anyhow::Error::new(e).context(format!("loading the BPF programs; libbpf said:\n{}", libbpf_log::recent()))
     })?;
     set_filters(&skel, cfg)?;
+    // Socket ids before the first program runs.
+    let next_sock_id = refill_sock_ids(&skel.maps.sock_ids, 1)?;
 
     // Probe by probe in the plan's order; within a probe, return hooks
     // before entry hooks, so no call is seen entering but never leaving.
@@ -266,10 +287,36 @@ pub fn start<'obj>(
             prog_fds.push((prog.name().to_string_lossy().into_owned(), fd));
         }
     }
-    Ok(Probes { skel, links, programs: prog_fds, mechanisms: serde_json::Value::Object(mechanisms), _tracefs: tracefs })
+    Ok(Probes {
+        skel,
+        links,
+        programs: prog_fds,
+        mechanisms: serde_json::Value::Object(mechanisms),
+        next_sock_id,
+        _tracefs: tracefs,
+    })
+}
+
+/// Pushes fresh socket ids (`next`, `next + 1`, …) until the kernel's queue
+/// is full; returns the next one still to hand out.
+fn refill_sock_ids(queue: &libbpf_rs::MapMut, mut next: u64) -> Result<u64> {
+    loop {
+        match queue.update(&[], &next.to_ne_bytes(), MapFlags::ANY) {
+            Ok(()) => next += 1,
+            // Full (E2BIG): the ids taken since the last refill are back.
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::TooBig => return Ok(next),
+            Err(e) => return Err(anyhow::Error::new(e).context("refilling the kernel's socket ids")),
+        }
+    }
 }
 
 impl Probes<'_> {
+    /// Gives the kernel fresh socket ids for those it took since the last call.
+    pub fn refill_sock_ids(&mut self) -> Result<()> {
+        self.next_sock_id = refill_sock_ids(&self.skel.maps.sock_ids, self.next_sock_id)?;
+        Ok(())
+    }
+
     /// Detaches every program, last attached first (entry probes before
     /// their return probes); the maps stay readable.
     pub fn detach(&mut self) {
