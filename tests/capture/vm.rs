@@ -1,10 +1,11 @@
-//! The static netrec-capture on a second kernel. Here (6.18) it records with
-//! tracepoints; in Debian's 6.1 cloud kernel under qemu (tests/vm/boot.sh),
-//! which lacks sock_send_length/sock_recv_length, it records once with
-//! `--attach auto`, once with kprobes and once with fentry, and with each of
-//! those two again recording per-socket aggregates (`--data 1s`). Every run
-//! must give the workload's own byte counts per process, the same connections
-//! and the same state sequences, each row attributed to the socket's owner.
+//! The static netrec-capture on other kernels. Here (6.18) it records with
+//! tracepoints; under qemu (tests/vm/boot.sh) it boots Debian's 5.10 (bullseye)
+//! and 6.1 cloud kernels, which lack sock_send_length/sock_recv_length, and
+//! 6.12 (bookworm-backports), which has all three mechanisms, and records with
+//! `--attach auto` and each mechanism forced, and again recording per-socket
+//! aggregates (`--data 1s`). Every run must give the workload's own byte
+//! counts per process, the same connections and the same state sequences,
+//! each row attributed to the socket's owner.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -73,10 +74,18 @@ fn host_run(capture: &Path, dir: &Path) -> Run {
     }
 }
 
-/// Boots the VM and takes its runs back from the tagged console lines.
-fn vm_runs(capture: &Path, dir: &Path, modes: &[&str]) -> (String, Vec<Run>) {
+/// Boots the VM on Debian's `series` kernel (5.10, 6.1, 6.12) and takes its
+/// runs back from the tagged console lines.
+fn vm_runs(capture: &Path, dir: &Path, series: &str, modes: &[&str]) -> (String, Vec<Run>) {
     let boot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vm/boot.sh");
-    let out = Command::new("bash").arg(boot).arg(capture).arg(tcp_workload()).arg(modes.join(",")).output().unwrap();
+    let out = Command::new("bash")
+        .arg(boot)
+        .arg(capture)
+        .arg(tcp_workload())
+        .arg(modes.join(","))
+        .env("NETREC_VM_KERNEL", series)
+        .output()
+        .unwrap();
     let console = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "boot.sh failed: {}\n{console}", String::from_utf8_lossy(&out.stderr));
     assert!(console.contains("vm-done"), "the VM did not finish:\n{console}");
@@ -103,7 +112,7 @@ fn vm_runs(capture: &Path, dir: &Path, modes: &[&str]) -> (String, Vec<Run>) {
                 let out = dir.join(rest);
                 std::fs::create_dir_all(&out).unwrap();
                 runs.push(Run {
-                    name: format!("6.1 VM --attach {rest}"),
+                    name: format!("{series} VM --attach {rest}"),
                     dir: out,
                     segments: Vec::new(),
                     workload: Value::Null,
@@ -206,61 +215,84 @@ fn facts(run: &Run) -> Facts {
     Facts { totals: [totals_for(&rows, server), totals_for(&rows, client)], opened, closed, sequences }
 }
 
-#[test]
-fn same_totals_states_and_owners_on_6_1_with_kprobe_and_fentry() {
-    let _g = serial();
+/// The runs of `modes` on Debian's `series` kernel, each checked against a
+/// capture here and the workload's own counts; `refused`: modes expected to
+/// exit 2 with one line containing each of their strings.
+fn runs_match_the_host(series: &str, modes: &[&str], refused: &[(&str, &[&str])]) -> BTreeMap<String, Run> {
     let dir = tempdir();
     // boot.sh refuses anything but a static executable: the VM has no libraries.
     let capture = static_capture();
-
     let host = host_run(&capture, dir.path());
-    let (kernel, mut vm) =
-        vm_runs(&capture, dir.path(), &["auto", "kprobe", "fentry", "kprobe-1s", "fentry-1s", "tracepoint"]);
-    assert!(kernel.starts_with("6.1."), "the VM ran {kernel}");
-    assert_eq!(vm.len(), 6);
-
-    // 6.1 has no sock_send_length: forcing tracepoints fails in one line.
-    let forced = vm.pop().unwrap();
-    assert_eq!(forced.exit, Some(2), "{:?}", forced.stderr);
-    assert_eq!(forced.stderr.len(), 1, "{:?}", forced.stderr);
-    assert!(
-        forced.stderr[0].contains("--attach tracepoint: cannot record send")
-            && forced.stderr[0].contains("sock_send_length"),
-        "{:?}",
-        forced.stderr
-    );
-    for run in &vm {
-        assert_eq!(run.exit, Some(0), "{}: {:?}", run.name, run.stderr);
+    let (kernel, vm) = vm_runs(&capture, dir.path(), series, modes);
+    assert!(kernel.starts_with(&format!("{series}.")), "the VM ran {kernel}");
+    assert_eq!(vm.len(), modes.len());
+    let mut runs: BTreeMap<String, Run> =
+        vm.into_iter().map(|r| (r.name.rsplit(' ').next().unwrap().to_string(), r)).collect();
+    for (mode, needles) in refused {
+        let run = runs.remove(*mode).unwrap();
+        assert_eq!(run.exit, Some(2), "{}: {:?}", run.name, run.stderr);
+        assert_eq!(run.stderr.len(), 1, "{}: {:?}", run.name, run.stderr);
+        for n in *needles {
+            assert!(run.stderr[0].contains(n), "{}: {:?}", run.name, run.stderr);
+        }
     }
-
-    // The workload's own counts are the truth, and the same on both kernels.
+    // The workload's own counts are the truth, and the same on every kernel.
     let truth = |run: &Run| [expected(&run.workload["served"]), expected(&run.workload["client"])];
     let reference = facts(&host);
     assert_eq!(reference.totals, truth(&host), "host");
     assert_eq!(reference.opened, [CONNECTIONS; 2]);
     assert_eq!(reference.closed, [CONNECTIONS; 2]);
-    for run in &vm {
+    for run in runs.values() {
+        assert_eq!(run.exit, Some(0), "{}: {:?}", run.name, run.stderr);
         assert_eq!(truth(run), truth(&host), "{}: the workload itself moved other sizes", run.name);
         assert_eq!(facts(run), reference, "{} differs from the 6.18 tracepoint capture", run.name);
+        // The host's analyzer reads what came out of the VM.
+        let netio = analyze_json(&["netio", run.dir.to_str().unwrap()]);
+        let per_pid: HashSet<(u64, u64, u64)> = netio
+            .iter()
+            .filter(|r| r["total"] == "key")
+            .map(|r| (r["pid"].as_u64().unwrap(), r["sent_bytes"].as_u64().unwrap(), r["recv_bytes"].as_u64().unwrap()))
+            .collect();
+        for (role, (sent, recv)) in [("served", truth(run)[0]), ("client", truth(run)[1])] {
+            let pid = run.workload[role]["pid"].as_u64().unwrap();
+            assert!(per_pid.contains(&(pid, sent, recv)), "{}: netio {netio:?}", run.name);
+        }
     }
-
-    // Which hooks fed each probe, as each segment records it.
-    let mech = |run: &Run, probe: &str| run.mechanisms()[probe].as_str().unwrap().to_string();
     for probe in ["send", "recv", "state", "rtt"] {
         assert!(mech(&host, probe).starts_with("tracepoint"), "{}", host.mechanisms());
     }
-    let (auto, kprobe, fentry) = (&vm[0], &vm[1], &vm[2]);
-    // The aggregate runs wrote aggregates: fewer send/recv rows than calls, every call counted.
-    for (calls, aggregated) in [(kprobe, &vm[3]), (fentry, &vm[4])] {
-        let data_rows = |run: &Run| -> Vec<Row> {
-            all_rows(&run.segments).into_iter().filter(|r| r.kind == "send" || r.kind == "recv").collect()
-        };
-        let (per_call, agg) = (data_rows(calls), data_rows(aggregated));
-        assert!(per_call.iter().all(|r| r.samples.is_none()), "{}", calls.name);
-        assert!(agg.iter().all(|r| r.samples.is_some()), "{}: a per-call row", aggregated.name);
-        assert!(agg.len() < per_call.len(), "{}: {} rows for {} calls", aggregated.name, agg.len(), per_call.len());
-        assert_eq!(mech(aggregated, "send"), mech(calls, "send"));
-    }
+    runs
+}
+
+/// Which hooks fed a probe, as the run's segment records it.
+fn mech(run: &Run, probe: &str) -> String {
+    run.mechanisms()[probe].as_str().unwrap().to_string()
+}
+
+/// The aggregate run wrote aggregates: fewer send/recv rows than calls,
+/// every call counted, through the same hooks as the run per call.
+fn aggregated_like(calls: &Run, aggregated: &Run) {
+    let data_rows = |run: &Run| -> Vec<Row> {
+        all_rows(&run.segments).into_iter().filter(|r| r.kind == "send" || r.kind == "recv").collect()
+    };
+    let (per_call, agg) = (data_rows(calls), data_rows(aggregated));
+    assert!(per_call.iter().all(|r| r.samples.is_none()), "{}", calls.name);
+    assert!(agg.iter().all(|r| r.samples.is_some()), "{}: a per-call row", aggregated.name);
+    assert!(agg.len() < per_call.len(), "{}: {} rows for {} calls", aggregated.name, agg.len(), per_call.len());
+    assert_eq!(mech(aggregated, "send"), mech(calls, "send"));
+}
+
+/// No sock_*_length tracepoints before 6.3: forcing them fails in one line.
+const NO_DATA_TRACEPOINTS: &[&str] = &["--attach tracepoint: cannot record send", "sock_send_length"];
+
+#[test]
+fn same_totals_states_and_owners_on_6_1_with_kprobe_and_fentry() {
+    let _g = serial();
+    let modes = ["auto", "kprobe", "fentry", "kprobe-1s", "fentry-1s", "tracepoint"];
+    let runs = runs_match_the_host("6.1", &modes, &[("tracepoint", NO_DATA_TRACEPOINTS)]);
+    let (auto, kprobe, fentry) = (&runs["auto"], &runs["kprobe"], &runs["fentry"]);
+    aggregated_like(kprobe, &runs["kprobe-1s"]);
+    aggregated_like(fentry, &runs["fentry-1s"]);
     assert!(
         mech(auto, "send").starts_with("fentry:") && mech(auto, "recv").starts_with("fentry:"),
         "{}",
@@ -272,18 +304,35 @@ fn same_totals_states_and_owners_on_6_1_with_kprobe_and_fentry() {
         assert!(mech(fentry, probe).starts_with("fentry:"), "{}", fentry.mechanisms());
     }
     assert!(mech(kprobe, "send").contains("kprobe/tcp_sendpage"), "sendfile on 6.1: {}", kprobe.mechanisms());
+}
 
-    // The host's analyzer reads what came out of the VM.
-    for run in &vm {
-        let netio = analyze_json(&["netio", run.dir.to_str().unwrap()]);
-        let per_pid: HashSet<(u64, u64, u64)> = netio
-            .iter()
-            .filter(|r| r["total"] == "key")
-            .map(|r| (r["pid"].as_u64().unwrap(), r["sent_bytes"].as_u64().unwrap(), r["recv_bytes"].as_u64().unwrap()))
-            .collect();
-        for (role, (sent, recv)) in [("served", truth(run)[0]), ("client", truth(run)[1])] {
-            let pid = run.workload[role]["pid"].as_u64().unwrap();
-            assert!(per_pid.contains(&(pid, sent, recv)), "{}: netio {netio:?}", run.name);
-        }
+/// Debian 11's kernel: no atomics that return a value (5.12), no BPF
+/// cookies (5.15), the pre-5.19 tcp_recvmsg with `nonblock`.
+#[test]
+fn same_totals_states_and_owners_on_5_10() {
+    let _g = serial();
+    let modes = ["auto", "kprobe", "fentry", "fentry-1s", "tracepoint"];
+    let runs = runs_match_the_host("5.10", &modes, &[("tracepoint", NO_DATA_TRACEPOINTS)]);
+    aggregated_like(&runs["fentry"], &runs["fentry-1s"]);
+    let (auto, kprobe) = (&runs["auto"], &runs["kprobe"]);
+    assert!(mech(auto, "send").starts_with("fentry:"), "{}", auto.mechanisms());
+    assert!(mech(auto, "recv").contains("fexit/tcp_recvmsg"), "{}", auto.mechanisms());
+    for probe in ["send", "recv", "state", "rtt", "retransmit"] {
+        assert!(mech(kprobe, probe).starts_with("kprobe:"), "{}", kprobe.mechanisms());
+    }
+}
+
+/// 6.12 has tracepoints, fentry and kprobes: all three on the same workload.
+#[test]
+fn same_totals_states_and_owners_on_6_12_with_every_mechanism() {
+    let _g = serial();
+    let modes = ["auto", "tracepoint", "fentry", "kprobe", "tracepoint-1s"];
+    let runs = runs_match_the_host("6.12", &modes, &[]);
+    aggregated_like(&runs["tracepoint"], &runs["tracepoint-1s"]);
+    assert!(mech(&runs["auto"], "send").starts_with("tracepoint:"), "{}", runs["auto"].mechanisms());
+    for (mode, probe) in
+        [("tracepoint", "send"), ("fentry", "send"), ("kprobe", "send"), ("fentry", "recv"), ("kprobe", "recv")]
+    {
+        assert!(mech(&runs[mode], probe).starts_with(&format!("{mode}:")), "{mode}: {}", runs[mode].mechanisms());
     }
 }
