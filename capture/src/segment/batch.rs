@@ -34,6 +34,12 @@ pub struct DataRow<'a> {
     pub second: i64,
 }
 
+impl<'a> DataRow<'a> {
+    fn of(kind: Kind, text: Option<&'a SockText>, bytes: u64, second: i64) -> DataRow<'a> {
+        DataRow { kind, pid: text.and_then(|t| t.pid), comm: text.and_then(|t| t.comm.as_deref()), bytes, second }
+    }
+}
+
 /// What `BatchBuilder::finish` hands over.
 pub struct Rows {
     pub batches: Vec<RecordBatch>,
@@ -420,19 +426,15 @@ impl BatchBuilder {
             self.unknown_sockets += 1;
         }
         self.data.push(kind, e.ts_ns, self.clock_offset_ns, Some(e.sock_id), Some(e.tid), e.bytes, text);
-        Some(DataRow {
-            kind,
-            pid: text.and_then(|t| t.pid),
-            comm: text.and_then(|t| t.comm.as_deref()),
-            bytes: e.bytes,
-            second,
-        })
+        Some(DataRow::of(kind, text.map(|t| &**t), e.bytes, second))
     }
 
     /// A send or receive in the full layout (the socket table was full, or
     /// the socket's info could not go out first).
     fn push_full_data(&mut self, kind: Kind, e: &netrec_sock_event) -> Option<DataRow<'_>> {
         self.counted(kind);
+        self.per_call_data += 1;
+        let second = self.second_of(e.ts_ns);
         let text = self.learn(e);
         let sock_id = (e.sock_id != 0).then_some(e.sock_id);
         self.data.push(kind, e.ts_ns, self.clock_offset_ns, sock_id, text.tid, e.value, Some(&text));
@@ -441,15 +443,7 @@ impl BatchBuilder {
             Some(id) => self.sockets.get(id).map(|t| &**t),
             None => self.data.texts.last().and_then(|t| t.as_deref()),
         };
-        self.per_call_data += 1;
-        let second = (e.ts_ns as i64 + self.clock_offset_ns).div_euclid(1_000_000_000);
-        Some(DataRow {
-            kind,
-            pid: text.and_then(|t| t.pid),
-            comm: text.and_then(|t| t.comm.as_deref()),
-            bytes: e.value,
-            second,
-        })
+        Some(DataRow::of(kind, text, e.value, second))
     }
 
     fn push_sock(&mut self, kind: Kind, e: &netrec_sock_event) {
@@ -508,7 +502,7 @@ impl BatchBuilder {
             self.data.push(kind, start, self.clock_offset_ns, Some(c.sock_id), Some(c.tid), bytes, Some(&text));
             self.data.aggregates.push((row, calls.min(u32::MAX as u64) as u32));
             self.data.forget(c.sock_id);
-            shown(&DataRow { kind, pid: text.pid, comm: text.comm.as_deref(), bytes, second: self.second_of(start) });
+            shown(&DataRow::of(kind, Some(&text), bytes, self.second_of(start)));
         }
     }
 
