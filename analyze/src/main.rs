@@ -45,7 +45,10 @@ fn analyze(common: &Common, calls: bool, report_of: impl FnOnce(&Ctx) -> Result<
     let by = split(common, calls)?;
     let trace = input::Trace::open(&common.inputs)?;
     for p in &trace.skipped_in_progress {
-        eprintln!("netrec-analyze: warning: {}: skipped, still being written", p.display());
+        eprintln!(
+            "netrec-analyze: warning: {}: skipped, unfinished (still being written, or its capture was killed)",
+            p.display()
+        );
     }
     let filters = common.filters(trace.start_ns())?;
     let hosts: std::collections::BTreeSet<&str> = trace.segments.iter().map(|s| s.host.as_str()).collect();

@@ -121,6 +121,15 @@ fn writer_loop(mut st: WriterState, rx: Receiver<Msg>) -> Result<Summary> {
     Ok(st.summary)
 }
 
+/// Whether writing failed for want of space (ENOSPC, or a quota: EDQUOT).
+fn disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+            .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT)
+    })
+}
+
 fn create_output_dir(cfg: &Config) -> Result<()> {
     let out = &cfg.output;
     if out.exists() {
@@ -377,6 +386,12 @@ pub fn run(cfg: Config) -> Result<Summary> {
     drop(tx);
     let written = writer.join().map_err(|_| anyhow!("the segment writer panicked"))?;
     let mut summary = match (result, written) {
+        (_, Err(e)) if disk_full(&e) => {
+            return Err(anyhow!(
+                "{}: the disk is full; the segments completed before are intact. Free space, or keep the capture under the free space with --max-disk SIZE",
+                cfg.output.display()
+            ))
+        }
         (_, Err(e)) => return Err(e),
         (Err(e), Ok(_)) => return Err(e),
         (Ok(()), Ok(s)) => s,

@@ -521,3 +521,97 @@ fn rtt_buckets_keep_every_change_counted_and_percentiles_close() {
         }
     }
 }
+
+/// A disk that fills up: the capture stops by itself with one line naming the
+/// directory and what to do, exit 2, every completed segment intact and
+/// nothing unfinished under any name; `--max-disk` below the free space keeps
+/// it going with the newest data.
+#[test]
+fn a_full_disk_stops_the_capture_cleanly() {
+    let _g = serial();
+    let dir = tempdir();
+    let disk = dir.path().join("tiny");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=320k", "tmpfs"]).arg(&disk).status().unwrap();
+    assert!(mounted.success(), "mount a tmpfs at {}", disk.display());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let stream = compile_c(&dir.path().join("stream"), &["../../bench/stream.c"], &["-O2"]);
+    let run_stream = || {
+        let s = Command::new(&stream).args(["300000", "64"]).stdout(std::process::Stdio::null()).status().unwrap();
+        assert!(s.success());
+    };
+
+    // Bounded below the free space: it keeps going, the oldest segments go.
+    let bounded = disk.join("bounded");
+    let cap = Capture::start(&bounded, &["--rotate-size", "64KiB", "--max-disk", "192KiB", "--data-budget", "0"]);
+    run_stream();
+    let (status, _, stderr) = cap.stop();
+    assert!(status.success(), "{stderr:?}");
+    assert!(stderr.iter().any(|l| l.contains("deleted")), "{stderr:?}");
+    let kept = read_segments(&bounded);
+    assert!(!kept.is_empty() && kept.len() < 6, "{} segments", kept.len());
+    std::fs::remove_dir_all(&bounded).unwrap();
+
+    // Unbounded: the disk fills and the capture stops on its own.
+    let out = disk.join("full");
+    let cap = Capture::start(&out, &["--rotate-size", "64KiB", "--data-budget", "0"]);
+    run_stream();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut cap = cap;
+    let status = loop {
+        if let Some(status) = cap.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the capture did not stop when the disk was full");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (_, _, stderr) = cap.wait();
+    assert_eq!(status.code(), Some(2), "{stderr:?}");
+    let errors: Vec<&String> =
+        stderr.iter().filter(|l| !l.contains(": wrote ") && !l.contains("recording to")).collect();
+    assert_eq!(errors.len(), 1, "{stderr:?}");
+    assert!(
+        errors[0].contains(out.to_str().unwrap())
+            && errors[0].contains("disk is full")
+            && errors[0].contains("--max-disk")
+    );
+    // read_segments panics on anything but finished segments.
+    let segs = read_segments(&out);
+    assert!(segs.len() >= 2, "{} segments", segs.len());
+    assert!(segs.iter().all(|s| !s.rows.is_empty() || s.metadata[meta::EVENTS] == "0"));
+    let info = analyze_json(&["info", out.to_str().unwrap()]);
+    assert_eq!(info[0]["segments"].as_u64(), Some(segs.len() as u64));
+}
+
+/// kill -9 loses at most the open segment: the analyzer reads the others and
+/// says which file it skipped.
+#[test]
+fn kill_9_loses_at_most_the_open_segment() {
+    let _g = serial();
+    let dir = tempdir();
+    let out = dir.path().join("killed");
+    let cap = Capture::start(&out, &["--rotate-seconds", "1"]);
+    let server = Server::start();
+    server.run_client();
+    server.finish();
+    std::thread::sleep(Duration::from_millis(2500));
+    cap.signal(libc::SIGKILL);
+    let (status, _, _) = cap.wait();
+    assert_eq!(status.code(), None, "killed by a signal");
+    let names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let unfinished: Vec<&String> = names.iter().filter(|n| n.ends_with(".parquet.inprogress")).collect();
+    assert_eq!(unfinished.len(), 1, "{names:?}");
+    assert!(names.iter().filter(|n| n.ends_with(".parquet")).count() >= 2, "{names:?}");
+    let bin = Path::new(CAPTURE).with_file_name("netrec-analyze");
+    let r = Command::new(&bin).args(["netio", out.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(stderr.contains(unfinished[0].as_str()) && stderr.contains("unfinished"), "{stderr}");
+}

@@ -37,6 +37,8 @@ pub struct SegmentWriter {
     final_path: PathBuf,
     tmp_path: PathBuf,
     writer: Option<ArrowWriter<File>>,
+    /// Finalized under its final name.
+    renamed: bool,
     /// A second handle on the file, to fsync it after the writer closes.
     file: File,
     index: u32,
@@ -62,17 +64,23 @@ impl SegmentWriter {
             .mode(0o600)
             .open(&tmp_path)
             .with_context(|| format!("cannot create segment {}", tmp_path.display()))?;
-        let handle = file.try_clone().with_context(|| format!("cannot reopen {}", tmp_path.display()))?;
-        let writer = ArrowWriter::try_new(
-            file,
-            arrow_schema(),
-            Some(writer_properties(enc, concat!("netrec-capture ", env!("CARGO_PKG_VERSION")))),
-        )
-        .with_context(|| format!("cannot start segment {}", tmp_path.display()))?;
+        let started = file.try_clone().context("reopening it").and_then(|handle| {
+            let props = writer_properties(enc, concat!("netrec-capture ", env!("CARGO_PKG_VERSION")));
+            Ok((handle, ArrowWriter::try_new(file, arrow_schema(), Some(props))?))
+        });
+        let (handle, writer) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                // A full disk lets the file be made, not written: leave nothing behind.
+                let _ = std::fs::remove_file(&tmp_path);
+                return Err(e.context(format!("cannot start segment {}", tmp_path.display())));
+            }
+        };
         Ok(SegmentWriter {
             final_path,
             tmp_path,
             writer: Some(writer),
+            renamed: false,
             file: handle,
             index,
             opened: Utc::now(),
@@ -172,11 +180,12 @@ impl SegmentWriter {
         for (k, v) in kv {
             w.append_key_value_metadata(KeyValue::new(k.to_string(), v));
         }
-        w.close().with_context(|| format!("writing footer of {}", self.tmp_path.display()))?;
+        w.close().with_context(|| format!("writing the footer of {}", self.tmp_path.display()))?;
         self.file.sync_all().with_context(|| format!("fsync {}", self.tmp_path.display()))?;
         let size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
         std::fs::rename(&self.tmp_path, &self.final_path)
             .with_context(|| format!("renaming {} to {}", self.tmp_path.display(), self.final_path.display()))?;
+        self.renamed = true;
         // The rename itself must survive a crash too.
         if let Some(dir) = self.final_path.parent() {
             File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("fsync {}", dir.display()))?;
@@ -186,9 +195,9 @@ impl SegmentWriter {
 }
 
 impl Drop for SegmentWriter {
-    /// A segment that was never finalized leaves nothing behind.
+    /// A segment that was never finalized, or failed to be, leaves nothing behind.
     fn drop(&mut self) {
-        if self.writer.is_some() {
+        if !self.renamed {
             let _ = std::fs::remove_file(&self.tmp_path);
         }
     }
