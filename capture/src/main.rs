@@ -8,6 +8,7 @@ mod cost;
 mod event;
 mod host;
 mod live;
+mod privilege;
 mod probe;
 mod run;
 mod segment;

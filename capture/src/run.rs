@@ -187,6 +187,12 @@ pub fn run(cfg: Config) -> Result<Summary> {
     // Before loading, so every program run is counted.
     let _bpf_stats = cfg.bpf_stats.then(BpfStats::enable).transpose()?;
     let mut probes = probe::start(&mut open_object, &cfg, clock_offset_ns)?;
+    // Attached: tracefs and every capability are no longer needed.
+    probes.release_tracefs();
+    let kept = crate::privilege::drop_all(&cfg.output)?;
+    if !kept.is_empty() && !cfg.quiet {
+        eprintln!("netrec-capture: kept {kept:?}: --output {} belongs to another user", cfg.output.display());
+    }
     ws.facts.mechanisms = probes.mechanisms.clone();
     ws.meter.watch(std::mem::take(&mut probes.programs));
 

@@ -615,3 +615,32 @@ fn kill_9_loses_at_most_the_open_segment() {
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(stderr.contains(unfinished[0].as_str()) && stderr.contains("unfinished"), "{stderr}");
 }
+
+/// Once attached, the capture holds no capability in any set and cannot
+/// regain one (no_new_privs); it still records every byte, rotates, reads
+/// the kernel's run statistics and exits cleanly.
+#[test]
+fn the_capture_drops_every_capability_once_attached() {
+    let _g = serial();
+    let dir = tempdir();
+    let out = dir.path().join("unprivileged");
+    let server = Server::start();
+    let cap = Capture::start(&out, &["--rotate-seconds", "1", "--bpf-stats"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", cap.child.id())).unwrap();
+    let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
+    for set in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(field(set).as_deref(), Some("0000000000000000"), "{set}\n{status}");
+    }
+    assert_eq!(field("NoNewPrivs:").as_deref(), Some("1"));
+    let client = server.run_client();
+    let served = server.finish();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, _, stderr) = cap.stop();
+    assert!(status.success(), "{stderr:?}");
+    let segs = read_segments(&out);
+    assert!(segs.len() >= 2, "rotated after the drop");
+    let rows = all_rows(&segs);
+    assert_eq!(totals_for(&rows, client["pid"].as_u64().unwrap() as u32), expected(&client));
+    assert_eq!(totals_for(&rows, served["pid"].as_u64().unwrap() as u32), expected(&served));
+    assert!(segs.iter().any(|s| s.metadata[meta::BPF_PROGRAMS].contains("run_cnt")), "run statistics read");
+}

@@ -44,7 +44,7 @@ pub struct Probes<'obj> {
     pub mechanisms: serde_json::Value,
     /// The next socket id to hand the kernel (its `sock_ids` queue).
     next_sock_id: u64,
-    _tracefs: tracefs::TracefsGuard,
+    tracefs: Option<tracefs::TracefsGuard>,
 }
 
 const CAP_SYS_ADMIN: u32 = 21;
@@ -293,7 +293,7 @@ pub fn start<'obj>(
         programs: prog_fds,
         mechanisms: serde_json::Value::Object(mechanisms),
         next_sock_id,
-        _tracefs: tracefs,
+        tracefs: Some(tracefs),
     })
 }
 
@@ -311,6 +311,11 @@ fn refill_sock_ids(queue: &libbpf_rs::MapMut, mut next: u64) -> Result<u64> {
 }
 
 impl Probes<'_> {
+    /// Unmounts tracefs if this capture mounted it: attaching was its last use.
+    pub fn release_tracefs(&mut self) {
+        self.tracefs = None;
+    }
+
     /// Gives the kernel fresh socket ids for those it took since the last call.
     pub fn refill_sock_ids(&mut self) -> Result<()> {
         self.next_sock_id = refill_sock_ids(&self.skel.maps.sock_ids, self.next_sock_id)?;
