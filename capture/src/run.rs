@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::fs::DirBuilder;
 use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -189,9 +190,9 @@ pub fn run(cfg: Config) -> Result<Summary> {
     let mut probes = probe::start(&mut open_object, &cfg, clock_offset_ns)?;
     // Attached: tracefs and every capability are no longer needed.
     probes.release_tracefs();
-    let kept = crate::privilege::drop_all(&cfg.output)?;
+    let kept = crate::privilege::drop_all(&cfg.output, probes.skel.maps.counters.as_fd())?;
     if !kept.is_empty() && !cfg.quiet {
-        eprintln!("netrec-capture: kept {kept:?}: --output {} belongs to another user", cfg.output.display());
+        eprintln!("netrec-capture: kept {kept:?} of every capability (this kernel's bpf() or --output needs them)");
     }
     ws.facts.mechanisms = probes.mechanisms.clone();
     ws.meter.watch(std::mem::take(&mut probes.programs));

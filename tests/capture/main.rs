@@ -573,8 +573,10 @@ fn a_full_disk_stops_the_capture_cleanly() {
     };
     let (_, _, stderr) = cap.wait();
     assert_eq!(status.code(), Some(2), "{stderr:?}");
-    let errors: Vec<&String> =
-        stderr.iter().filter(|l| !l.contains(": wrote ") && !l.contains("recording to")).collect();
+    let errors: Vec<&String> = stderr
+        .iter()
+        .filter(|l| !l.contains(": wrote ") && !l.contains("recording to") && !l.contains("data recorded as"))
+        .collect();
     assert_eq!(errors.len(), 1, "{stderr:?}");
     assert!(
         errors[0].contains(out.to_str().unwrap())

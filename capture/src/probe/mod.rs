@@ -282,7 +282,14 @@ pub fn start<'obj>(
     if !cfg.probes.is_empty() {
         mechanisms.insert("call".into(), "uprobe+uretprobe, usdt (netrec.probes)".into());
         let p = &skel.progs;
-        for prog in [&p.call_entry, &p.call_exit, &p.usdt_fire, &p.usdt_start, &p.usdt_done] {
+        let loaded = [
+            (uprobes, &p.call_entry),
+            (uprobes, &p.call_exit),
+            (usdts, &p.usdt_fire),
+            (usdts, &p.usdt_start),
+            (usdts, &p.usdt_done),
+        ];
+        for (_, prog) in loaded.into_iter().filter(|(on, _)| *on) {
             let fd = prog.as_fd().try_clone_to_owned().context("duplicating a program fd")?;
             prog_fds.push((prog.name().to_string_lossy().into_owned(), fd));
         }
