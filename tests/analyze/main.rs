@@ -315,32 +315,14 @@ fn info_shows_what_the_capture_cost() {
     };
     let send = |i: i64| [io("send", T0 + i * 10 * SEC, 1, "a", 10)];
     let mib = 1 << 20;
-    write_segment(
-        d.path(),
-        &SegmentSpec {
-            cost: Some((
-                1_500_000_000,
-                500_000_000,
-                40 * mib,
-                r#"{"sock_send_length":{"run_cnt":1,"run_time_ns":600}}"#,
-            )),
-            ..sec10(0)
-        },
-        &send(0),
-    );
-    write_segment(
-        d.path(),
-        &SegmentSpec {
-            cost: Some((
-                1_500_000_000,
-                500_000_000,
-                48 * mib,
-                r#"{"sock_send_length":{"run_cnt":2,"run_time_ns":1000}}"#,
-            )),
-            ..sec10(1)
-        },
-        &send(1),
-    );
+    // Two segments of 1.5 s user + 0.5 s sys each, with their peak RSS and runs.
+    for (i, rss, programs) in [
+        (0, 40 * mib, r#"{"sock_send_length":{"run_cnt":1,"run_time_ns":600}}"#),
+        (1, 48 * mib, r#"{"sock_send_length":{"run_cnt":2,"run_time_ns":1000}}"#),
+    ] {
+        let spec = SegmentSpec { cost: Some((1_500_000_000, 500_000_000, rss, programs)), ..sec10(i) };
+        write_segment(d.path(), &spec, &send(i));
+    }
     // Written before the capture recorded its cost: left out of the totals.
     write_segment(d.path(), &sec10(2), &send(2));
     let info = json_rows(&["info", s(d.path())]);
