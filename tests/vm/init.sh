@@ -2,7 +2,8 @@
 # /init of the test VM (tests/vm/boot.sh). Runs the workload under the static
 # netrec-capture once per --attach mode named on the kernel command line
 # (netrec.modes=auto,kprobe,fentry; MODE-INTERVAL adds --data INTERVAL, as in
-# kprobe-1s) and prints everything on the console,
+# kprobe-1s; `uprobe` records the workload's main() instead) and prints
+# everything on the console,
 # each line tagged so the host can pick it out of kernel messages:
 #   vm-run MODE | vm-workload JSON | vm-exit MODE STATUS | vm-stderr LINE
 #   vm-segment MODE NAME SHA256 | vm-b64 LINE (the segment, base64)
@@ -18,10 +19,16 @@ echo "vm-kernel $(uname -r)"
 modes=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^netrec\.modes=//p' | tr ',' ' ')
 for mode in ${modes:-auto}; do
     echo "vm-run $mode"
-    attach=${mode%%-*}
-    data=calls
-    [ "$attach" != "$mode" ] && data=${mode#*-}
-    netrec-capture --output "/tmp/$mode" --attach "$attach" --data "$data" 2>"/tmp/$mode.err" &
+    if [ "$mode" = uprobe ]; then
+        # An application probe on the workload itself (needs BPF cookies).
+        set -- --uprobe /bin/tcp_workload:main
+    else
+        attach=${mode%%-*}
+        data=calls
+        [ "$attach" != "$mode" ] && data=${mode#*-}
+        set -- --attach "$attach" --data "$data"
+    fi
+    netrec-capture --output "/tmp/$mode" "$@" 2>"/tmp/$mode.err" &
     cap=$!
     # Ready once it says where it records; give up if it exits or stalls.
     i=0
