@@ -34,7 +34,7 @@ const BATCH_FULL: i32 = -libc::EAGAIN;
 enum Msg {
     /// Rows (a batch per kind of row) and their counts, kernel counters
     /// since the last message, data recording switches.
-    Batch(Rows, Counters, Vec<Switch>),
+    Batch(Box<Rows>, Counters, Vec<Switch>),
     Finish,
 }
 
@@ -113,7 +113,7 @@ impl WriterState {
 fn writer_loop(mut st: WriterState, rx: Receiver<Msg>) -> Result<Summary> {
     for msg in rx {
         match msg {
-            Msg::Batch(rows, delta, switches) => st.handle(rows, delta, switches)?,
+            Msg::Batch(rows, delta, switches) => st.handle(*rows, delta, switches)?,
             Msg::Finish => break,
         }
     }
@@ -340,7 +340,7 @@ pub fn run(cfg: Config) -> Result<Summary> {
         let now = probes.counters()?;
         let delta = now.since(counted);
         *counted = now;
-        tx.send(Msg::Batch(rows, delta, switches)).map_err(|_| anyhow!("the segment writer stopped"))
+        tx.send(Msg::Batch(Box::new(rows), delta, switches)).map_err(|_| anyhow!("the segment writer stopped"))
     };
 
     let mut result: Result<()> = Ok(());
