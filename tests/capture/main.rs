@@ -549,7 +549,7 @@ fn a_full_disk_stops_the_capture_cleanly() {
 
     // Bounded below the free space: it keeps going, the oldest segments go.
     let bounded = disk.join("bounded");
-    let cap = Capture::start(&bounded, &["--rotate-size", "64KiB", "--max-disk", "192KiB", "--data-budget", "0"]);
+    let cap = Capture::start(&bounded, &["--rotate-size", "64KiB", "--max-disk", "128KiB", "--data-budget", "0"]);
     run_stream();
     let (status, _, stderr) = cap.stop();
     assert!(status.success(), "{stderr:?}");
@@ -560,7 +560,8 @@ fn a_full_disk_stops_the_capture_cleanly() {
 
     // Unbounded: the disk fills and the capture stops on its own.
     let out = disk.join("full");
-    let cap = Capture::start(&out, &["--rotate-size", "64KiB", "--data-budget", "0"]);
+    // A ring that holds the whole stream: rows per call throughout, ≈ 1.4 MB of them.
+    let cap = Capture::start(&out, &["--rotate-size", "64KiB", "--data-budget", "0", "--ringbuf-size", "64MiB"]);
     run_stream();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut cap = cap;
