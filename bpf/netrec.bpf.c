@@ -413,25 +413,31 @@ static __always_inline void read_endpoints(const struct sock *sk, __u16 *family,
 	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 }
 
-/* Remembers the endpoints of a socket once both ports are known (they never
- * change after); false while they are not. */
-static __always_inline bool know_endpoints(const struct sock *sk, struct sock_info *si)
+/* Keeps endpoints just read once both ports are known (they never change
+ * after). */
+static __always_inline void remember_endpoints(struct sock_info *si, __u16 family, const __u8 *saddr,
+					       const __u8 *daddr, __u16 lport, __u16 rport)
+{
+	if (!lport || !rport)
+		return;
+	si->family = family;
+	si->lport = lport;
+	si->rport = rport;
+	__builtin_memcpy(si->saddr, saddr, sizeof(si->saddr));
+	__builtin_memcpy(si->daddr, daddr, sizeof(si->daddr));
+	si->endpoints_known = 1;
+}
+
+/* Reads and remembers the socket's endpoints unless they are known already. */
+static __always_inline void know_endpoints(const struct sock *sk, struct sock_info *si)
 {
 	__u8 saddr[16] = {}, daddr[16] = {};
 	__u16 family, lport, rport;
 
 	if (si->endpoints_known)
-		return true;
+		return;
 	read_endpoints(sk, &family, saddr, daddr, &lport, &rport);
-	if (!lport || !rport)
-		return false;
-	si->family = family;
-	si->lport = lport;
-	si->rport = rport;
-	__builtin_memcpy(si->saddr, saddr, sizeof(saddr));
-	__builtin_memcpy(si->daddr, daddr, sizeof(daddr));
-	si->endpoints_known = 1;
-	return true;
+	remember_endpoints(si, family, saddr, daddr, lport, rport);
 }
 
 /*
@@ -448,7 +454,7 @@ static __always_inline int emit_sock_event_at(const struct sock *sk, struct sock
 	__u16 family, lport, rport;
 	bool known, selected;
 
-	if (si && know_endpoints(sk, si)) {
+	if (si && si->endpoints_known) {
 		family = si->family;
 		lport = si->lport;
 		rport = si->rport;
@@ -456,6 +462,8 @@ static __always_inline int emit_sock_event_at(const struct sock *sk, struct sock
 		__builtin_memcpy(daddr, si->daddr, sizeof(daddr));
 	} else {
 		read_endpoints(sk, &family, saddr, daddr, &lport, &rport);
+		if (si)
+			remember_endpoints(si, family, saddr, daddr, lport, rport);
 	}
 	if (si) {
 		known = si->owner_known;
@@ -601,6 +609,19 @@ static __always_inline void add_data(struct data_count *c, __u32 kind, __u64 byt
 	}
 }
 
+/* One call's bytes into the entry of `key` if there is one (a socket
+ * filtered out has an entry that counts nothing). false: no entry yet. */
+static __always_inline bool add_to_entry(const struct data_key *key, __u32 kind, __u64 bytes)
+{
+	struct data_count *c = bpf_map_lookup_elem(&data_counts, key);
+
+	if (!c)
+		return false;
+	if (c->selected)
+		add_data(c, kind, bytes);
+	return true;
+}
+
 /*
  * Adds one call's bytes to its socket's entry for the current interval,
  * making the entry (with the socket's id, endpoints, owner and filter
@@ -610,9 +631,8 @@ static __always_inline bool aggregate_data(const struct sock *sk, const struct s
 					   __u64 bytes, __u64 pid_tgid, __u64 now)
 {
 	struct data_key key = data_key_of(sk, pid_tgid >> 32, now);
-	struct data_count *c = bpf_map_lookup_elem(&data_counts, &key);
 
-	if (!c) {
+	if (!add_to_entry(&key, kind, bytes)) {
 		struct data_count fresh = {
 			.sock_id = si->id,
 			.tid = (__u32)pid_tgid,
@@ -627,12 +647,8 @@ static __always_inline bool aggregate_data(const struct sock *sk, const struct s
 		__builtin_memcpy(fresh.comm, si->comm, sizeof(fresh.comm));
 		/* Losing a race with another CPU is fine: its entry is found below. */
 		bpf_map_update_elem(&data_counts, &key, &fresh, BPF_NOEXIST);
-		c = bpf_map_lookup_elem(&data_counts, &key);
-		if (!c)
-			return false;
+		return add_to_entry(&key, kind, bytes);
 	}
-	if (c->selected)
-		add_data(c, kind, bytes);
 	return true;
 }
 
@@ -657,13 +673,9 @@ static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64
 	 * a call needs (one lookup); the socket table is for its first call. */
 	if (aggregating) {
 		struct data_key key = data_key_of(sk, pid_tgid >> 32, now);
-		struct data_count *c = bpf_map_lookup_elem(&data_counts, &key);
 
-		if (c) {
-			if (c->selected)
-				add_data(c, kind, bytes);
+		if (add_to_entry(&key, kind, bytes))
 			return;
-		}
 	}
 	if (!tcp_sock_info(sk, &si))
 		return;

@@ -158,18 +158,22 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
 /// Segments whose aggregates are coarser than, or misaligned with, the
 /// requested interval: their bytes land in the first interval of each.
 fn coarser_aggregates(ctx: &Ctx, interval_ns: i64) -> Vec<String> {
-    let mut warned = std::collections::BTreeSet::new();
-    for s in &ctx.trace.segments {
-        let Some(d) = s.data.as_ref().filter(|d| d.has_aggregates()) else { continue };
-        if d.interval_ns > 0 && interval_ns as u64 % d.interval_ns != 0 && warned.insert(d.interval_ns) {
-            let every = |ns: u64| humantime::format_duration(std::time::Duration::from_nanos(ns)).to_string();
-            return vec![format!(
-                "{}: send/recv are aggregates per {}; per {} each one's bytes fall in the interval where it starts",
-                s.path.display(),
-                every(d.interval_ns),
-                every(interval_ns as u64)
-            )];
-        }
-    }
-    Vec::new()
+    let every = |ns: u64| humantime::format_duration(std::time::Duration::from_nanos(ns)).to_string();
+    // The first such segment says it for all.
+    ctx.trace
+        .segments
+        .iter()
+        .find_map(|s| {
+            let d = s.data.as_ref().filter(|d| d.has_aggregates())?;
+            (d.interval_ns > 0 && interval_ns as u64 % d.interval_ns != 0).then(|| {
+                format!(
+                    "{}: send/recv are aggregates per {}; per {} each one's bytes fall in the interval where it starts",
+                    s.path.display(),
+                    every(d.interval_ns),
+                    every(interval_ns as u64)
+                )
+            })
+        })
+        .into_iter()
+        .collect()
 }
