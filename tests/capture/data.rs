@@ -121,12 +121,13 @@ struct Burst {
     switches: Vec<Value>,
 }
 
-fn burst_capture(dir: &Path, name: &str, args: &[&str], stream: &Path) -> (Burst, Value, Value) {
+fn burst_capture(dir: &Path, name: &str, args: &[&str]) -> (Burst, Value, Value) {
     let out = dir.join(name);
     let cap = Capture::start(&out, args);
     // A full-rate stream (one event per send and per receive) and, during
     // it, the workload's connections and their state changes.
-    let burst = Command::new(stream).args(["1000000", "64"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let burst =
+        Command::new(stream_workload()).args(["1000000", "64"]).stdout(std::process::Stdio::null()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let during = pair();
     assert!(burst.wait_with_output().unwrap().status.success());
@@ -150,7 +151,6 @@ fn burst_capture(dir: &Path, name: &str, args: &[&str], stream: &Path) -> (Burst
 fn a_burst_far_beyond_the_budget_loses_no_byte_and_no_state_event() {
     let _g = serial();
     let dir = tempdir();
-    let stream = compile_c(&dir.path().join("stream"), &["../../bench/stream.c"], &["-O2"]);
     // Past the rate budget (user space switches), and a ring buffer too small
     // for the stream with no budget (the kernel switches as it nears full).
     for (name, args, reason) in [
@@ -159,7 +159,7 @@ fn a_burst_far_beyond_the_budget_loses_no_byte_and_no_state_event() {
         ("budget", &["--data-budget", "20000", "--ringbuf-size", "64MiB"][..], "over --data-budget 20000"),
         ("ring", &["--data-budget", "0", "--ringbuf-size", "64KiB"][..], "the ring buffer was"),
     ] {
-        let (b, during, after) = burst_capture(dir.path(), name, args, &stream);
+        let (b, during, after) = burst_capture(dir.path(), name, args);
         assert_eq!(b.switches.first().map(|s| s["to"].clone()), Some("aggregates".into()), "{name}: {:?}", b.switches);
         assert!(b.switches[0]["reason"].as_str().unwrap().contains(reason), "{name}: {:?}", b.switches);
         assert_eq!(b.switches.last().map(|s| s["to"].clone()), Some("calls".into()), "{name}: {:?}", b.switches);

@@ -541,9 +541,12 @@ fn a_full_disk_stops_the_capture_cleanly() {
         }
     }
     let _unmount = Unmount(disk.clone());
-    let stream = compile_c(&dir.path().join("stream"), &["../../bench/stream.c"], &["-O2"]);
     let run_stream = || {
-        let s = Command::new(&stream).args(["300000", "64"]).stdout(std::process::Stdio::null()).status().unwrap();
+        let s = Command::new(stream_workload())
+            .args(["300000", "64"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
         assert!(s.success());
     };
 
@@ -612,8 +615,7 @@ fn kill_9_loses_at_most_the_open_segment() {
     let unfinished: Vec<&String> = names.iter().filter(|n| n.ends_with(".parquet.inprogress")).collect();
     assert_eq!(unfinished.len(), 1, "{names:?}");
     assert!(names.iter().filter(|n| n.ends_with(".parquet")).count() >= 2, "{names:?}");
-    let bin = Path::new(CAPTURE).with_file_name("netrec-analyze");
-    let r = Command::new(&bin).args(["netio", out.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    let r = analyze(&["netio", out.to_str().unwrap(), "--format", "json"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(stderr.contains(unfinished[0].as_str()) && stderr.contains("unfinished"), "{stderr}");

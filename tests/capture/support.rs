@@ -51,6 +51,15 @@ pub fn tcp_workload() -> &'static Path {
     })
 }
 
+/// bench/stream.c (a full-rate loopback stream, one event per send and per
+/// receive), built once per test run.
+pub fn stream_workload() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        compile_c(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("stream"), &["../../bench/stream.c"], &["-O2"])
+    })
+}
+
 /// A running netrec-capture process.
 pub struct Capture {
     pub child: Child,
@@ -297,11 +306,16 @@ pub fn expected(counts: &Value) -> (u64, u64) {
 
 /// netrec-analyze, built next to netrec-capture by `cargo test --workspace`.
 pub fn analyze_json(args: &[&str]) -> Vec<Value> {
-    let bin = Path::new(CAPTURE).with_file_name("netrec-analyze");
-    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace` (tests/run does)", bin.display());
-    let out = Command::new(&bin).args(args).args(["--format", "json"]).output().unwrap();
+    let out = analyze(&[args, &["--format", "json"]].concat());
     assert!(out.status.success(), "netrec-analyze {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// netrec-analyze's exit status and output, whatever they are.
+pub fn analyze(args: &[&str]) -> std::process::Output {
+    let bin = Path::new(CAPTURE).with_file_name("netrec-analyze");
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace` (tests/run does)", bin.display());
+    Command::new(&bin).args(args).output().unwrap()
 }
 
 /// A fresh private directory under the system temp dir.
