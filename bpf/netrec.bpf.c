@@ -110,6 +110,7 @@ struct {
 
 struct sock_info {
 	__u64 id;
+	__u64 cgroup_id; /* the owner's cgroup v2 id */
 	__u32 pid;
 	__u32 tid;
 	__u32 last_srtt_us;
@@ -198,6 +199,7 @@ struct data_count {
 	__u64 send_calls;
 	__u64 recv_calls;
 	__u64 sock_id;
+	__u64 cgroup_id;
 	__u32 tid;       /* the first thread that moved data */
 	/* 0: the socket is filtered out; the entry only saves later calls the
 	 * socket-table lookup, and gets no rows (it counts no calls). */
@@ -235,6 +237,7 @@ struct listener_key {
 struct owner {
 	__u32 pid;
 	__u32 tid;
+	__u64 cgroup_id;
 	__u8 selected;
 	__u8 pad[7];
 	char comm[TASK_COMM_LEN];
@@ -383,9 +386,10 @@ static __always_inline void learn_owner(struct sock_info *si, __u64 pid_tgid)
 	if (si->owner_known && si->tid == (__u32)pid_tgid && si->pid == pid_tgid >> 32)
 		return;
 	bpf_get_current_comm(comm, sizeof(comm));
-	/* Another thread of the same process with the same name (a thread
-	 * pool): the owner user space knows is still right. */
-	bool same = si->owner_known && si->pid == pid_tgid >> 32;
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	/* Another thread of the same process with the same name and cgroup (a
+	 * thread pool): the owner user space knows is still right. */
+	bool same = si->owner_known && si->pid == pid_tgid >> 32 && si->cgroup_id == cgroup_id;
 
 	for (int i = 0; i < TASK_COMM_LEN && same; i++)
 		same = si->comm[i] == comm[i];
@@ -394,6 +398,7 @@ static __always_inline void learn_owner(struct sock_info *si, __u64 pid_tgid)
 	si->pid = pid_tgid >> 32;
 	si->tid = (__u32)pid_tgid;
 	si->owner_known = 1;
+	si->cgroup_id = cgroup_id;
 	si->selected = current_selected();
 	__builtin_memcpy(si->comm, comm, sizeof(si->comm));
 }
@@ -497,6 +502,7 @@ static __always_inline int emit_sock_event_at(const struct sock *sk, struct sock
 		e->sock_id = si->id;
 		e->pid = si->pid;
 		e->tid = si->tid;
+		e->cgroup_id = si->cgroup_id;
 		__builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
 	} else if (known) {
 		__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -504,11 +510,13 @@ static __always_inline int emit_sock_event_at(const struct sock *sk, struct sock
 		e->sock_id = 0;
 		e->pid = pid_tgid >> 32;
 		e->tid = (__u32)pid_tgid;
+		e->cgroup_id = bpf_get_current_cgroup_id();
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
 	} else {
 		e->sock_id = si ? si->id : 0;
 		e->pid = 0;
 		e->tid = 0;
+		e->cgroup_id = 0;
 		__builtin_memset(e->comm, 0, sizeof(e->comm));
 	}
 	e->family = family;
@@ -635,6 +643,7 @@ static __always_inline bool aggregate_data(const struct sock *sk, const struct s
 	if (!add_to_entry(&key, kind, bytes)) {
 		struct data_count fresh = {
 			.sock_id = si->id,
+			.cgroup_id = si->cgroup_id,
 			.tid = (__u32)pid_tgid,
 			.selected = announced_selected(si),
 			.family = si->family,
@@ -832,6 +841,7 @@ static __always_inline void handle_state(const struct sock *sk, int oldstate, in
 
 			o.pid = si->pid;
 			o.tid = si->tid;
+			o.cgroup_id = si->cgroup_id;
 			o.selected = si->selected;
 			__builtin_memcpy(o.comm, si->comm, sizeof(o.comm));
 			bpf_map_update_elem(&listeners, &k, &o, BPF_ANY);
@@ -844,6 +854,7 @@ static __always_inline void handle_state(const struct sock *sk, int oldstate, in
 			if (o) {
 				si->pid = o->pid;
 				si->tid = o->tid;
+				si->cgroup_id = o->cgroup_id;
 				si->selected = o->selected;
 				si->owner_known = 1;
 				si->announced = 0; /* user space learns the owner before the next small record */
@@ -861,6 +872,63 @@ static __always_inline void handle_state(const struct sock *sk, int oldstate, in
 		if (si)
 			si->closed = 1;
 	}
+}
+
+/*
+ * accept(): from now on the accepting process owns the connection (a
+ * pre-fork server's worker, not the master that listened; PostgreSQL's
+ * postmaster, until the backend it forks uses the socket). One row, so a
+ * passive open is counted for the process that took it off the queue.
+ */
+static __always_inline void handle_accept(const struct sock *sk)
+{
+	struct sock_info *si;
+
+	if (!sk || !tcp_sock_info(sk, &si))
+		return;
+	if (si)
+		learn_owner(si, bpf_get_current_pid_tgid());
+	emit_sock_event(sk, si, EVENT_ACCEPT, 0, 0, 0, true);
+}
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+/* The socket behind file descriptor `fd` of the current task, or NULL. */
+static __always_inline struct sock *sock_of_fd(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+
+	return BPF_CORE_READ(sock, sk);
+}
+
+/* Kernels without fentry or kprobes: the descriptor accept returned. */
+SEC("tp/syscalls/sys_exit_accept4")
+int accept4_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret >= 0)
+		handle_accept(sock_of_fd(ctx->ret));
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_accept")
+int accept_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret >= 0)
+		handle_accept(sock_of_fd(ctx->ret));
+	return 0;
 }
 
 /*
@@ -1272,6 +1340,30 @@ int BPF_PROG(fexit_inet_csk_clone_lock, const struct sock *sk, const struct requ
 	return 0;
 }
 
+/* inet_csk_accept returns the connection taken off the listener's queue
+ * (accept(2), io_uring and in-kernel accepts alike). */
+SEC("kretprobe/inet_csk_accept")
+int BPF_KRETPROBE(kretprobe_inet_csk_accept, struct sock *newsk)
+{
+	handle_accept(newsk);
+	return 0;
+}
+
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(fexit_inet_csk_accept, struct sock *sk, void *arg, struct sock *newsk)
+{
+	handle_accept(newsk);
+	return 0;
+}
+
+/* Before 6.10 inet_csk_accept took flags, err and kern. */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(fexit_inet_csk_accept_flags, struct sock *sk, int flags, int *err, bool kern, struct sock *newsk)
+{
+	handle_accept(newsk);
+	return 0;
+}
+
 /* RTT: the tcp_probe tracepoint sits at the top of tcp_rcv_established. */
 
 SEC("kprobe/tcp_rcv_established")
@@ -1333,6 +1425,7 @@ static __always_inline void emit_proc_event(__u32 kind, struct task_struct *task
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->exit_status = kind == EVENT_EXIT ? BPF_CORE_READ(task, exit_code) : 0;
 	e->pad = 0;
+	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->filename[0] = 0;
 	if (bprm)
@@ -1374,6 +1467,7 @@ struct call_frame {
 	__u64 ts_ns;
 	__u64 sp; /* stack pointer at entry; 0 for USDT pairs */
 	__s64 args[CALL_ARGS];
+	__u64 cgroup_id;
 	__u32 pid;
 	__u32 pad;
 	char comm[TASK_COMM_LEN];
@@ -1426,6 +1520,7 @@ static __always_inline void call_enter(__u32 probe, __u64 sp, __s64 a0, __s64 a1
 		.sp = sp,
 		.args = { a0, a1, a2 },
 		.pid = pid_tgid >> 32,
+		.cgroup_id = bpf_get_current_cgroup_id(),
 	};
 
 	bpf_get_current_comm(f.comm, sizeof(f.comm));
@@ -1450,6 +1545,7 @@ static __always_inline void emit_call(__u32 kind, __u32 probe, __u32 tid, __u32 
 	e->pid = f->pid;
 	e->tid = tid;
 	e->probe = probe;
+	e->cgroup_id = f->cgroup_id;
 	e->ts_ns = f->ts_ns;
 	e->duration_ns = finished ? now - f->ts_ns : 0;
 	e->args[0] = f->args[0];
@@ -1535,6 +1631,7 @@ int usdt_fire(struct pt_regs *ctx)
 		.ts_ns = bpf_ktime_get_boot_ns(),
 		.args = { usdt_arg(ctx, 0), usdt_arg(ctx, 1), usdt_arg(ctx, 2) },
 		.pid = pid_tgid >> 32,
+		.cgroup_id = bpf_get_current_cgroup_id(),
 	};
 
 	bpf_get_current_comm(f.comm, sizeof(f.comm));

@@ -24,7 +24,8 @@ enum event_kind {
 	EVENT_EXIT = 7,
 	EVENT_CALL = 8,
 	EVENT_USDT = 9,
-	EVENT_KIND_MAX = 10,
+	EVENT_ACCEPT = 10,
+	EVENT_KIND_MAX = 11,
 };
 
 /*
@@ -63,7 +64,7 @@ enum data_switch {
 	DATA_SWITCH_RING_FULL = 3,       /* kernel: a data record found it full */
 };
 
-/* state, rtt, retransmit, a socket's info, and send/recv on an untracked socket */
+/* state, rtt, retransmit, accept, a socket's info, and send/recv on an untracked socket */
 struct netrec_sock_event {
 	__u32 kind;
 	__u32 pid;         /* owner's tgid; meaningless unless owner_known */
@@ -75,6 +76,7 @@ struct netrec_sock_event {
 	__u64 ts_ns;       /* CLOCK_BOOTTIME */
 	__u64 sock_id;     /* 0: socket table was full */
 	__u64 value;       /* bytes for send/recv, srtt in us for rtt */
+	__u64 cgroup_id;   /* owner's cgroup v2 id; meaningless unless owner_known */
 	__u8 saddr[16];    /* local address; IPv4 in the first 4 bytes */
 	__u8 daddr[16];    /* remote address */
 	__u16 sport;       /* local port, host order */
@@ -101,6 +103,7 @@ struct netrec_proc_event {
 	__u64 ts_ns;
 	__s32 exit_status; /* exit: raw wait(2) status */
 	__u32 pad;
+	__u64 cgroup_id;
 	char comm[TASK_COMM_LEN];
 	char filename[FILENAME_LEN]; /* exec only */
 };
@@ -119,6 +122,7 @@ struct netrec_call_event {
 	__u32 probe;       /* bpf cookie: index into the capture's probe list */
 	__u64 ts_ns;       /* entry, CLOCK_BOOTTIME */
 	__u64 duration_ns; /* entry to return; meaningless unless finished */
+	__u64 cgroup_id;
 	__s64 args[CALL_ARGS];
 	__s64 retval;      /* uprobes only */
 	__u32 depth;       /* calls of the same probe already running in this thread */

@@ -17,6 +17,8 @@ Examples:
   netrec-analyze latency 'traces/*.parquet' --from +30s --to +90s --format json
   netrec-analyze netio traces/ --strict --format csv > netio.csv   # CI: fail on lost events
   netrec-analyze calls samples/mariadb-logins --by comm         # logins/s next to TCP opens/s
+  netrec-analyze netio /var/tmp/netrec --by container            # per docker/Kubernetes container
+  netrec-analyze churn /var/tmp/netrec --by pod --container 3f4e1c2b9a8d
 
 Inputs are segment files, directories (searched recursively) or globs.
 Exit status: 0 success, 1 --strict found lost events, 2 error.";
@@ -80,6 +82,12 @@ pub struct Common {
     /// Only segments recorded on this host (repeatable)
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
+    /// Only processes in this cgroup or below it, e.g. /system.slice/docker-<id>.scope (repeatable)
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<String>,
+    /// Only processes in this container: its id or a prefix of it (docker ps' 12 digits), or a systemd unit (repeatable)
+    #[arg(long = "container", value_name = "ID")]
+    pub containers: Vec<String>,
     /// Split rows by this key [default: pid; for calls: probe only]
     #[arg(long, value_enum)]
     pub by: Option<By>,
@@ -122,6 +130,8 @@ impl Common {
             comms: self.comms.clone(),
             ports: self.ports.clone(),
             hosts: self.hosts.clone(),
+            cgroups: self.cgroups.clone(),
+            containers: self.containers.clone(),
         })
     }
 

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
 
+use crate::input::container::test_str;
+
 /// A --from/--to value: a point in time, or an offset from the trace start.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TimeBound {
@@ -38,6 +40,10 @@ pub struct Filters {
     pub comms: Vec<String>,
     pub ports: Vec<u16>,
     pub hosts: Vec<String>,
+    /// cgroup paths: the cgroup itself and every cgroup below it.
+    pub cgroups: Vec<String>,
+    /// Container ids or their prefixes (docker's 12-digit short ids), or systemd unit names.
+    pub containers: Vec<String>,
 }
 
 fn any_of<T: Clone>(values: &[T], make: impl Fn(T) -> Expr) -> Option<Expr> {
@@ -59,10 +65,27 @@ impl Filters {
         conds.extend(any_of(&self.comms, |c| col("comm").eq(lit(c))));
         conds.extend(any_of(&self.ports, |p| col("lport").eq(lit(p)).or(col("rport").eq(lit(p)))));
         conds.extend(any_of(&self.hosts, |h| col("host").eq(lit(h))));
+        conds.extend(any_of(&self.cgroups, |c| {
+            let below = format!("{}/", c.trim_end_matches('/'));
+            test_str(col("cgroup"), move |p| p == c || p.starts_with(&below))
+        }));
+        conds.extend(any_of(&self.containers, |c| test_str(col("container"), move |p| p.starts_with(&c))));
         match conds.into_iter().reduce(|a, b| a.and(b)) {
             Some(c) => lf.filter(c),
             None => lf,
         }
+    }
+
+    /// Columns these filters read beyond every metric's own (ts, pid, comm, ports, host).
+    pub fn columns(&self) -> Vec<&'static str> {
+        let mut cols = Vec::new();
+        if !self.cgroups.is_empty() {
+            cols.push("cgroup");
+        }
+        if !self.containers.is_empty() {
+            cols.push("container");
+        }
+        cols
     }
 
     /// The same filters without the time range.

@@ -47,6 +47,7 @@ impl RawKind for Kind {
             event_kind::EVENT_EXIT => Kind::Exit,
             event_kind::EVENT_CALL => Kind::Call,
             event_kind::EVENT_USDT => Kind::Usdt,
+            event_kind::EVENT_ACCEPT => Kind::Accept,
             _ => return None,
         })
     }
@@ -62,6 +63,7 @@ impl RawKind for Kind {
             Kind::Exit => event_kind::EVENT_EXIT.0,
             Kind::Call => event_kind::EVENT_CALL.0,
             Kind::Usdt => event_kind::EVENT_USDT.0,
+            Kind::Accept => event_kind::EVENT_ACCEPT.0,
         }
     }
 }

@@ -3,6 +3,7 @@
 mod abi;
 mod budget;
 mod calls;
+mod cgroup;
 mod cli;
 mod cost;
 mod event;

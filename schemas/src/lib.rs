@@ -73,10 +73,12 @@ pub enum Kind {
     Exit,
     Call,
     Usdt,
+    /// Since version 5.
+    Accept,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Send,
         Kind::Recv,
         Kind::State,
@@ -86,6 +88,7 @@ impl Kind {
         Kind::Exit,
         Kind::Call,
         Kind::Usdt,
+        Kind::Accept,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +102,7 @@ impl Kind {
             Kind::Exit => "exit",
             Kind::Call => "call",
             Kind::Usdt => "usdt",
+            Kind::Accept => "accept",
         }
     }
 

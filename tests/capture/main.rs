@@ -3,8 +3,10 @@
 
 mod bench;
 mod calls;
+mod cgroups;
 mod data;
 mod databases;
+mod prefork;
 mod servers;
 mod support;
 mod vm;

@@ -141,9 +141,26 @@ pub struct Server {
     pub other_port: u16,
 }
 
+/// The workload, moved into each cgroup (its `cgroup.procs`) before it starts.
+fn workload_in(cgroups: &[&Path]) -> Command {
+    if cgroups.is_empty() {
+        return Command::new(tcp_workload());
+    }
+    let mut cmd = Command::new("sh");
+    let moves: Vec<String> = (1..=cgroups.len()).map(|i| format!("echo $$ > \"${i}\"")).collect();
+    cmd.arg("-c").arg(format!("{} && shift {} && exec \"$@\"", moves.join(" && "), cgroups.len())).arg("sh");
+    cmd.args(cgroups).arg(tcp_workload());
+    cmd
+}
+
 impl Server {
     pub fn start() -> Server {
-        let mut child = Command::new(tcp_workload())
+        Server::start_in(&[])
+    }
+
+    /// The server, in these cgroups (`cgroup.procs` files) from its start.
+    pub fn start_in(cgroups: &[&Path]) -> Server {
+        let mut child = workload_in(cgroups)
             .arg("server")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -166,7 +183,12 @@ impl Server {
 
     /// Runs the client once against this server; returns the client's own counts.
     pub fn run_client(&self) -> Value {
-        let out = Command::new(tcp_workload())
+        self.run_client_in(&[])
+    }
+
+    /// The client, in these cgroups (`cgroup.procs` files).
+    pub fn run_client_in(&self, cgroups: &[&Path]) -> Value {
+        let out = workload_in(cgroups)
             .args(["client", &self.port.to_string(), &self.other_port.to_string()])
             .output()
             .expect("run the workload client");
@@ -209,6 +231,8 @@ pub struct Row {
     pub retval: Option<i64>,
     /// Events the row stands for (aggregates, RTT buckets); None: one.
     pub samples: Option<u32>,
+    pub cgroup_id: Option<u64>,
+    pub cgroup: Option<String>,
 }
 
 pub struct Segment {
@@ -248,6 +272,7 @@ pub fn read_segment(path: &Path) -> Segment {
         );
         let (tid, probe, dur, depth, arg0, retval, samples) =
             (col("tid"), col("probe"), col("duration_ns"), col("depth"), col("arg0"), col("retval"), col("samples"));
+        let (cgroup_id, cgroup) = (col("cgroup_id"), col("cgroup"));
         let s =
             |a: &arrow_array::ArrayRef, i: usize| (!a.is_null(i)).then(|| a.as_string::<i32>().value(i).to_string());
         let i64_of =
@@ -273,6 +298,8 @@ pub fn read_segment(path: &Path) -> Segment {
                 arg0: i64_of(&arg0, i),
                 retval: i64_of(&retval, i),
                 samples: (!samples.is_null(i)).then(|| samples.as_primitive::<UInt32Type>().value(i)),
+                cgroup_id: (!cgroup_id.is_null(i)).then(|| cgroup_id.as_primitive::<UInt64Type>().value(i)),
+                cgroup: s(&cgroup, i),
             });
         }
     }

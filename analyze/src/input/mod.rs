@@ -1,5 +1,6 @@
 //! Finding segments, checking their footers, and scanning them lazily.
 
+pub mod container;
 pub mod discover;
 pub mod segment;
 
@@ -113,7 +114,10 @@ pub fn events_of(segments: &[SegmentInfo], columns: &[&str]) -> PolarsResult<Laz
     for (seg, paths) in groups {
         let args = ScanArgsParquet { rechunk: false, cache: false, ..Default::default() };
         let lf = LazyFrame::scan_parquet_files(paths.into(), args)?;
-        let cols: Vec<Expr> = columns.iter().map(|c| column_of(seg, c)).collect();
+        let cols: Vec<Expr> = columns
+            .iter()
+            .map(|c| container::column(c, column_of(seg, "cgroup")).unwrap_or_else(|| column_of(seg, c)))
+            .collect();
         frames.push(
             lf.select(cols)
                 .with_columns([lit(seg.host.clone()).alias("host"), lit(seg.capture_id.clone()).alias("capture_id")]),

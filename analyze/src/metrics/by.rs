@@ -19,6 +19,12 @@ pub enum By {
     Raddr,
     /// Host that recorded the trace
     Host,
+    /// cgroup path of the process
+    Cgroup,
+    /// Container id (docker, containerd/CRI, cri-o, podman) or systemd unit, from the cgroup path
+    Container,
+    /// Kubernetes pod uid, from the cgroup path
+    Pod,
     /// Application probe (calls only)
     Probe,
 }
@@ -34,6 +40,9 @@ impl By {
             By::Rport => vec!["rport"],
             By::Raddr => vec!["raddr"],
             By::Host => vec!["host"],
+            By::Cgroup => vec!["cgroup"],
+            By::Container => vec!["container"],
+            By::Pod => vec!["pod"],
             By::Probe => vec!["probe"],
         }
     }

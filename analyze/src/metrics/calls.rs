@@ -34,7 +34,7 @@ fn shown(by: By) -> Vec<&'static str> {
 
 /// Per interval, probe and calling process: calls and unfinished calls.
 fn calls_plan(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
-    let events = ctx.trace.events(&["ts", "kind", "probe", "duration_ns", "pid", "comm"])?;
+    let events = ctx.events(&["ts", "kind", "probe", "duration_ns", "pid", "comm"])?;
     // Calls have no ports: --port narrows the connections counted beside them only.
     let filters = ctx.filters.without_ports();
     let is_call = col("kind").eq(lit("call"));
@@ -50,7 +50,7 @@ fn calls_plan(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
 
 /// Per interval and process: TCP connections it opened (actively or passively).
 fn opens_plan(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
-    let events = ctx.trace.events(&["ts", "kind", "old_state", "new_state", "pid", "comm", "lport", "rport"])?;
+    let events = ctx.events(&["ts", "kind", "old_state", "new_state", "pid", "comm", "lport", "rport"])?;
     let opened = col("kind")
         .eq(lit("state"))
         .and(col("new_state").eq(lit("ESTABLISHED")))

@@ -26,7 +26,7 @@ fn one_of(column: &str, states: &[&str]) -> Expr {
 }
 
 pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
-    let events = ctx.trace.events(&connections::scan_columns(ctx.by))?;
+    let events = ctx.events(&connections::scan_columns(ctx))?;
     let state = connections::state_rows(events, ctx);
     let keys = ctx.by.keys();
     let shown = ctx.by.shown();

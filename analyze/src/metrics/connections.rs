@@ -6,14 +6,44 @@ use polars::prelude::*;
 use super::by::By;
 use super::Ctx;
 
-pub fn scan_columns(by: By) -> Vec<&'static str> {
-    by.scan_columns(&["ts", "kind", "sock_id", "pid", "comm", "old_state", "new_state", "lport", "rport"])
+pub fn scan_columns(ctx: &Ctx) -> Vec<&'static str> {
+    ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "sock_id", "pid", "comm", "old_state", "new_state", "lport", "rport"]))
 }
+
+/// Who owns a connection, as its rows say (those the scan has).
+const OWNER: [&str; 6] = ["pid", "comm", "cgroup_id", "cgroup", "container", "pod"];
 
 /// State rows of the selected connections (time range not applied: a
 /// connection's lifetime needs both of its ends).
+///
+/// A passive open belongs to the process that accepted it: the handshake's
+/// rows, written before accept() while the connection sat in the listener's
+/// queue, carry the listener's owner (a pre-fork server's master); here they
+/// take the accepting process of the connection's `accept` row, before the
+/// filters, so `--pid WORKER` selects what that worker accepted.
 pub fn state_rows(events: LazyFrame, ctx: &Ctx) -> LazyFrame {
-    ctx.filters.without_time().apply(events.filter(col("kind").eq(lit("state")).and(col("sock_id").is_not_null())))
+    let conn = [col("host"), col("capture_id"), col("sock_id")];
+    let kind = |k: &str| col("kind").eq(lit(k));
+    let mut events = events;
+    let owner: Vec<&str> = match events.collect_schema() {
+        Ok(schema) => OWNER.into_iter().filter(|c| schema.contains(c)).collect(),
+        Err(_) => OWNER[..2].to_vec(),
+    };
+    let rows = events.filter(kind("state").or(kind("accept")).and(col("sock_id").is_not_null()));
+    let mut firsts = vec![col("ts_ns").min().alias("accept_ns")];
+    firsts.extend(owner.iter().map(|c| col(*c).first().alias(format!("accept_{c}"))));
+    let accepts = rows.clone().filter(kind("accept")).group_by(conn.clone()).agg(firsts);
+    let before_accept = col("ts_ns").lt_eq(col("accept_ns"));
+    let owned = rows
+        .filter(kind("state"))
+        .join(accepts, conn.clone(), conn, JoinArgs::new(JoinType::Left))
+        .with_columns(
+            owner
+                .iter()
+                .map(|c| when(before_accept.clone()).then(col(format!("accept_{c}"))).otherwise(col(*c)).alias(*c))
+                .collect::<Vec<_>>(),
+        );
+    ctx.filters.without_time().apply(owned)
 }
 
 /// The time of the rows where `cond` holds, others null: min/max of it are

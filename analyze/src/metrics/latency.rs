@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let shown = ctx.by.shown();
     let no_probe = || lit(Null {}).cast(DataType::String);
 
-    let events = ctx.trace.events(&connections::scan_columns(ctx.by))?;
+    let events = ctx.events(&connections::scan_columns(ctx))?;
     let conns = connections::plan(connections::state_rows(events, ctx), ctx.by);
     let connect = setup_samples(conns.clone(), ctx, "connect", "syn_sent_ns", "active_est_ns");
     let handshake = setup_samples(conns, ctx, "handshake", "syn_recv_ns", "passive_est_ns");
@@ -54,14 +54,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let cols = ctx.by.scan_columns(&["ts", "kind", "srtt_us", "samples", "pid", "comm", "lport", "rport"]);
     let rtt = ctx
         .filters
-        .apply(ctx.trace.events(&cols)?.filter(col("kind").eq(lit("rtt")).and(col("srtt_us").is_not_null())));
+        .apply(ctx.events(&cols)?.filter(col("kind").eq(lit("rtt")).and(col("srtt_us").is_not_null())));
     let weight = col("samples").cast(DataType::UInt32).fill_null(lit(1u32));
     let rtt = rtt.select(weighted_samples("rtt", no_probe(), &shown, col("srtt_us"), weight));
 
     // call:<probe>: every finished call's duration. Calls have no ports.
     let cols = ctx.by.scan_columns(&["ts", "kind", "probe", "duration_ns", "pid", "comm"]);
     let finished = col("kind").eq(lit("call")).and(col("duration_ns").is_not_null());
-    let calls = ctx.filters.without_ports().apply(ctx.trace.events(&cols)?.filter(finished));
+    let calls = ctx.filters.without_ports().apply(ctx.events(&cols)?.filter(finished));
     let calls =
         calls.select(samples("call", col("probe").cast(DataType::String), &shown, col("duration_ns") / lit(1000)));
 

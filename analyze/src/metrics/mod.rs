@@ -36,6 +36,9 @@ impl Ctx {
             By::Rport => "rport",
             By::Raddr => "raddr",
             By::Host => "host",
+            By::Cgroup => "cgroup",
+            By::Container => "container",
+            By::Pod => "pod",
             By::Probe => "probe",
         }
     }
@@ -46,6 +49,22 @@ impl Ctx {
         } else {
             humantime::format_duration(std::time::Duration::from_nanos(interval_ns as u64)).to_string()
         }
+    }
+
+    /// The trace's events with `columns` and those the filters read.
+    pub fn events(&self, columns: &[&'static str]) -> polars::prelude::PolarsResult<polars::prelude::LazyFrame> {
+        self.trace.events(&self.columns(columns))
+    }
+
+    /// `columns` and those the filters read.
+    pub fn columns(&self, columns: &[&'static str]) -> Vec<&'static str> {
+        let mut cols = columns.to_vec();
+        for c in self.filters.columns() {
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        }
+        cols
     }
 
     /// Events the capture lost in segments overlapping the selected range.

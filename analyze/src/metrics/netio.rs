@@ -46,7 +46,7 @@ fn aggregate(rows: LazyFrame, ctx: &Ctx, sums: [Expr; 2]) -> LazyFrame {
 }
 
 pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
-    let cols = ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "lport", "rport"]);
+    let cols = ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "lport", "rport"]));
     let mut parts = Vec::new();
     for segments in ctx.trace.segments.chunks(SEGMENTS_PER_PASS) {
         parts.push(collect(plan(crate::input::events_of(segments, &cols)?, ctx, args.interval_ns))?.lazy());

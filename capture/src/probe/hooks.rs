@@ -210,6 +210,29 @@ const HOOKS: &[Hook] = &[
             prog(prog_ref!(kretprobe_inet_csk_clone_lock), Func("inet_csk_clone_lock", &[3])),
         ],
     },
+    // Syscall tracepoints put every syscall of every task on the slow path:
+    // accept prefers fentry and kprobes, which cost only when a connection is accepted.
+    Hook {
+        probe: "accept",
+        mechanism: Fentry,
+        programs: &[
+            variant(prog_ref!(fexit_inet_csk_accept), Func("inet_csk_accept", &[2])),
+            variant(prog_ref!(fexit_inet_csk_accept_flags), Func("inet_csk_accept", &[4])),
+        ],
+    },
+    Hook {
+        probe: "accept",
+        mechanism: Kprobe,
+        programs: &[prog(prog_ref!(kretprobe_inet_csk_accept), Func("inet_csk_accept", &[2, 4]))],
+    },
+    Hook {
+        probe: "accept",
+        mechanism: Tracepoint,
+        programs: &[
+            prog(prog_ref!(accept4_exit), SyscallTp("sys_exit_accept4")),
+            prog(prog_ref!(accept_exit), SyscallTp("sys_exit_accept")),
+        ],
+    },
     Hook { probe: "rtt", mechanism: Tracepoint, programs: &[prog(prog_ref!(tcp_probe), Tp("tcp_probe"))] },
     Hook {
         probe: "rtt",
@@ -528,7 +551,7 @@ mod tests {
         "sched_process_exec",
         "sched_process_exit",
     ];
-    const SPLICE_TPS: &[&str] = &["sys_enter_splice", "sys_exit_splice"];
+    const SPLICE_TPS: &[&str] = &["sys_enter_splice", "sys_exit_splice", "sys_exit_accept4", "sys_exit_accept"];
 
     fn with(extra: &[&'static str]) -> Vec<&'static str> {
         BASE_TPS.iter().chain(extra).copied().collect()
@@ -546,6 +569,7 @@ mod tests {
             ("tcp_set_state", 2),
             ("inet_csk_listen_start", if old { 2 } else { 1 }),
             ("inet_csk_clone_lock", 3),
+            ("inet_csk_accept", if old { 4 } else { 2 }),
             ("tcp_rcv_established", 2),
             ("tcp_retransmit_skb", 3),
         ];
@@ -605,6 +629,10 @@ mod tests {
         // sendfile goes through tcp_sendpage until 6.5.
         assert_eq!(chosen(&old)["send"].1, ["fexit_tcp_sendmsg", "fexit_tcp_sendpage"]);
         assert_eq!(chosen(&plan(Attach::Auto, &k6_12()).unwrap())["send"].1, ["sock_send_length"]);
+        // accept: fentry or kprobes wherever they work (syscall tracepoints slow every syscall down).
+        assert_eq!(chosen(&old)["accept"], (Fentry, vec!["fexit_inet_csk_accept_flags"]));
+        assert_eq!(chosen(&plan(Attach::Auto, &k6_12()).unwrap())["accept"], (Fentry, vec!["fexit_inet_csk_accept"]));
+        assert_eq!(chosen(&plan(Attach::Auto, &k6_18()).unwrap())["accept"], (Tracepoint, vec!["accept4_exit", "accept_exit"]));
     }
 
     #[test]

@@ -60,6 +60,8 @@ struct Common {
     pid: UInt32Builder,
     tid: UInt32Builder,
     comm: StringBuilder,
+    cgroup_id: UInt64Builder,
+    cgroup: StringBuilder,
 }
 
 impl Common {
@@ -71,6 +73,8 @@ impl Common {
             pid: UInt32Builder::new(),
             tid: UInt32Builder::new(),
             comm: StringBuilder::new(),
+            cgroup_id: UInt64Builder::new(),
+            cgroup: StringBuilder::new(),
         }
     }
 
@@ -91,6 +95,8 @@ impl Common {
         out.push(("pid", Arc::new(self.pid.finish())));
         out.push(("tid", Arc::new(self.tid.finish())));
         out.push(("comm", Arc::new(self.comm.finish())));
+        out.push(("cgroup_id", Arc::new(self.cgroup_id.finish())));
+        out.push(("cgroup", Arc::new(self.cgroup.finish())));
     }
 }
 
@@ -124,6 +130,8 @@ impl SockCols {
         common.pid.append_option(s.and_then(|s| s.pid));
         common.tid.append_option(tid);
         common.comm.append_option(s.and_then(|s| s.comm.as_deref()));
+        common.cgroup_id.append_option(s.and_then(|s| s.cgroup_id));
+        common.cgroup.append_option(s.and_then(|s| s.cgroup.as_deref()));
         self.sock_id.append_option(sock_id);
         self.family.append_option(s.map(|s| s.family));
         self.protocol.append_value("tcp");
@@ -156,6 +164,7 @@ struct DataGroup {
     kind: Vec<u8>,
     pid: UInt32Builder,
     tid: UInt32Builder,
+    cgroup_id: UInt64Builder,
     sock_id: UInt64Builder,
     lport: UInt16Builder,
     rport: UInt16Builder,
@@ -178,6 +187,7 @@ impl DataGroup {
             kind: Vec::new(),
             pid: UInt32Builder::new(),
             tid: UInt32Builder::new(),
+            cgroup_id: UInt64Builder::new(),
             sock_id: UInt64Builder::new(),
             lport: UInt16Builder::new(),
             rport: UInt16Builder::new(),
@@ -210,6 +220,7 @@ impl DataGroup {
         self.sock_id.append_option(sock_id);
         self.bytes.append_value(bytes);
         self.pid.append_option(text.and_then(|t| t.pid));
+        self.cgroup_id.append_option(text.and_then(|t| t.cgroup_id));
         self.lport.append_option(text.map(|t| t.lport));
         self.rport.append_option(text.map(|t| t.rport));
         // Untracked sockets (id 0) and unknown ones get a key of their own.
@@ -257,6 +268,8 @@ impl DataGroup {
         out.push(("pid", Arc::new(self.pid.finish())));
         out.push(("tid", Arc::new(self.tid.finish())));
         out.push(("comm", dict(text_col(&|t| t.comm.as_deref()))));
+        out.push(("cgroup_id", Arc::new(self.cgroup_id.finish())));
+        out.push(("cgroup", dict(text_col(&|t| t.cgroup.as_deref()))));
         out.push(("sock_id", Arc::new(self.sock_id.finish())));
         out.push(("family", dict(text_col(&|t| Some(t.family)))));
         out.push(("protocol", dict(texts.iter().map(|_| Some("tcp")).collect())));
@@ -513,6 +526,12 @@ impl BatchBuilder {
         g.common.pid.append_value(e.pid);
         g.common.tid.append_value(e.tid);
         g.common.comm.append_value(c_str(&e.comm));
+        let cgroup = self.sockets.cgroups.path(e.pid, e.cgroup_id);
+        g.common.cgroup_id.append_value(e.cgroup_id);
+        g.common.cgroup.append_option(cgroup.as_deref());
+        if kind == Kind::Exit {
+            self.sockets.cgroups.forget_pid(e.pid);
+        }
         g.ppid.append_value(e.ppid);
         if kind == Kind::Exec {
             g.filename.append_value(c_str(&e.filename));
@@ -529,6 +548,9 @@ impl BatchBuilder {
         g.common.pid.append_value(e.pid);
         g.common.tid.append_value(e.tid);
         g.common.comm.append_value(c_str_bytes(&e.comm.map(|c| c as u8)));
+        let cgroup = self.sockets.cgroups.path(e.pid, e.cgroup_id);
+        g.common.cgroup_id.append_value(e.cgroup_id);
+        g.common.cgroup.append_option(cgroup.as_deref());
         match self.probe_names.get(e.probe as usize) {
             Some(name) => g.probe.append_value(name),
             None => g.probe.append_value(format!("probe#{}", e.probe)),

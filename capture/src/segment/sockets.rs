@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::abi::{data_count, netrec_sock_event};
+use crate::cgroup::Cgroups;
 use crate::event::c_str_bytes;
 
 const AF_INET: u8 = 2;
@@ -25,6 +26,9 @@ pub struct SockText {
     pub pid: Option<u32>,
     pub tid: Option<u32>,
     pub comm: Option<Arc<str>>,
+    /// The owner's cgroup v2 id and path (cgroup.rs); null with the owner.
+    pub cgroup_id: Option<u64>,
+    pub cgroup: Option<Arc<str>>,
     pub family: &'static str,
     pub laddr: Arc<str>,
     pub lport: u16,
@@ -46,6 +50,7 @@ struct RawKey {
     owner_known: bool,
     pid: u32,
     tid: u32,
+    cgroup_id: u64,
     family: u8,
     saddr: [u8; 16],
     daddr: [u8; 16],
@@ -60,6 +65,7 @@ impl RawKey {
             owner_known: e.owner_known != 0,
             pid: e.pid,
             tid: e.tid,
+            cgroup_id: e.cgroup_id,
             family: e.family,
             saddr: e.saddr,
             daddr: e.daddr,
@@ -79,6 +85,7 @@ pub struct SocketTable {
     bound: usize,
     addrs: TextCache<17>,
     comms: TextCache<16>,
+    pub cgroups: Cgroups,
 }
 
 impl SocketTable {
@@ -94,6 +101,7 @@ impl SocketTable {
             bound,
             addrs: TextCache::new(),
             comms: TextCache::new(),
+            cgroups: Cgroups::detect(),
         }
     }
 
@@ -152,6 +160,7 @@ impl SocketTable {
             owner_known: true,
             pid,
             tid: c.tid,
+            cgroup_id: c.cgroup_id,
             family: c.family as u8,
             saddr: c.saddr,
             daddr: c.daddr,
@@ -171,10 +180,13 @@ impl SocketTable {
         let v4 = raw.family == AF_INET;
         let family = if v4 { AF_INET } else { 0 };
         let comm = raw.owner_known.then(|| self.comms.text(raw.comm, |k| c_str_bytes(k).into_owned()));
+        let known = raw.owner_known;
         SockText {
-            pid: raw.owner_known.then_some(raw.pid),
-            tid: raw.owner_known.then_some(raw.tid),
+            pid: known.then_some(raw.pid),
+            tid: known.then_some(raw.tid),
             comm,
+            cgroup_id: known.then_some(raw.cgroup_id),
+            cgroup: if known { self.cgroups.path(raw.pid, raw.cgroup_id) } else { None },
             family: if v4 { "ipv4" } else { "ipv6" },
             laddr: self.addrs.text(addr_key(family, &raw.saddr), format_addr),
             lport: raw.sport,
