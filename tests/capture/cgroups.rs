@@ -93,6 +93,7 @@ fn rows_carry_their_cgroup_and_the_analyzer_splits_by_container_and_pod() {
     let cap = Capture::start(&out, &[]);
     let server = Server::start_in(&[&server_cg.procs()]);
     let client = server.run_client_in(&[&client_cg.procs()]);
+    let (port, other) = (server.port.to_string(), server.other_port.to_string());
     let served = server.finish();
     let (status, _, stderr) = cap.stop();
     assert!(status.success(), "{stderr:?}");
@@ -131,7 +132,8 @@ fn rows_carry_their_cgroup_and_the_analyzer_splits_by_container_and_pod() {
 
     // The server's passive opens are its container's, the client's active ones its own:
     // one each per connection the server accepted.
-    let churn = analyze_json(&["churn", out.to_str().unwrap(), "--by", "container"]);
+    let churn =
+        analyze_json(&["churn", out.to_str().unwrap(), "--by", "container", "--port", &port, "--port", &other]);
     let sum = |id: &str, col: &str| -> u64 {
         churn.iter().filter(|r| r["container"] == id).filter_map(|r| r[col].as_u64()).sum()
     };
@@ -141,4 +143,5 @@ fn rows_carry_their_cgroup_and_the_analyzer_splits_by_container_and_pod() {
     assert_eq!(sum(SERVER_ID, "opened_passive"), accepted, "{churn:?}");
     assert_eq!(sum(CLIENT_ID, "opened_active"), accepted, "{churn:?}");
     assert_eq!(sum(SERVER_ID, "opened_active") + sum(CLIENT_ID, "opened_passive"), 0, "{churn:?}");
+    assert_eq!(sum(SERVER_ID, "closed"), accepted, "{churn:?}");
 }
