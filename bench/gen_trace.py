@@ -230,6 +230,9 @@ class Trace:
             "pid": pa.array(pid, pa.uint32()),
             "tid": pa.array(pid, pa.uint32()),
             "comm": codes(comm, COMMS),
+            # One systemd unit per command (its v2 id is the unit's directory inode; made up here).
+            "cgroup_id": pa.array((1000 + comm).astype(np.uint64), pa.uint64()),
+            "cgroup": codes(comm, [f"/system.slice/{c}.service" for c in COMMS]),
             "ppid": opt(np.ones(len(ts), np.uint32), pa.uint32(), procrow),
             "sock_id": opt(np.concatenate([cc["sock_id"], pad.astype(np.uint64)]), pa.uint64(), sockrow),
             "family": codes(np.zeros(len(ts), np.int32), ["ipv4"], ~sockrow),

@@ -39,6 +39,8 @@ pub struct Ev {
     /// How many events the row stands for: rtt rows of schema version 3,
     /// send/recv aggregates of version 4.
     pub samples: Option<u32>,
+    /// Version 5: the process's cgroup path.
+    pub cgroup: Option<&'static str>,
 }
 
 pub fn io(kind: &'static str, ts: i64, pid: u32, comm: &'static str, bytes: u64) -> Ev {
@@ -180,6 +182,15 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
         Arc::new(fname.finish()),
         Arc::new(exit.finish()),
     ];
+    if spec.schema_version >= 5 {
+        let mut cgroup = StringBuilder::new();
+        for e in events {
+            cgroup.append_option(e.cgroup);
+        }
+        // After comm: cgroup_id (left null) and cgroup.
+        columns.insert(6, arrow_array::new_null_array(&arrow_schema::DataType::UInt64, events.len()));
+        columns.insert(7, Arc::new(cgroup.finish()));
+    }
     if spec.schema_version >= 2 {
         let (mut probe, mut dur, mut depth) = (StringBuilder::new(), UInt64Builder::new(), UInt32Builder::new());
         let mut ints: Vec<Int64Builder> = (0..4).map(|_| Int64Builder::new()).collect();

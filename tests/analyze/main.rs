@@ -572,3 +572,72 @@ fn aggregates_count_as_their_bytes_and_info_shows_the_switches() {
         r.stderr
     );
 }
+
+/// Version 5: a pre-fork server's passive opens are the accepting worker's
+/// (its `accept` row), though the handshake's rows carry the master; and
+/// rows split and filter by the container and pod their cgroup paths name.
+#[test]
+fn opens_belong_to_the_acceptor_and_rows_split_by_container() {
+    const WEB: &str = "/system.slice/docker-aaaaaaaaaaaa1111111111111111111111111111111111111111111111111111.scope";
+    const API: &str = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0a1b2c3d_0000_1111_2222_333344445555.slice/cri-containerd-bbbbbbbbbbbb2222222222222222222222222222222222222222222222222222.scope";
+    let d = dir();
+    let spec = SegmentSpec { schema_version: 5, capture_id: "v5", ..Default::default() };
+    let in_cg = |e: Ev, cg| Ev { cgroup: Some(cg), ..e };
+    let accept = |ts, sock, pid| Ev { kind: "accept", ts, sock_id: Some(sock), pid: Some(pid), comm: Some("nginx"), lport: Some(80), rport: Some(5000 + sock as u16), ..Default::default() };
+    let mut events = Vec::new();
+    // Master 10 listens; workers 11 and 12 accept two and one connections.
+    for (sock, worker) in [(1u64, 11u32), (2, 11), (3, 12)] {
+        let t = T0 + sock as i64 * MS;
+        events.push(in_cg(Ev { lport: Some(80), ..state(t, sock, Some(10), "LISTEN", "SYN_RECV") }, WEB));
+        events.push(in_cg(Ev { lport: Some(80), ..state(t + US, sock, Some(10), "SYN_RECV", "ESTABLISHED") }, WEB));
+        events.push(in_cg(accept(t + 2 * US, sock, worker), WEB));
+        events.push(in_cg(Ev { lport: Some(80), ..state(t + 3 * US, sock, Some(worker), "ESTABLISHED", "CLOSE") }, WEB));
+    }
+    events.push(in_cg(io("send", T0, 11, "nginx", 100), WEB));
+    events.push(in_cg(io("send", T0, 12, "nginx", 20), WEB));
+    events.push(in_cg(io("recv", T0, 40, "api", 7), API));
+    write_segment(d.path(), &spec, &events);
+    let path = d.path().to_str().unwrap();
+
+    let opens: Vec<(u64, u64)> = json_rows(&["churn", path, "--by", "pid"])
+        .iter()
+        .filter(|r| r.get("second").is_some())
+        .map(|r| (r["pid"].as_u64().unwrap_or(0), r["opened_passive"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(opens.iter().filter(|(p, _)| *p == 10).map(|(_, n)| n).sum::<u64>(), 0, "{opens:?}");
+    assert_eq!(opens.iter().filter(|(p, _)| *p == 11).map(|(_, n)| n).sum::<u64>(), 2, "{opens:?}");
+    assert_eq!(opens.iter().filter(|(p, _)| *p == 12).map(|(_, n)| n).sum::<u64>(), 1, "{opens:?}");
+    // --pid selects what that worker accepted.
+    let w12 = json_rows(&["churn", path, "--pid", "12"]);
+    assert_eq!(sum(&w12.iter().filter(|r| r.get("second").is_some()).cloned().collect::<Vec<_>>(), "opened_passive"), 1);
+
+    let totals = |args: &[&str]| -> Vec<(String, u64, u64)> {
+        let mut all = vec!["netio", path];
+        all.extend_from_slice(args);
+        json_rows(&all)
+            .iter()
+            .filter(|r| r["total"] == "key")
+            .map(|r| {
+                let key = r.as_object().unwrap().iter().find(|(k, _)| ["container", "pod", "pid"].contains(&k.as_str())).unwrap().1;
+                (key.as_str().map(String::from).unwrap_or_else(|| key.to_string()), r["sent_bytes"].as_u64().unwrap(), r["recv_bytes"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let mut by_container = totals(&["--by", "container"]);
+    by_container.sort();
+    assert_eq!(
+        by_container,
+        [
+            ("aaaaaaaaaaaa1111111111111111111111111111111111111111111111111111".into(), 120, 0),
+            ("bbbbbbbbbbbb2222222222222222222222222222222222222222222222222222".into(), 0, 7)
+        ]
+    );
+    let mut by_pod = totals(&["--by", "pod"]);
+    by_pod.sort();
+    assert_eq!(by_pod, [("0a1b2c3d-0000-1111-2222-333344445555".into(), 0, 7), ("null".into(), 120, 0)]);
+    let mut web = totals(&["--container", "aaaaaaaaaaaa", "--by", "pid"]);
+    web.sort();
+    assert_eq!(web, [("11".into(), 100, 0), ("12".into(), 20, 0)]);
+    assert_eq!(totals(&["--cgroup", "/kubepods.slice", "--by", "pid"]), [("40".into(), 0, 7)]);
+    assert!(totals(&["--cgroup", "/kubepods"]).is_empty(), "a prefix of a name is no parent cgroup");
+}
