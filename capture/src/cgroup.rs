@@ -166,7 +166,10 @@ mod tests {
         assert_eq!(parse_proc(v1_systemd).unwrap().v1.as_deref(), Some("/system.slice/docker-abc.scope"));
         let v2 = "0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope\n";
         let p = parse_proc(v2).unwrap();
-        assert_eq!((p.v2.as_deref(), p.v1), (Some("/kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope"), None));
+        assert_eq!(
+            (p.v2.as_deref(), p.v1),
+            (Some("/kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope"), None)
+        );
     }
 
     #[test]

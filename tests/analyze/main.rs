@@ -583,7 +583,16 @@ fn opens_belong_to_the_acceptor_and_rows_split_by_container() {
     let d = dir();
     let spec = SegmentSpec { schema_version: 5, capture_id: "v5", ..Default::default() };
     let in_cg = |e: Ev, cg| Ev { cgroup: Some(cg), ..e };
-    let accept = |ts, sock, pid| Ev { kind: "accept", ts, sock_id: Some(sock), pid: Some(pid), comm: Some("nginx"), lport: Some(80), rport: Some(5000 + sock as u16), ..Default::default() };
+    let accept = |ts, sock, pid| Ev {
+        kind: "accept",
+        ts,
+        sock_id: Some(sock),
+        pid: Some(pid),
+        comm: Some("nginx"),
+        lport: Some(80),
+        rport: Some(5000 + sock as u16),
+        ..Default::default()
+    };
     let mut events = Vec::new();
     // Master 10 listens; workers 11 and 12 accept two and one connections.
     for (sock, worker) in [(1u64, 11u32), (2, 11), (3, 12)] {
@@ -591,7 +600,8 @@ fn opens_belong_to_the_acceptor_and_rows_split_by_container() {
         events.push(in_cg(Ev { lport: Some(80), ..state(t, sock, Some(10), "LISTEN", "SYN_RECV") }, WEB));
         events.push(in_cg(Ev { lport: Some(80), ..state(t + US, sock, Some(10), "SYN_RECV", "ESTABLISHED") }, WEB));
         events.push(in_cg(accept(t + 2 * US, sock, worker), WEB));
-        events.push(in_cg(Ev { lport: Some(80), ..state(t + 3 * US, sock, Some(worker), "ESTABLISHED", "CLOSE") }, WEB));
+        events
+            .push(in_cg(Ev { lport: Some(80), ..state(t + 3 * US, sock, Some(worker), "ESTABLISHED", "CLOSE") }, WEB));
     }
     events.push(in_cg(io("send", T0, 11, "nginx", 100), WEB));
     events.push(in_cg(io("send", T0, 12, "nginx", 20), WEB));
@@ -609,7 +619,10 @@ fn opens_belong_to_the_acceptor_and_rows_split_by_container() {
     assert_eq!(opens.iter().filter(|(p, _)| *p == 12).map(|(_, n)| n).sum::<u64>(), 1, "{opens:?}");
     // --pid selects what that worker accepted.
     let w12 = json_rows(&["churn", path, "--pid", "12"]);
-    assert_eq!(sum(&w12.iter().filter(|r| r.get("second").is_some()).cloned().collect::<Vec<_>>(), "opened_passive"), 1);
+    assert_eq!(
+        sum(&w12.iter().filter(|r| r.get("second").is_some()).cloned().collect::<Vec<_>>(), "opened_passive"),
+        1
+    );
 
     let totals = |args: &[&str]| -> Vec<(String, u64, u64)> {
         let mut all = vec!["netio", path];
@@ -618,8 +631,18 @@ fn opens_belong_to_the_acceptor_and_rows_split_by_container() {
             .iter()
             .filter(|r| r["total"] == "key")
             .map(|r| {
-                let key = r.as_object().unwrap().iter().find(|(k, _)| ["container", "pod", "pid"].contains(&k.as_str())).unwrap().1;
-                (key.as_str().map(String::from).unwrap_or_else(|| key.to_string()), r["sent_bytes"].as_u64().unwrap(), r["recv_bytes"].as_u64().unwrap())
+                let key = r
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .find(|(k, _)| ["container", "pod", "pid"].contains(&k.as_str()))
+                    .unwrap()
+                    .1;
+                (
+                    key.as_str().map(String::from).unwrap_or_else(|| key.to_string()),
+                    r["sent_bytes"].as_u64().unwrap(),
+                    r["recv_bytes"].as_u64().unwrap(),
+                )
             })
             .collect()
     };

@@ -102,7 +102,8 @@ fn rows_carry_their_cgroup_and_the_analyzer_splits_by_container_and_pod() {
     let pid = |v: &Value| v["pid"].as_u64().unwrap() as u32;
     for (who, counts, cg, v1) in [("server", &served, &server_cg, false), ("client", &client, &client_cg, true)] {
         // Not the exec of the sh that moved itself into the cgroup and then exec'd the workload.
-        let workload = |r: &&Row| r.kind != "exec" || r.filename.as_deref().is_some_and(|f| f.ends_with("tcp_workload"));
+        let workload =
+            |r: &&Row| r.kind != "exec" || r.filename.as_deref().is_some_and(|f| f.ends_with("tcp_workload"));
         let mine: Vec<&Row> = rows.iter().filter(|r| r.pid == Some(pid(counts))).filter(workload).collect();
         assert!(mine.iter().any(|r| r.kind == "send") && mine.iter().any(|r| r.kind == "exec"), "{who}: {mine:?}");
         for r in &mine {
@@ -132,8 +133,7 @@ fn rows_carry_their_cgroup_and_the_analyzer_splits_by_container_and_pod() {
 
     // The server's passive opens are its container's, the client's active ones its own:
     // one each per connection the server accepted.
-    let churn =
-        analyze_json(&["churn", out.to_str().unwrap(), "--by", "container", "--port", &port, "--port", &other]);
+    let churn = analyze_json(&["churn", out.to_str().unwrap(), "--by", "container", "--port", &port, "--port", &other]);
     let sum = |id: &str, col: &str| -> u64 {
         churn.iter().filter(|r| r["container"] == id).filter_map(|r| r[col].as_u64()).sum()
     };

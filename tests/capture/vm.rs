@@ -148,6 +148,8 @@ struct Facts {
     /// Connections the client opened and the server accepted, and how many closed.
     opened: [usize; 2],
     closed: [usize; 2],
+    /// Server sockets with one accept row (every hook: the accept syscalls, inet_csk_accept).
+    accepted: usize,
     /// Each socket's state sequence, counted, per side.
     sequences: [BTreeMap<Vec<(String, String)>, usize>; 2],
 }
@@ -170,6 +172,7 @@ fn facts(run: &Run) -> Facts {
     let mut sequences: [BTreeMap<Vec<(String, String)>, usize>; 2] = Default::default();
     let mut opened = [0; 2];
     let mut closed = [0; 2];
+    let mut accepted = 0;
     for sock_rows in by_sock.values_mut() {
         let side = if sock_rows.iter().any(|r| r.rport == Some(port) || r.rport == Some(other)) {
             1
@@ -201,6 +204,9 @@ fn facts(run: &Run) -> Facts {
         if seq.last().is_some_and(|(_, n)| n == "CLOSE") {
             closed[side] += 1;
         }
+        if side == 0 && sock_rows.iter().filter(|r| r.kind == "accept").count() == 1 {
+            accepted += 1;
+        }
         *sequences[side].entry(seq).or_default() += 1;
     }
     // RTT samples on the workload's connections, and the SYN the client's own
@@ -212,7 +218,7 @@ fn facts(run: &Run) -> Facts {
         "{}: no retransmit of the dropped SYN",
         run.name
     );
-    Facts { totals: [totals_for(&rows, server), totals_for(&rows, client)], opened, closed, sequences }
+    Facts { totals: [totals_for(&rows, server), totals_for(&rows, client)], opened, closed, accepted, sequences }
 }
 
 /// The runs of `modes` on Debian's `series` kernel, each checked against a
@@ -242,6 +248,7 @@ fn runs_match_the_host(series: &str, modes: &[&str], refused: &[(&str, &[&str])]
     assert_eq!(reference.totals, truth(&host), "host");
     assert_eq!(reference.opened, [CONNECTIONS; 2]);
     assert_eq!(reference.closed, [CONNECTIONS; 2]);
+    assert_eq!(reference.accepted, CONNECTIONS, "one accept row per connection the server accepted");
     for run in runs.values() {
         assert_eq!(run.exit, Some(0), "{}: {:?}", run.name, run.stderr);
         assert_eq!(truth(run), truth(&host), "{}: the workload itself moved other sizes", run.name);

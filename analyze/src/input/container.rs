@@ -112,7 +112,10 @@ mod tests {
     #[test]
     fn pods_of_both_kubelet_drivers() {
         let uid = "1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d";
-        let systemd = format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{ID}.scope", uid.replace('-', "_"));
+        let systemd = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{ID}.scope",
+            uid.replace('-', "_")
+        );
         assert_eq!(pod_of(&systemd).as_deref(), Some(uid));
         assert_eq!(pod_of(&format!("/kubepods/pod{uid}/{ID}")).as_deref(), Some(uid));
         assert_eq!(pod_of(&format!("/docker/{ID}")), None);

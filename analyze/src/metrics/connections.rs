@@ -7,7 +7,17 @@ use super::by::By;
 use super::Ctx;
 
 pub fn scan_columns(ctx: &Ctx) -> Vec<&'static str> {
-    ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "sock_id", "pid", "comm", "old_state", "new_state", "lport", "rport"]))
+    ctx.columns(&ctx.by.scan_columns(&[
+        "ts",
+        "kind",
+        "sock_id",
+        "pid",
+        "comm",
+        "old_state",
+        "new_state",
+        "lport",
+        "rport",
+    ]))
 }
 
 /// Who owns a connection, as its rows say (those the scan has).
@@ -34,10 +44,8 @@ pub fn state_rows(events: LazyFrame, ctx: &Ctx) -> LazyFrame {
     firsts.extend(owner.iter().map(|c| col(*c).first().alias(format!("accept_{c}"))));
     let accepts = rows.clone().filter(kind("accept")).group_by(conn.clone()).agg(firsts);
     let before_accept = col("ts_ns").lt_eq(col("accept_ns"));
-    let owned = rows
-        .filter(kind("state"))
-        .join(accepts, conn.clone(), conn, JoinArgs::new(JoinType::Left))
-        .with_columns(
+    let owned =
+        rows.filter(kind("state")).join(accepts, conn.clone(), conn, JoinArgs::new(JoinType::Left)).with_columns(
             owner
                 .iter()
                 .map(|c| when(before_accept.clone()).then(col(format!("accept_{c}"))).otherwise(col(*c)).alias(*c))

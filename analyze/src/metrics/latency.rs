@@ -52,9 +52,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     // rtt: every srtt change. A row stands for `samples` changes of one
     // socket and second within 1/32 of its srtt_us (one each before version 3).
     let cols = ctx.by.scan_columns(&["ts", "kind", "srtt_us", "samples", "pid", "comm", "lport", "rport"]);
-    let rtt = ctx
-        .filters
-        .apply(ctx.events(&cols)?.filter(col("kind").eq(lit("rtt")).and(col("srtt_us").is_not_null())));
+    let rtt =
+        ctx.filters.apply(ctx.events(&cols)?.filter(col("kind").eq(lit("rtt")).and(col("srtt_us").is_not_null())));
     let weight = col("samples").cast(DataType::UInt32).fill_null(lit(1u32));
     let rtt = rtt.select(weighted_samples("rtt", no_probe(), &shown, col("srtt_us"), weight));
 

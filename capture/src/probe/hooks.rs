@@ -632,7 +632,10 @@ mod tests {
         // accept: fentry or kprobes wherever they work (syscall tracepoints slow every syscall down).
         assert_eq!(chosen(&old)["accept"], (Fentry, vec!["fexit_inet_csk_accept_flags"]));
         assert_eq!(chosen(&plan(Attach::Auto, &k6_12()).unwrap())["accept"], (Fentry, vec!["fexit_inet_csk_accept"]));
-        assert_eq!(chosen(&plan(Attach::Auto, &k6_18()).unwrap())["accept"], (Tracepoint, vec!["accept4_exit", "accept_exit"]));
+        assert_eq!(
+            chosen(&plan(Attach::Auto, &k6_18()).unwrap())["accept"],
+            (Tracepoint, vec!["accept4_exit", "accept_exit"])
+        );
     }
 
     #[test]
