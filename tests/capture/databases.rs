@@ -110,7 +110,25 @@ fn postgresql_queries_from_usdt() {
         .collect();
     assert_eq!(client_ns.len(), 1 + SELECTS + SLEEPS);
 
-    let all: Vec<Row> = all_rows(&read_segments(&out)).into_iter().filter(|r| r.pid == Some(backend)).collect();
+    let everything = all_rows(&read_segments(&out));
+    // The postmaster (the oldest postgres process) accepts psql's connection,
+    // then forks the backend: the open is the postmaster's, the rows after the
+    // backend's first use of the socket are the backend's.
+    let pg = Command::new("pgrep").args(["-o", "-x", "postgres"]).output().unwrap();
+    let postmaster: u32 = String::from_utf8_lossy(&pg.stdout).trim().parse().expect("pgrep finds the postmaster");
+    let mut conn: Vec<&Row> = everything
+        .iter()
+        .filter(|r| r.lport == Some(server.port) && r.rport.is_some_and(|p| p != 0) && r.sock_id.is_some())
+        .collect();
+    conn.sort_by_key(|r| r.ts_kernel_ns);
+    let accepts: Vec<&&Row> = conn.iter().filter(|r| r.kind == "accept").collect();
+    assert_eq!(accepts.len(), 1, "psql's one connection: {conn:#?}");
+    assert_eq!(accepts[0].pid, Some(postmaster), "{conn:#?}");
+    assert!(conn.iter().any(|r| r.kind == "recv" && r.pid == Some(backend)), "{conn:#?}");
+    let close = conn.iter().rev().find(|r| r.kind == "state").unwrap();
+    assert_eq!((close.new_state.as_deref(), close.pid), (Some("CLOSE"), Some(backend)), "{conn:#?}");
+
+    let all: Vec<Row> = everything.into_iter().filter(|r| r.pid == Some(backend)).collect();
     let txns: Vec<&Row> = all.iter().filter(|r| r.kind == "call" && r.probe.as_deref() == Some("txn")).collect();
     // The backend's start-up (catalog lookups at login) is a transaction too.
     assert_eq!(txns.len(), 1 + 1 + SELECTS + SLEEPS, "start-up, then one implicit transaction per statement");
