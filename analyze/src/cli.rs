@@ -85,6 +85,9 @@ pub struct Common {
     /// Only processes in this cgroup or below it, e.g. /system.slice/docker-<id>.scope (repeatable)
     #[arg(long = "cgroup", value_name = "PATH")]
     pub cgroups: Vec<String>,
+    /// Only sockets of this transport protocol (repeatable)
+    #[arg(long = "protocol", value_enum, value_name = "PROTOCOL")]
+    pub protocols: Vec<Protocol>,
     /// Only processes in this container: its id or a prefix of it (docker ps' 12 digits), or a systemd unit (repeatable)
     #[arg(long = "container", value_name = "ID")]
     pub containers: Vec<String>,
@@ -103,6 +106,22 @@ pub struct Common {
     /// Fail (exit 1) if the capture lost events in the analyzed range
     #[arg(long)]
     pub strict: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// As the `protocol` column writes it.
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -132,6 +151,7 @@ impl Common {
             hosts: self.hosts.clone(),
             cgroups: self.cgroups.clone(),
             containers: self.containers.clone(),
+            protocols: self.protocols.iter().map(|p| p.name().to_string()).collect(),
         })
     }
 

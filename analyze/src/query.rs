@@ -44,6 +44,8 @@ pub struct Filters {
     pub cgroups: Vec<String>,
     /// Container ids or their prefixes (docker's 12-digit short ids), or systemd unit names.
     pub containers: Vec<String>,
+    /// Transport protocols (tcp, udp).
+    pub protocols: Vec<String>,
 }
 
 fn any_of<T: Clone>(values: &[T], make: impl Fn(T) -> Expr) -> Option<Expr> {
@@ -69,6 +71,7 @@ impl Filters {
             let below = format!("{}/", c.trim_end_matches('/'));
             test_str(col("cgroup"), move |p| p == c || p.starts_with(&below))
         }));
+        conds.extend(any_of(&self.protocols, |p| col("protocol").eq(lit(p))));
         conds.extend(any_of(&self.containers, |c| test_str(col("container"), move |p| p.starts_with(&c))));
         match conds.into_iter().reduce(|a, b| a.and(b)) {
             Some(c) => lf.filter(c),
@@ -84,6 +87,9 @@ impl Filters {
         }
         if !self.containers.is_empty() {
             cols.push("container");
+        }
+        if !self.protocols.is_empty() {
+            cols.push("protocol");
         }
         cols
     }

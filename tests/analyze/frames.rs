@@ -39,6 +39,8 @@ pub struct Ev {
     /// How many events the row stands for: rtt rows of schema version 3,
     /// send/recv aggregates of version 4.
     pub samples: Option<u32>,
+    /// Transport protocol of a socket row; None: tcp.
+    pub protocol: Option<&'static str>,
     /// Version 5: the process's cgroup path.
     pub cgroup: Option<&'static str>,
 }
@@ -148,7 +150,7 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
         sock.append_option(e.sock_id);
         let sockish = e.sock_id.is_some();
         fam.append_option(sockish.then_some("ipv4"));
-        proto.append_option(sockish.then_some("tcp"));
+        proto.append_option(sockish.then_some(e.protocol.unwrap_or("tcp")));
         laddr.append_option(sockish.then_some("127.0.0.1"));
         lport.append_option(e.lport);
         raddr.append_option(sockish.then_some("127.0.0.2"));

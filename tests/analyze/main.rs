@@ -664,3 +664,49 @@ fn opens_belong_to_the_acceptor_and_rows_split_by_container() {
     assert_eq!(totals(&["--cgroup", "/kubepods.slice", "--by", "pid"]), [("40".into(), 0, 7)]);
     assert!(totals(&["--cgroup", "/kubepods"]).is_empty(), "a prefix of a name is no parent cgroup");
 }
+
+/// netio keeps a process's TCP and UDP bytes apart, and `--protocol` selects one.
+#[test]
+fn netio_shows_the_protocol_and_selects_by_it() {
+    let d = dir();
+    let udp = |kind, ts, bytes| Ev {
+        protocol: Some("udp"),
+        sock_id: Some(70),
+        rport: Some(53),
+        ..io(kind, ts, 7, "resolver", bytes)
+    };
+    write_segment(
+        d.path(),
+        &SegmentSpec::default(),
+        &[
+            io("send", T0, 7, "resolver", 100),
+            udp("send", T0 + MS, 30),
+            udp("recv", T0 + 2 * MS, 5),
+            udp("send", T0 + SEC, 12),
+        ],
+    );
+    let path = d.path().to_str().unwrap();
+    let totals = |args: &[&str]| -> Vec<(String, u64, u64)> {
+        let mut all = vec!["netio", path];
+        all.extend_from_slice(args);
+        let mut t: Vec<(String, u64, u64)> = json_rows(&all)
+            .iter()
+            .filter(|r| r["total"] == "key")
+            .map(|r| {
+                (
+                    r["protocol"].as_str().unwrap().to_string(),
+                    r["sent_bytes"].as_u64().unwrap(),
+                    r["recv_bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(totals(&["--by", "pid"]), [("tcp".into(), 100, 0), ("udp".into(), 42, 5)]);
+    assert_eq!(totals(&["--protocol", "udp"]), [("udp".into(), 42, 5)]);
+    assert_eq!(totals(&["--protocol", "tcp", "--protocol", "udp"]).len(), 2);
+    let r = analyze(&["netio", path, "--protocol", "sctp"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--protocol") && r.stderr.contains("sctp"), "{}", r.stderr);
+}

@@ -40,13 +40,15 @@ fn plan(events: LazyFrame, ctx: &Ctx, interval_ns: i64) -> LazyFrame {
 fn aggregate(rows: LazyFrame, ctx: &Ctx, sums: [Expr; 2]) -> LazyFrame {
     let mut group: Vec<Expr> = vec![col("second")];
     group.extend(ctx.by.keys().iter().map(|k| col(*k)));
+    // TCP and UDP bytes of one key stay apart.
+    group.push(col("protocol"));
     let mut aggs = sums.to_vec();
     aggs.extend(ctx.by.descriptions());
     rows.group_by(group).agg(aggs)
 }
 
 pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
-    let cols = ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "lport", "rport"]));
+    let cols = ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "lport", "rport", "protocol"]));
     let mut parts = Vec::new();
     for segments in ctx.trace.segments.chunks(SEGMENTS_PER_PASS) {
         parts.push(collect(plan(crate::input::events_of(segments, &cols)?, ctx, args.interval_ns))?.lazy());
@@ -58,7 +60,8 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
 
     // Each row's key (the shown columns) as a small id; totals per key decide
     // --top and make the totals section.
-    let shown = ctx.by.shown();
+    let mut shown = ctx.by.shown();
+    shown.push("protocol");
     let key_cols: Vec<Column> = shown.iter().map(|c| value_column(&df, c)).collect::<Result<_, _>>()?;
     let seconds = i64s(&df, "second")?;
     let sent = u64s(&df, "sent_bytes")?;
