@@ -17,6 +17,9 @@ use rustc_hash::FxHashMap;
 const V1_PREFERRED: [&str; 4] = ["name=systemd", "pids", "memory", "cpu,cpuacct"];
 /// A missed id walks the v2 tree at most this often.
 const WALK_EVERY: Duration = Duration::from_secs(1);
+/// Entries a cache holds before it starts again (pids and cgroups come and
+/// go for as long as a capture runs; its memory must not grow with them).
+const MAX_CACHED: usize = 65_536;
 
 pub struct Cgroups {
     /// Where the v2 hierarchy is mounted (/sys/fs/cgroup, or
@@ -63,12 +66,16 @@ impl Cgroups {
             Some(p) => {
                 let p: Arc<str> = Arc::from(p);
                 if !in_root {
+                    self.trim_ids();
                     self.by_id.insert(id, Arc::clone(&p));
                 }
                 p
             }
             None => self.by_id_or_walk(id)?,
         };
+        if self.by_pid.len() >= MAX_CACHED {
+            self.by_pid.clear();
+        }
         self.by_pid.insert(pid, (id, Arc::clone(&path)));
         Some(path)
     }
@@ -76,6 +83,13 @@ impl Cgroups {
     /// A process ended: its pid may come back as another one.
     pub fn forget_pid(&mut self, pid: u32) {
         self.by_pid.remove(&pid);
+    }
+
+    fn trim_ids(&mut self) {
+        if self.by_id.len() >= MAX_CACHED {
+            let root = self.root_id;
+            self.by_id.retain(|k, _| Some(*k) == root);
+        }
     }
 
     fn is_id(&self, v2_path: &str, id: u64) -> bool {
@@ -94,6 +108,7 @@ impl Cgroups {
             return None;
         }
         self.last_walk = Some(Instant::now());
+        self.trim_ids();
         walk(&mount, &mount, &mut self.by_id, 0);
         self.by_id.get(&id).cloned()
     }
