@@ -35,10 +35,6 @@ pub struct Cgroups {
 impl Cgroups {
     pub fn detect() -> Cgroups {
         let v2_mount = fs::read_to_string("/proc/self/mountinfo").ok().and_then(|m| v2_mount_point(&m));
-        Cgroups::at(v2_mount)
-    }
-
-    fn at(v2_mount: Option<PathBuf>) -> Cgroups {
         let root_id = v2_mount.as_deref().and_then(|m| fs::metadata(m).ok()).map(|m| m.ino());
         let mut by_id = FxHashMap::default();
         if let Some(id) = root_id {
@@ -56,6 +52,11 @@ impl Cgroups {
             }
         }
         let in_root = Some(id) == self.root_id;
+        // A v2 cgroup's path is the same for every process in it: no /proc read.
+        if let Some(path) = self.by_id.get(&id).filter(|_| !in_root).cloned() {
+            self.remember_pid(pid, id, &path);
+            return Some(path);
+        }
         let found = match fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|t| parse_proc(&t)) {
             // The v2 path is the one of the recorded id, unless the process moved since.
             Some(p) if !in_root && p.v2.as_deref().is_some_and(|v2| self.is_id(v2, id)) => p.v2,
@@ -73,11 +74,15 @@ impl Cgroups {
             }
             None => self.by_id_or_walk(id)?,
         };
+        self.remember_pid(pid, id, &path);
+        Some(path)
+    }
+
+    fn remember_pid(&mut self, pid: u32, id: u64, path: &Arc<str>) {
         if self.by_pid.len() >= MAX_CACHED {
             self.by_pid.clear();
         }
-        self.by_pid.insert(pid, (id, Arc::clone(&path)));
-        Some(path)
+        self.by_pid.insert(pid, (id, Arc::clone(path)));
     }
 
     /// A process ended: its pid may come back as another one.

@@ -551,7 +551,7 @@ mod tests {
         "sched_process_exec",
         "sched_process_exit",
     ];
-    const SPLICE_TPS: &[&str] = &["sys_enter_splice", "sys_exit_splice", "sys_exit_accept4", "sys_exit_accept"];
+    const SYSCALL_TPS: &[&str] = &["sys_enter_splice", "sys_exit_splice", "sys_exit_accept4", "sys_exit_accept"];
 
     fn with(extra: &[&'static str]) -> Vec<&'static str> {
         BASE_TPS.iter().chain(extra).copied().collect()
@@ -580,20 +580,20 @@ mod tests {
     }
 
     fn k5_10() -> Kernel {
-        Kernel::described("5.10.0-32-cloud-amd64", BASE_TPS, SPLICE_TPS, &functions(true, true), true, None)
+        Kernel::described("5.10.0-32-cloud-amd64", BASE_TPS, SYSCALL_TPS, &functions(true, true), true, None)
     }
     fn k6_1() -> Kernel {
-        Kernel::described("6.1.0-28-cloud-amd64", BASE_TPS, SPLICE_TPS, &functions(false, true), true, None)
+        Kernel::described("6.1.0-28-cloud-amd64", BASE_TPS, SYSCALL_TPS, &functions(false, true), true, None)
     }
     fn k6_12() -> Kernel {
         let tps = with(&["sock_send_length", "sock_recv_length"]);
-        Kernel::described("6.12.12-cloud-amd64", &tps, SPLICE_TPS, &functions(false, false), true, None)
+        Kernel::described("6.12.12-cloud-amd64", &tps, SYSCALL_TPS, &functions(false, false), true, None)
     }
     /// This machine's: no kprobes, fentry refused.
     fn k6_18() -> Kernel {
         let tps = with(&["sock_send_length", "sock_recv_length"]);
         let refused = Some("this kernel refuses fentry programs (Operation not permitted (os error 1))");
-        Kernel::described("6.18.44", &tps, SPLICE_TPS, &functions(false, false), false, refused)
+        Kernel::described("6.18.44", &tps, SYSCALL_TPS, &functions(false, false), false, refused)
     }
 
     /// probe -> (mechanism, programs) of a plan.
@@ -670,7 +670,7 @@ mod tests {
         let mut odd = functions(false, false);
         odd.retain(|(f, _)| *f != "tcp_recvmsg");
         odd.push(("tcp_recvmsg", 7));
-        let e = err(Attach::Auto, &Kernel::described("9.9", BASE_TPS, SPLICE_TPS, &odd, true, None));
+        let e = err(Attach::Auto, &Kernel::described("9.9", BASE_TPS, SYSCALL_TPS, &odd, true, None));
         assert!(
             e.contains("cannot record recv") && e.contains("tcp_recvmsg() takes 7 parameters here, netrec knows"),
             "{e}"

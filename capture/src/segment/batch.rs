@@ -20,6 +20,7 @@ use crate::abi::{
     data_count, data_key, netrec_call_event, netrec_data_event, netrec_proc_event, netrec_sock_event, rtt_count,
     rtt_key, Kind, PerKind,
 };
+use crate::cgroup::Cgroups;
 use crate::event::{c_str, c_str_bytes, tcp_state_name, Record};
 
 const TCP_CLOSE: u8 = 7;
@@ -86,6 +87,12 @@ impl Common {
 
     fn len(&self) -> usize {
         self.ts_kernel_ns.len()
+    }
+
+    /// The cgroup columns of a process's own row (not a socket's).
+    fn push_cgroup(&mut self, cgroups: &mut Cgroups, pid: u32, cgroup_id: u64) {
+        self.cgroup_id.append_value(cgroup_id);
+        self.cgroup.append_option(cgroups.path(pid, cgroup_id).as_deref());
     }
 
     fn finish(&mut self, out: &mut Vec<(&'static str, ArrayRef)>) {
@@ -526,9 +533,7 @@ impl BatchBuilder {
         g.common.pid.append_value(e.pid);
         g.common.tid.append_value(e.tid);
         g.common.comm.append_value(c_str(&e.comm));
-        let cgroup = self.sockets.cgroups.path(e.pid, e.cgroup_id);
-        g.common.cgroup_id.append_value(e.cgroup_id);
-        g.common.cgroup.append_option(cgroup.as_deref());
+        g.common.push_cgroup(&mut self.sockets.cgroups, e.pid, e.cgroup_id);
         if kind == Kind::Exit {
             self.sockets.cgroups.forget_pid(e.pid);
         }
@@ -548,9 +553,7 @@ impl BatchBuilder {
         g.common.pid.append_value(e.pid);
         g.common.tid.append_value(e.tid);
         g.common.comm.append_value(c_str_bytes(&e.comm.map(|c| c as u8)));
-        let cgroup = self.sockets.cgroups.path(e.pid, e.cgroup_id);
-        g.common.cgroup_id.append_value(e.cgroup_id);
-        g.common.cgroup.append_option(cgroup.as_deref());
+        g.common.push_cgroup(&mut self.sockets.cgroups, e.pid, e.cgroup_id);
         match self.probe_names.get(e.probe as usize) {
             Some(name) => g.probe.append_value(name),
             None => g.probe.append_value(format!("probe#{}", e.probe)),

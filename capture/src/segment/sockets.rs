@@ -179,8 +179,8 @@ impl SocketTable {
     fn format(&mut self, raw: &RawKey) -> SockText {
         let v4 = raw.family == AF_INET;
         let family = if v4 { AF_INET } else { 0 };
-        let comm = raw.owner_known.then(|| self.comms.text(raw.comm, |k| c_str_bytes(k).into_owned()));
         let known = raw.owner_known;
+        let comm = known.then(|| self.comms.text(raw.comm, |k| c_str_bytes(k).into_owned()));
         SockText {
             pid: known.then_some(raw.pid),
             tid: known.then_some(raw.tid),
