@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * netrec kernel side: TCP bytes sent and consumed, state transitions, RTT
- * samples, retransmits, process exec/exit -> one ring buffer.
+ * netrec kernel side: TCP and UDP bytes sent and consumed, TCP state
+ * transitions, RTT samples, retransmits, process exec/exit -> one ring buffer.
  *
  * Attribution: send/recv run in the calling process, which owns the socket
  * at that moment; we remember it per socket so events raised later in
@@ -24,7 +24,10 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define MSG_PEEK 2
+#define MSG_ERRQUEUE 0x2000
 #define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define SOCK_DGRAM 2
 
 /* Set by user space before load. */
 const volatile bool filter_pid = false;
@@ -131,7 +134,7 @@ struct sock_info {
 	/* User space has this socket's endpoints and owner as they are now (a
 	 * SOCK_INFO record went out), so its send/recv can travel small. */
 	__u8 announced;
-	__u8 pad;
+	__u8 protocol; /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 saddr[16];
 	__u8 daddr[16];
 	char comm[TASK_COMM_LEN];
@@ -204,7 +207,7 @@ struct data_count {
 	/* 0: the socket is filtered out; the entry only saves later calls the
 	 * socket-table lookup, and gets no rows (it counts no calls). */
 	__u8 selected;
-	__u8 pad1;
+	__u8 protocol;
 	__u16 family;
 	__u16 lport;
 	__u16 rport;
@@ -329,16 +332,23 @@ static __always_inline bool port_selected(__u16 lport, __u16 rport)
 	return bpf_map_lookup_elem(&targ_ports, &lport) || bpf_map_lookup_elem(&targ_ports, &rport);
 }
 
-static __always_inline bool is_inet_tcp(const struct sock *sk)
+/* IPPROTO_TCP or IPPROTO_UDP for the inet sockets netrec records, else 0. */
+static __always_inline __u8 inet_protocol(const struct sock *sk)
 {
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 
 	if (family != AF_INET && family != AF_INET6)
-		return false;
-	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
+		return 0;
+	__u16 protocol = BPF_CORE_READ(sk, sk_protocol);
+
+	if (protocol == IPPROTO_TCP)
+		return IPPROTO_TCP;
+	if (protocol == IPPROTO_UDP && BPF_CORE_READ(sk, sk_type) == SOCK_DGRAM)
+		return IPPROTO_UDP;
+	return 0;
 }
 
-static __always_inline struct sock_info *sock_info_get(const struct sock *sk)
+static __always_inline struct sock_info *sock_info_get(const struct sock *sk, __u8 protocol)
 {
 	__u64 key = (__u64)sk;
 	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
@@ -350,29 +360,62 @@ static __always_inline struct sock_info *sock_info_get(const struct sock *sk)
 	fresh.id = new_sock_id();
 	if (!fresh.id)
 		return NULL;
+	fresh.protocol = protocol;
 	/* Losing a race with another CPU only wastes an id. */
 	bpf_map_update_elem(&socks, &key, &fresh, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&socks, &key);
 }
 
+static __always_inline void retire_data(const struct sock *sk, const struct sock_info *si);
+
+/* Another socket in the memory of `si`'s: a new identity. NULL: no id was
+ * left, and the entry is gone (the socket goes untracked, counted). */
+static __always_inline struct sock_info *sock_info_renew(const struct sock *sk, struct sock_info *si, __u8 protocol)
+{
+	__u64 id = new_sock_id();
+
+	if (si->owner_known)
+		retire_data(sk, si);
+	if (!id) {
+		__u64 key = (__u64)sk;
+
+		bpf_map_delete_elem(&socks, &key);
+		return NULL;
+	}
+	__builtin_memset(si, 0, sizeof(*si));
+	si->id = id;
+	si->protocol = protocol;
+	return si;
+}
+
 /*
- * The entry of `sk` if it is an inet TCP socket (false if it is not);
- * `*si` is NULL when the table is full. Only TCP sockets get an entry, so a
- * known open one skips the protocol check; a closed one's memory may since
- * hold another kind of socket.
+ * The entry of `sk` and its protocol, if it is an inet TCP or UDP socket
+ * (0 if it is neither); `*si` is NULL when the table is full. A known open
+ * TCP socket skips the protocol check (the hot path); the memory of a closed
+ * one, or of a UDP one (whose close no hook sees), may since hold another
+ * socket.
  */
-static __always_inline bool tcp_sock_info(const struct sock *sk, struct sock_info **si)
+static __always_inline __u8 inet_sock_info(const struct sock *sk, struct sock_info **si)
 {
 	__u64 key = (__u64)sk;
 
 	*si = bpf_map_lookup_elem(&socks, &key);
-	if (*si && !(*si)->closed)
-		return true;
-	if (!is_inet_tcp(sk))
-		return false;
+	if (*si && !(*si)->closed && (*si)->protocol == IPPROTO_TCP)
+		return IPPROTO_TCP;
+	__u8 protocol = inet_protocol(sk);
+
+	if (!protocol)
+		return 0;
 	if (!*si)
-		*si = sock_info_get(sk);
-	return true;
+		*si = sock_info_get(sk, protocol);
+	else if ((*si)->protocol != protocol)
+		*si = sock_info_renew(sk, *si, protocol);
+	return protocol;
+}
+
+static __always_inline bool tcp_sock_info(const struct sock *sk, struct sock_info **si)
+{
+	return inet_sock_info(sk, si) == IPPROTO_TCP;
 }
 
 /* Only call from the owner's own context (a syscall on this socket). */
@@ -445,15 +488,25 @@ static __always_inline void know_endpoints(const struct sock *sk, struct sock_in
 	remember_endpoints(si, family, saddr, daddr, lport, rport);
 }
 
+/* The remote end of one datagram, in its socket's family (an IPv4 peer of
+ * an IPv6 socket as ::ffff:a.b.c.d); family 0: not known. */
+struct peer {
+	__u16 family;
+	__u16 port; /* host order */
+	__u8 addr[16];
+};
+
 /*
  * The one body behind every full socket record. `si` may be NULL when the
  * socket table is full: the event is still recorded, attributed to the
  * current task only if `in_owner_context`. `kind` may be RECORD_SOCK_INFO.
+ * `peer`: a datagram's own remote end, in place of the socket's.
  * 1: written; 0: filtered out; -1: the ring buffer was full (counted).
  */
 static __always_inline int emit_sock_event_at(const struct sock *sk, struct sock_info *si, __u32 kind,
 					       __u64 value, __u8 old_state, __u8 new_state,
-					       bool in_owner_context, __u64 ts_ns, __u32 samples)
+					       bool in_owner_context, __u64 ts_ns, __u32 samples,
+					       const struct peer *peer)
 {
 	__u8 saddr[16] = {}, daddr[16] = {};
 	__u16 family, lport, rport;
@@ -469,6 +522,10 @@ static __always_inline int emit_sock_event_at(const struct sock *sk, struct sock
 		read_endpoints(sk, &family, saddr, daddr, &lport, &rport);
 		if (si)
 			remember_endpoints(si, family, saddr, daddr, lport, rport);
+	}
+	if (peer) {
+		rport = peer->family ? peer->port : 0;
+		__builtin_memcpy(daddr, peer->addr, sizeof(daddr));
 	}
 	if (si) {
 		known = si->owner_known;
@@ -524,6 +581,7 @@ static __always_inline int emit_sock_event_at(const struct sock *sk, struct sock
 	__builtin_memcpy(e->daddr, daddr, sizeof(daddr));
 	e->sport = lport;
 	e->dport = rport;
+	e->protocol = si ? si->protocol : inet_protocol(sk);
 	submit(e);
 	return 1;
 }
@@ -532,7 +590,7 @@ static __always_inline int emit_sock_event(const struct sock *sk, struct sock_in
 					   __u64 value, __u8 old_state, __u8 new_state,
 					   bool in_owner_context)
 {
-	return emit_sock_event_at(sk, si, kind, value, old_state, new_state, in_owner_context, 0, 0);
+	return emit_sock_event_at(sk, si, kind, value, old_state, new_state, in_owner_context, 0, 0, NULL);
 }
 
 /*
@@ -649,6 +707,7 @@ static __always_inline bool aggregate_data(const struct sock *sk, const struct s
 			.family = si->family,
 			.lport = si->lport,
 			.rport = si->rport,
+			.protocol = si->protocol,
 		};
 
 		__builtin_memcpy(fresh.saddr, si->saddr, sizeof(fresh.saddr));
@@ -665,11 +724,191 @@ static __always_inline bool aggregate_data(const struct sock *sk, const struct s
 #define FILL_CHECK_RECORDS 1024
 
 /*
+ * A UDP socket's endpoints, read each call (connect() may change them, or
+ * undo them); a change means user space must learn them again. true: this
+ * datagram's remote end is the socket's own (it is connected, and `peer`
+ * names no other), so it travels as a TCP socket's data does.
+ */
+static __always_inline bool udp_endpoints(const struct sock *sk, struct sock_info *si, const struct peer *peer)
+{
+	__u8 saddr[16] = {}, daddr[16] = {};
+	__u16 family, lport, rport;
+	bool same;
+
+	read_endpoints(sk, &family, saddr, daddr, &lport, &rport);
+	same = si->family == family && si->lport == lport && si->rport == rport;
+	for (int i = 0; i < 16 && same; i++)
+		same = si->saddr[i] == saddr[i] && si->daddr[i] == daddr[i];
+	if (!same) {
+		si->family = family;
+		si->lport = lport;
+		si->rport = rport;
+		__builtin_memcpy(si->saddr, saddr, sizeof(saddr));
+		__builtin_memcpy(si->daddr, daddr, sizeof(daddr));
+		si->announced = 0;
+	}
+	si->endpoints_known = lport && rport;
+	if (!si->endpoints_known)
+		return false;
+	if (!peer || !peer->family)
+		return true;
+	same = peer->port == rport;
+	for (int i = 0; i < 16 && same; i++)
+		same = peer->addr[i] == daddr[i];
+	return same;
+}
+
+/* Syscall numbers (x86_64) whose arguments say where a datagram's address is. */
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+#define NR_RECVMMSG 299
+#define NR_SENDMMSG 307
+#define MMSGHDR_SIZE 64 /* struct mmsghdr: a user_msghdr (56 bytes) and msg_len, padded */
+
+/*
+ * Per thread inside sendmmsg/recvmmsg, or a receive whose source address
+ * its syscall has yet to copy out (tracepoint path, unconnected UDP).
+ * LRU: a thread that dies inside a syscall must not keep a slot.
+ */
+struct datagram_call {
+	__u64 sk;    /* the pending receive's socket; 0: none */
+	__u64 ts_ns;
+	__u64 bytes;
+	__u64 uaddr; /* the caller's sockaddr buffer, where its source will be */
+	__u32 index; /* mmsg: the message the next send/receive is for */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* tid */
+	__type(value, struct datagram_call);
+} datagram_calls SEC(".maps");
+
+static __always_inline struct datagram_call *datagram_call_of(__u32 tid)
+{
+	struct datagram_call *dc = bpf_map_lookup_elem(&datagram_calls, &tid);
+
+	if (dc)
+		return dc;
+	struct datagram_call fresh = {};
+
+	bpf_map_update_elem(&datagram_calls, &tid, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&datagram_calls, &tid);
+}
+
+/* An address of `family` as the remote end of a `sock_family` socket. */
+static __always_inline void peer_set(struct peer *p, __u16 sock_family, __u16 family, const void *addr,
+				     __be16 port)
+{
+	__builtin_memset(p, 0, sizeof(*p));
+	if (family == AF_INET && sock_family == AF_INET) {
+		__builtin_memcpy(p->addr, addr, 4);
+	} else if (family == AF_INET && sock_family == AF_INET6) {
+		p->addr[10] = 0xff;
+		p->addr[11] = 0xff;
+		__builtin_memcpy(p->addr + 12, addr, 4);
+	} else if (family == AF_INET6 && sock_family == AF_INET6) {
+		__builtin_memcpy(p->addr, addr, 16);
+	} else {
+		return;
+	}
+	p->family = sock_family;
+	p->port = bpf_ntohs(port);
+}
+
+/* A sockaddr_in or sockaddr_in6 (kernel memory if `kernel`, else the caller's). */
+static __always_inline void sockaddr_peer(const void *sa, bool kernel, __u16 sock_family, struct peer *p)
+{
+	struct sockaddr_in6 a = {};
+
+	p->family = 0;
+	if (!sa)
+		return;
+	if (kernel ? bpf_probe_read_kernel(&a.sin6_family, sizeof(a.sin6_family), sa)
+		   : bpf_probe_read_user(&a.sin6_family, sizeof(a.sin6_family), sa))
+		return;
+	if (a.sin6_family == AF_INET) {
+		struct sockaddr_in in = {};
+
+		if (kernel ? bpf_probe_read_kernel(&in, sizeof(in), sa) : bpf_probe_read_user(&in, sizeof(in), sa))
+			return;
+		peer_set(p, sock_family, AF_INET, &in.sin_addr, in.sin_port);
+	} else if (a.sin6_family == AF_INET6) {
+		if (kernel ? bpf_probe_read_kernel(&a, sizeof(a), sa) : bpf_probe_read_user(&a, sizeof(a), sa))
+			return;
+		peer_set(p, sock_family, AF_INET6, &a.sin6_addr, a.sin6_port);
+	}
+}
+
+/*
+ * Where the current syscall keeps this datagram's address (tracepoint path,
+ * where the hook sees only the socket): the sockaddr of sendto/recvfrom, the
+ * msg_name of sendmsg/recvmsg, that of the message this call is for in
+ * sendmmsg/recvmmsg. 0: none (write/read, io_uring, no buffer given).
+ */
+static __always_inline __u64 syscall_sockaddr(__u32 kind)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	long nr = BPF_CORE_READ(regs, orig_ax);
+	bool send = kind == EVENT_SEND;
+	__u64 msg, name = 0;
+	int namelen = 0;
+
+	if (nr == (send ? NR_SENDTO : NR_RECVFROM)) {
+		name = BPF_CORE_READ(regs, r8);
+		if (send)
+			namelen = BPF_CORE_READ(regs, r9);
+		else if (bpf_probe_read_user(&namelen, sizeof(namelen), (void *)BPF_CORE_READ(regs, r9)))
+			return 0;
+		return namelen > 0 ? name : 0;
+	}
+	msg = BPF_CORE_READ(regs, si);
+	if (nr == (send ? NR_SENDMMSG : NR_RECVMMSG)) {
+		struct datagram_call *dc = datagram_call_of((__u32)bpf_get_current_pid_tgid());
+
+		if (!dc)
+			return 0;
+		msg += (__u64)dc->index++ * MMSGHDR_SIZE;
+	} else if (nr != (send ? NR_SENDMSG : NR_RECVMSG)) {
+		return 0;
+	}
+	/* struct user_msghdr: msg_name at 0, msg_namelen at 8 */
+	if (bpf_probe_read_user(&name, sizeof(name), (void *)msg) ||
+	    bpf_probe_read_user(&namelen, sizeof(namelen), (void *)(msg + 8)))
+		return 0;
+	return namelen > 0 ? name : 0;
+}
+
+/* The pending receive's row, now that its syscall copied the source address out. */
+static __always_inline void datagram_received(struct datagram_call *dc)
+{
+	const struct sock *sk = (const struct sock *)dc->sk;
+	struct sock_info *si;
+	struct peer p;
+
+	if (!sk)
+		return;
+	dc->sk = 0;
+	__u64 key = (__u64)sk;
+
+	si = bpf_map_lookup_elem(&socks, &key);
+	sockaddr_peer((const void *)dc->uaddr, false, BPF_CORE_READ(sk, __sk_common.skc_family), &p);
+	emit_sock_event_at(sk, si, EVENT_RECV, dc->bytes, 0, 0, true, dc->ts_ns, 0, &p);
+}
+
+/*
  * Bytes moved by the application itself: the caller owns the socket. The
  * hot path: one table lookup, then one 32-byte record, or one add to the
- * socket's aggregate entry.
+ * socket's aggregate entry. `peer`: a datagram's remote end where the hook
+ * knows it; `from_syscall`: the hook knows only the socket (tracepoints), so
+ * an unconnected UDP socket's datagram takes its address from the syscall.
  */
-static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64 bytes)
+static __always_inline void handle_bytes(const struct sock *sk, __u32 kind, __u64 bytes, const struct peer *peer,
+					 bool from_syscall)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	bool aggregating = data_always_aggregated || data_aggregating;
@@ -686,13 +925,46 @@ static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64
 		if (add_to_entry(&key, kind, bytes))
 			return;
 	}
-	if (!tcp_sock_info(sk, &si))
+	__u8 protocol = inet_sock_info(sk, &si);
+
+	if (!protocol)
 		return;
 	if (!si) {
-		emit_sock_event(sk, si, kind, bytes, 0, 0, true);
+		emit_sock_event_at(sk, si, kind, bytes, 0, 0, true, 0, 0, protocol == IPPROTO_UDP ? peer : NULL);
 		return;
 	}
 	learn_owner(si, pid_tgid);
+	if (protocol == IPPROTO_UDP && !udp_endpoints(sk, si, peer)) {
+		/* Each datagram its own remote end: a full record each, or an
+		 * aggregate without it. */
+		if (aggregating) {
+			if (!aggregate_data(sk, si, kind, bytes, pid_tgid, now))
+				emit_sock_event_at(sk, si, kind, bytes, 0, 0, true, 0, 0, peer);
+			return;
+		}
+		struct peer p = {};
+		__u64 uaddr = from_syscall ? syscall_sockaddr(kind) : 0;
+
+		if (uaddr && kind == EVENT_RECV) {
+			/* The syscall copies the source address out after this
+			 * hook: the row waits for it (its exit, or recvmmsg's next
+			 * message). */
+			struct datagram_call *dc = datagram_call_of((__u32)pid_tgid);
+
+			if (dc) {
+				datagram_received(dc);
+				dc->sk = (__u64)sk;
+				dc->ts_ns = bpf_ktime_get_boot_ns();
+				dc->bytes = bytes;
+				dc->uaddr = uaddr;
+				return;
+			}
+		}
+		if (uaddr && kind == EVENT_SEND)
+			sockaddr_peer((const void *)uaddr, false, si->family, &p);
+		emit_sock_event_at(sk, si, kind, bytes, 0, 0, true, 0, 0, peer ? peer : &p);
+		return;
+	}
 	if (aggregating) {
 		/* The entry carries the endpoints and owner: no info record needed. */
 		know_endpoints(sk, si);
@@ -732,20 +1004,70 @@ static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64
 		data_aggregating = DATA_SWITCH_RING_NEAR_FULL;
 }
 
+/* A TCP hook's bytes (its socket's endpoints are the remote end). */
+static __always_inline void handle_data(const struct sock *sk, __u32 kind, __u64 bytes)
+{
+	handle_bytes(sk, kind, bytes, NULL, false);
+}
+
+/* Every send and receive of TCP and UDP sockets (6.3 and later). */
 SEC("raw_tp/sock_send_length")
 int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 {
 	if (ret > 0)
-		handle_data(sk, EVENT_SEND, ret);
+		handle_bytes(sk, EVENT_SEND, ret, NULL, true);
 	return 0;
 }
 
-/* MSG_PEEK leaves the data in the queue: nothing was consumed. */
+/* MSG_PEEK leaves the data in the queue: nothing was consumed; the error
+ * queue holds the socket's errors and timestamps, not data. */
 SEC("raw_tp/sock_recv_length")
 int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
 {
-	if (ret > 0 && !(flags & MSG_PEEK))
-		handle_data(sk, EVENT_RECV, ret);
+	if (ret > 0 && !(flags & (MSG_PEEK | MSG_ERRQUEUE)))
+		handle_bytes(sk, EVENT_RECV, ret, NULL, true);
+	return 0;
+}
+
+/* The end of a syscall that may have left a datagram's row waiting for its
+ * source address, or counted mmsg messages: the row goes out, the count
+ * starts again. */
+static __always_inline void datagram_syscall_exit(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct datagram_call *dc = bpf_map_lookup_elem(&datagram_calls, &tid);
+
+	if (!dc)
+		return;
+	datagram_received(dc);
+	bpf_map_delete_elem(&datagram_calls, &tid);
+}
+
+SEC("tp/syscalls/sys_exit_recvfrom")
+int recvfrom_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	datagram_syscall_exit();
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_recvmsg")
+int recvmsg_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	datagram_syscall_exit();
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_recvmmsg")
+int recvmmsg_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	datagram_syscall_exit();
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_sendmmsg")
+int sendmmsg_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	datagram_syscall_exit();
 	return 0;
 }
 
@@ -816,21 +1138,8 @@ static __always_inline void handle_state(const struct sock *sk, int oldstate, in
 	bool born = (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) ||
 		    newstate == TCP_SYN_RECV;
 
-	if (si && si->closed && born) {
-		__u64 id = new_sock_id();
-
-		if (si->owner_known)
-			retire_data(sk, si);
-		if (id) {
-			__builtin_memset(si, 0, sizeof(*si));
-			si->id = id;
-		} else {
-			__u64 key = (__u64)sk;
-
-			bpf_map_delete_elem(&socks, &key);
-			si = NULL;
-		}
-	}
+	if (si && si->closed && born)
+		si = sock_info_renew(sk, si, IPPROTO_TCP);
 	if (si) {
 		/* connect() and listen() run in the owner's context. */
 		if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN))
@@ -971,21 +1280,21 @@ static __always_inline void handle_rtt(const struct sock *sk)
 	if (!srtt_us)
 		return;
 	if (!si) {
-		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, 0, 1);
+		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, 0, 1, NULL);
 		return;
 	}
 	if (si->last_srtt_us == srtt_us)
 		return;
 	si->last_srtt_us = srtt_us;
 	if (!rtt_buckets) {
-		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, 0, 1);
+		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, 0, 1, NULL);
 		return;
 	}
 	/* Its rows are made from user space's socket table: the socket must be there. */
 	int known = announce(sk, si, false);
 
 	if (known < 0)
-		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, 0, 1);
+		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, 0, 1, NULL);
 	if (known <= 0 || !announced_selected(si))
 		return;
 	__u64 now = bpf_ktime_get_boot_ns();
@@ -999,7 +1308,7 @@ static __always_inline void handle_rtt(const struct sock *sk)
 	struct rtt_count first = { .ts = now, .us = srtt_us, .n = 1 };
 
 	if (bpf_map_update_elem(&rtt_counts, &key, &first, BPF_NOEXIST))
-		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, now, 1);
+		emit_sock_event_at(sk, si, EVENT_RTT, srtt_us, 0, 0, false, now, 1, NULL);
 }
 
 static __always_inline void handle_retransmit(const struct sock *sk)
@@ -1061,6 +1370,8 @@ enum inflight_hook {
 	HOOK_RECV,
 	HOOK_LISTEN,
 	HOOK_RETRANSMIT,
+	HOOK_UDP_SEND,
+	HOOK_UDP6_SEND,
 };
 
 struct inflight_key {
@@ -1071,6 +1382,7 @@ struct inflight_key {
 
 struct inflight {
 	__u64 sk;
+	__u64 msg; /* udp_sendmsg: its struct msghdr *, read at return */
 	__u32 flags;
 	__u32 reported; /* receive: bytes of this call already reported */
 	__u8 splice;
@@ -1098,21 +1410,27 @@ static __always_inline struct inflight_key inflight_key_of(__u32 hook)
 
 /* Entry of a call whose return we need. A mark already there means the
  * previous return was never seen (kretprobe instances exhausted): lost. */
-static __always_inline void inflight_push(__u32 hook, const void *sk, __u32 lost_kind)
+static __always_inline void inflight_push_msg(__u32 hook, const void *sk, const void *msg, __u32 lost_kind)
 {
 	struct inflight_key k = inflight_key_of(hook);
 	struct inflight f = {};
 
 	f.sk = (__u64)sk;
+	f.msg = (__u64)msg;
 	if (bpf_map_update_elem(&inflight, &k, &f, BPF_NOEXIST)) {
 		count(COUNTER_LOST_BASE + lost_kind);
 		bpf_map_update_elem(&inflight, &k, &f, BPF_ANY);
 	}
 }
 
+static __always_inline void inflight_push(__u32 hook, const void *sk, __u32 lost_kind)
+{
+	inflight_push_msg(hook, sk, NULL, lost_kind);
+}
+
 /* No mark: the call began before the capture (return probes are attached
  * first), which is outside the window rather than lost. */
-static __always_inline struct sock *inflight_pop(__u32 hook)
+static __always_inline struct sock *inflight_pop_msg(__u32 hook, struct msghdr **msg)
 {
 	struct inflight_key k = inflight_key_of(hook);
 	struct inflight *f = bpf_map_lookup_elem(&inflight, &k);
@@ -1121,8 +1439,16 @@ static __always_inline struct sock *inflight_pop(__u32 hook)
 	if (!f)
 		return NULL;
 	sk = (struct sock *)f->sk;
+	*msg = (struct msghdr *)f->msg;
 	bpf_map_delete_elem(&inflight, &k);
 	return sk;
+}
+
+static __always_inline struct sock *inflight_pop(__u32 hook)
+{
+	struct msghdr *msg;
+
+	return inflight_pop_msg(hook, &msg);
 }
 
 static __always_inline void recv_mark(const struct sock *sk, __u32 flags, bool splice)
@@ -1265,6 +1591,117 @@ int BPF_PROG(fexit_tcp_splice_read, struct socket *sock, loff_t *ppos,
 {
 	if (ret > 0)
 		handle_data(BPF_CORE_READ(sock, sk), EVENT_RECV, ret);
+	return 0;
+}
+
+/*
+ * UDP before 6.3 (no sock_*_length tracepoints): udp_sendmsg and
+ * udpv6_sendmsg see the destination a sendto/sendmsg named (msg_name, the
+ * kernel's copy); skb_consume_udp sees each datagram a receive consumed
+ * (MSG_PEEK passes a negative length), its source in the packet's headers,
+ * whether or not the caller asked for it. udpv6_sendmsg hands IPv4
+ * destinations on to udp_sendmsg: an IPv6 socket's sends count there only.
+ */
+static __always_inline void udp_sent(struct sock *sk, struct msghdr *msg, int ret, bool v6)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	struct peer p;
+
+	if (ret <= 0 || (!v6 && family == AF_INET6))
+		return;
+	sockaddr_peer(msg ? BPF_CORE_READ(msg, msg_name) : NULL, true, family, &p);
+	handle_bytes(sk, EVENT_SEND, ret, &p, false);
+}
+
+static __always_inline void udp_consumed(struct sock *sk, struct sk_buff *skb, int len)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 nh = BPF_CORE_READ(skb, network_header), th = BPF_CORE_READ(skb, transport_header);
+	struct udphdr uh;
+	__u8 version;
+	struct peer p = {};
+
+	if (len <= 0)
+		return;
+	if (!bpf_probe_read_kernel(&version, 1, head + nh) && !bpf_probe_read_kernel(&uh, sizeof(uh), head + th)) {
+		if (version >> 4 == 4) {
+			struct iphdr ip;
+
+			if (!bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+				peer_set(&p, family, AF_INET, &ip.saddr, uh.source);
+		} else if (version >> 4 == 6) {
+			struct ipv6hdr ip6;
+
+			if (!bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+				peer_set(&p, family, AF_INET6, &ip6.saddr, uh.source);
+		}
+	}
+	handle_bytes(sk, EVENT_RECV, len, &p, false);
+}
+
+SEC("fexit/udp_sendmsg")
+int BPF_PROG(fexit_udp_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	udp_sent(sk, msg, ret, false);
+	return 0;
+}
+
+SEC("fexit/udpv6_sendmsg")
+int BPF_PROG(fexit_udpv6_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	udp_sent(sk, msg, ret, true);
+	return 0;
+}
+
+SEC("fentry/skb_consume_udp")
+int BPF_PROG(fentry_skb_consume_udp, struct sock *sk, struct sk_buff *skb, int len)
+{
+	udp_consumed(sk, skb, len);
+	return 0;
+}
+
+SEC("kprobe/udp_sendmsg")
+int BPF_KPROBE(kprobe_udp_sendmsg, struct sock *sk, struct msghdr *msg)
+{
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) != AF_INET6)
+		inflight_push_msg(HOOK_UDP_SEND, sk, msg, EVENT_SEND);
+	return 0;
+}
+
+SEC("kprobe/udpv6_sendmsg")
+int BPF_KPROBE(kprobe_udpv6_sendmsg, struct sock *sk, struct msghdr *msg)
+{
+	inflight_push_msg(HOOK_UDP6_SEND, sk, msg, EVENT_SEND);
+	return 0;
+}
+
+SEC("kretprobe/udp_sendmsg")
+int BPF_KRETPROBE(kretprobe_udp_sendmsg, int ret)
+{
+	struct msghdr *msg;
+	struct sock *sk = inflight_pop_msg(HOOK_UDP_SEND, &msg);
+
+	if (sk)
+		udp_sent(sk, msg, ret, true);
+	return 0;
+}
+
+SEC("kretprobe/udpv6_sendmsg")
+int BPF_KRETPROBE(kretprobe_udpv6_sendmsg, int ret)
+{
+	struct msghdr *msg;
+	struct sock *sk = inflight_pop_msg(HOOK_UDP6_SEND, &msg);
+
+	if (sk)
+		udp_sent(sk, msg, ret, true);
+	return 0;
+}
+
+SEC("kprobe/skb_consume_udp")
+int BPF_KPROBE(kprobe_skb_consume_udp, struct sock *sk, struct sk_buff *skb, int len)
+{
+	udp_consumed(sk, skb, len);
 	return 0;
 }
 

@@ -64,7 +64,11 @@ enum data_switch {
 	DATA_SWITCH_RING_FULL = 3,       /* kernel: a data record found it full */
 };
 
-/* state, rtt, retransmit, accept, a socket's info, and send/recv on an untracked socket */
+/*
+ * state, rtt, retransmit, accept, a socket's info, and send/recv in full: on
+ * an untracked socket, or a datagram of an unconnected UDP socket, whose
+ * remote end is the datagram's (dport 0: the peer is not known).
+ */
 struct netrec_sock_event {
 	__u32 kind;
 	__u32 pid;         /* owner's tgid; meaningless unless owner_known */
@@ -82,10 +86,12 @@ struct netrec_sock_event {
 	__u16 sport;       /* local port, host order */
 	__u16 dport;       /* remote port, host order */
 	__u32 samples;     /* rtt: srtt changes this record stands for; else 0 */
+	__u8 protocol;     /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad[3];
 	char comm[TASK_COMM_LEN];
 };
 
-/* send, recv on a socket whose info user space has: 32 bytes instead of 104 */
+/* send, recv on a socket whose info user space has: 32 bytes instead of 112 */
 struct netrec_data_event {
 	__u32 kind;        /* RECORD_DATA | EVENT_SEND or EVENT_RECV */
 	__u32 tid;

@@ -85,6 +85,11 @@ impl Cgroups {
         self.by_pid.insert(pid, (id, Arc::clone(path)));
     }
 
+    /// Entries cached: (cgroup ids, pids).
+    pub fn len(&self) -> (usize, usize) {
+        (self.by_id.len(), self.by_pid.len())
+    }
+
     /// A process ended: its pid may come back as another one.
     pub fn forget_pid(&mut self, pid: u32) {
         self.by_pid.remove(&pid);

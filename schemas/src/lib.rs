@@ -139,6 +139,8 @@ pub mod meta {
     pub const CAPTURE_CPU_SYS_NS: &str = "netrec.capture_cpu_sys_ns";
     pub const CAPTURE_PEAK_RSS_BYTES: &str = "netrec.capture_peak_rss_bytes";
     pub const BPF_PROGRAMS: &str = "netrec.bpf_programs";
+    /// Since version 5: the capture's own table sizes at the segment's end.
+    pub const CAPTURE_TABLES: &str = "netrec.capture_tables";
     /// Since version 4: how send/recv were recorded, and when that switched.
     pub const DATA: &str = "netrec.data";
     pub const DATA_SWITCHES: &str = "netrec.data_switches";
@@ -171,6 +173,7 @@ pub mod meta {
         CAPTURE_CPU_SYS_NS,
         CAPTURE_PEAK_RSS_BYTES,
         BPF_PROGRAMS,
+        CAPTURE_TABLES,
         DATA,
         DATA_SWITCHES,
         MECHANISMS,

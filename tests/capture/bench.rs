@@ -60,3 +60,27 @@ fn benchmark_suite_smoke_run() {
         "{report}"
     );
 }
+
+/// bench/run --smoke soak: ten seconds of the soak's mixed load (requests,
+/// short connections, UDP queries, execs) under one capture; every process's
+/// TCP and UDP bytes and the client's connections equal the load's own counts
+/// (DuckDB's sums over the segments), and the capture's tables are reported.
+#[test]
+fn soak_smoke_run_counts_the_mixed_load_exactly() {
+    let _g = serial();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("bash")
+        .arg(root.join("bench/run"))
+        .args(["--smoke", "soak"])
+        .current_dir(&root)
+        .env("NETREC_CAPTURE", CAPTURE)
+        .output()
+        .expect("run bench/run --smoke soak");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench/run --smoke soak failed: {}\n{report}", String::from_utf8_lossy(&out.stderr));
+    let compared: Vec<&str> = report.lines().filter(|l| l.ends_with("| yes |") || l.ends_with("| NO |")).collect();
+    // server and client, TCP and UDP, send and recv; and the connections.
+    assert_eq!(compared.len(), 9, "{report}");
+    assert!(compared.iter().all(|l| l.ends_with("| yes |")), "{report}");
+    assert!(report.contains("| user space sockets |") && report.contains("lost 0"), "{report}");
+}

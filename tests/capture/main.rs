@@ -9,6 +9,7 @@ mod databases;
 mod prefork;
 mod servers;
 mod support;
+mod udp;
 mod vm;
 
 use std::collections::{BTreeMap, HashSet};

@@ -233,6 +233,9 @@ pub struct Row {
     pub samples: Option<u32>,
     pub cgroup_id: Option<u64>,
     pub cgroup: Option<String>,
+    pub protocol: Option<String>,
+    pub family: Option<String>,
+    pub raddr: Option<String>,
 }
 
 pub struct Segment {
@@ -273,6 +276,7 @@ pub fn read_segment(path: &Path) -> Segment {
         let (tid, probe, dur, depth, arg0, retval, samples) =
             (col("tid"), col("probe"), col("duration_ns"), col("depth"), col("arg0"), col("retval"), col("samples"));
         let (cgroup_id, cgroup) = (col("cgroup_id"), col("cgroup"));
+        let (protocol, family, raddr) = (col("protocol"), col("family"), col("raddr"));
         let s =
             |a: &arrow_array::ArrayRef, i: usize| (!a.is_null(i)).then(|| a.as_string::<i32>().value(i).to_string());
         let i64_of =
@@ -300,6 +304,9 @@ pub fn read_segment(path: &Path) -> Segment {
                 samples: (!samples.is_null(i)).then(|| samples.as_primitive::<UInt32Type>().value(i)),
                 cgroup_id: (!cgroup_id.is_null(i)).then(|| cgroup_id.as_primitive::<UInt64Type>().value(i)),
                 cgroup: s(&cgroup, i),
+                protocol: s(&protocol, i),
+                family: s(&family, i),
+                raddr: s(&raddr, i),
             });
         }
     }

@@ -5,7 +5,8 @@
 //! `--attach auto` and each mechanism forced, and again recording per-socket
 //! aggregates (`--data 1s`). Every run must give the workload's own byte
 //! counts per process, the same connections and the same state sequences,
-//! each row attributed to the socket's owner.
+//! each row attributed to the socket's owner, and the UDP workload's bytes
+//! per process and remote end.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use base64::prelude::*;
 use serde_json::Value;
 
 use crate::support::*;
+use crate::udp::{own_counts, recorded, totals, udp_workload};
 
 /// Client connections the workload opens: 2 plain, sendfile, peek, 20 short.
 const CONNECTIONS: usize = 24;
@@ -42,6 +44,8 @@ struct Run {
     dir: PathBuf,
     segments: Vec<Segment>,
     workload: Value,
+    /// tests/workloads/udp_workload.c's own counts, run after it.
+    udp: Value,
     /// The capture's exit status and what it printed on stderr.
     exit: Option<i32>,
     stderr: Vec<String>,
@@ -62,6 +66,8 @@ fn host_run(capture: &Path, dir: &Path) -> Run {
     let cap = Capture::start_binary(capture, &out, &[]);
     let w = Command::new(tcp_workload()).arg("pair").output().expect("run the workload");
     assert!(w.status.success(), "workload: {}", String::from_utf8_lossy(&w.stderr));
+    let u = Command::new(udp_workload()).output().expect("run the UDP workload");
+    assert!(u.status.success(), "udp workload: {}", String::from_utf8_lossy(&u.stderr));
     let (status, _, stderr) = cap.stop();
     assert!(status.success(), "{stderr:?}");
     Run {
@@ -69,6 +75,7 @@ fn host_run(capture: &Path, dir: &Path) -> Run {
         segments: read_segments(&out),
         dir: out,
         workload: serde_json::from_slice(&w.stdout).unwrap(),
+        udp: serde_json::from_slice(&u.stdout).unwrap(),
         exit: status.code(),
         stderr,
     }
@@ -83,6 +90,7 @@ fn vm_runs(capture: &Path, dir: &Path, series: &str, modes: &[&str]) -> (String,
         .arg(capture)
         .arg(tcp_workload())
         .arg(modes.join(","))
+        .arg(udp_workload())
         .env("NETREC_VM_KERNEL", series)
         .output()
         .unwrap();
@@ -116,11 +124,13 @@ fn vm_runs(capture: &Path, dir: &Path, series: &str, modes: &[&str]) -> (String,
                     dir: out,
                     segments: Vec::new(),
                     workload: Value::Null,
+                    udp: Value::Null,
                     exit: None,
                     stderr: Vec::new(),
                 });
             }
             "vm-workload" => runs.last_mut().unwrap().workload = serde_json::from_str(rest).unwrap(),
+            "vm-udp" => runs.last_mut().unwrap().udp = serde_json::from_str(rest).unwrap(),
             "vm-exit" => runs.last_mut().unwrap().exit = rest.rsplit(' ').next().and_then(|s| s.parse().ok()),
             "vm-stderr" => runs.last_mut().unwrap().stderr.push(rest.to_string()),
             "vm-segment" => {
@@ -221,6 +231,31 @@ fn facts(run: &Run) -> Facts {
     Facts { totals: [totals_for(&rows, server), totals_for(&rows, client)], opened, closed, accepted, sequences }
 }
 
+/// The UDP workload's bytes, per process and remote end as each process saw
+/// it (per socket and second only in totals, for aggregates). skb_consume_udp
+/// (fentry, kprobes) reads every datagram's source from its headers, so the
+/// one recv() that did not ask for it is known there: the server's.
+fn udp_matches(run: &Run) {
+    let aggregated = run.name.ends_with("-1s");
+    let from_headers = !mech(run, "recv").starts_with("tracepoint");
+    let rows = all_rows(&run.segments);
+    for role in ["server", "client"] {
+        let (pid, mut want) = own_counts(&run.udp[role]);
+        let got = recorded(&rows, pid);
+        if aggregated {
+            assert_eq!(totals(&got), totals(&want), "{}: UDP {role}: {got:?}", run.name);
+            continue;
+        }
+        if from_headers {
+            if let Some((_, unasked)) = want.remove(&(None, None)) {
+                let server = want.keys().find(|(a, _)| a.as_deref() == Some("127.0.0.1")).cloned().unwrap();
+                want.get_mut(&server).unwrap().1 += unasked;
+            }
+        }
+        assert_eq!(got, want, "{}: UDP {role} (pid {pid}) per remote end", run.name);
+    }
+}
+
 /// The runs of `modes` on Debian's `series` kernel, each checked against a
 /// capture here and the workload's own counts; `refused`: modes expected to
 /// exit 2 with one line containing each of their strings.
@@ -245,6 +280,7 @@ fn runs_match_the_host(series: &str, modes: &[&str], refused: &[(&str, &[&str])]
     // The workload's own counts are the truth, and the same on every kernel.
     let truth = |run: &Run| [expected(&run.workload["served"]), expected(&run.workload["client"])];
     let reference = facts(&host);
+    udp_matches(&host);
     assert_eq!(reference.totals, truth(&host), "host");
     assert_eq!(reference.opened, [CONNECTIONS; 2]);
     assert_eq!(reference.closed, [CONNECTIONS; 2]);
@@ -253,6 +289,7 @@ fn runs_match_the_host(series: &str, modes: &[&str], refused: &[(&str, &[&str])]
         assert_eq!(run.exit, Some(0), "{}: {:?}", run.name, run.stderr);
         assert_eq!(truth(run), truth(&host), "{}: the workload itself moved other sizes", run.name);
         assert_eq!(facts(run), reference, "{} differs from the 6.18 tracepoint capture", run.name);
+        udp_matches(run);
         // The host's analyzer reads what came out of the VM.
         let netio = analyze_json(&["netio", run.dir.to_str().unwrap()]);
         let per_pid: HashSet<(u64, u64, u64)> = netio

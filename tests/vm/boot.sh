@@ -3,13 +3,14 @@
 # 6.1 from bookworm (the default), 6.12 from bookworm-backports; all with
 # kprobes, fentry and BTF, none with the sock_*_length tracepoints) under qemu
 # with software emulation, with an initramfs that holds
-# busybox-static, the static netrec-capture ($1), the static TCP workload ($2)
-# and tests/vm/init.sh as /init, which runs the workload under a capture once
-# per --attach mode ($3, default auto,kprobe,fentry). The VM's serial console is
+# busybox-static, the static netrec-capture ($1), the static TCP workload ($2),
+# optionally the static UDP workload ($4), and tests/vm/init.sh as /init, which
+# runs the workloads under a capture once per --attach mode ($3, default
+# auto,kprobe,fentry). The VM's serial console is
 # printed on stdout; init powers it off. tests/capture/vm.rs drives this.
 #
 #   bash tests/vm/boot.sh target/static/x86_64-unknown-linux-gnu/release/netrec-capture \
-#       target/tmp/tcp_workload kprobe
+#       target/tmp/tcp_workload kprobe target/tmp/udp_workload
 #
 # The kernel package is downloaded once into $NETREC_VM_CACHE (default
 # ~/.cache/netrec-vm), never into the repository, through an apt configuration
@@ -20,6 +21,7 @@ cd "$(dirname "$0")/../.."
 capture=${1:?usage: boot.sh STATIC_NETREC_CAPTURE STATIC_TCP_WORKLOAD [MODES]}
 workload=${2:?usage: boot.sh STATIC_NETREC_CAPTURE STATIC_TCP_WORKLOAD [MODES]}
 modes=${3:-auto,kprobe,fentry}
+udp_workload=${4:-}
 cache=${NETREC_VM_CACHE:-$HOME/.cache/netrec-vm}
 kernel=${NETREC_VM_KERNEL:-6.1}
 case $kernel in
@@ -38,7 +40,7 @@ if ((${#need[@]})); then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
-for bin in "$capture" "$workload"; do
+for bin in "$capture" "$workload" ${udp_workload:+"$udp_workload"}; do
     if ! file -L "$bin" | grep -q 'statically linked\|static-pie linked'; then
         echo "boot.sh: $bin is not a static executable (the VM has no shared libraries; see README)" >&2
         exit 2
@@ -79,6 +81,7 @@ mkdir -p "$root"/{bin,proc,sys,dev,tmp}
 cp /bin/busybox "$root/bin/busybox"
 cp "$capture" "$root/bin/netrec-capture"
 cp "$workload" "$root/bin/tcp_workload"
+[ -z "$udp_workload" ] || cp "$udp_workload" "$root/bin/udp_workload"
 cp tests/vm/init.sh "$root/init"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1 >"$root.initramfs.gz")

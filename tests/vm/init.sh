@@ -5,7 +5,7 @@
 # kprobe-1s; `uprobe` records the workload's main() instead) and prints
 # everything on the console,
 # each line tagged so the host can pick it out of kernel messages:
-#   vm-run MODE | vm-workload JSON | vm-exit MODE STATUS | vm-stderr LINE
+#   vm-run MODE | vm-workload JSON | vm-udp JSON | vm-exit MODE STATUS | vm-stderr LINE
 #   vm-segment MODE NAME SHA256 | vm-b64 LINE (the segment, base64)
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -40,6 +40,7 @@ for mode in ${modes:-auto}; do
     done
     if kill -0 "$cap" 2>/dev/null; then
         echo "vm-workload $(tcp_workload pair)"
+        [ -x /bin/udp_workload ] && echo "vm-udp $(udp_workload)"
         sleep 1 # let the last events reach the ring buffer reader
         kill -INT "$cap"
     fi

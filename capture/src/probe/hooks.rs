@@ -115,11 +115,18 @@ use Mechanism::*;
 use Needs::*;
 
 /// Probes in the order they are attached; within a probe, preference order.
+/// send and recv cover TCP and UDP: the sock_*_length tracepoints see both
+/// (an unconnected UDP socket's datagram takes its address from the syscall,
+/// whose exit the syscall tracepoints see); fentry and kprobes add the UDP
+/// functions to the TCP ones.
 const HOOKS: &[Hook] = &[
     Hook {
         probe: "send",
         mechanism: Tracepoint,
-        programs: &[prog(prog_ref!(sock_send_length), Tp("sock_send_length"))],
+        programs: &[
+            prog(prog_ref!(sock_send_length), Tp("sock_send_length")),
+            optional(prog_ref!(sendmmsg_exit), SyscallTp("sys_exit_sendmmsg")),
+        ],
     },
     Hook {
         probe: "send",
@@ -127,6 +134,8 @@ const HOOKS: &[Hook] = &[
         programs: &[
             prog(prog_ref!(fexit_tcp_sendmsg), Func("tcp_sendmsg", &[3])),
             optional(prog_ref!(fexit_tcp_sendpage), Func("tcp_sendpage", &[5])),
+            optional(prog_ref!(fexit_udp_sendmsg), Func("udp_sendmsg", &[3])),
+            optional(prog_ref!(fexit_udpv6_sendmsg), Func("udpv6_sendmsg", &[3])),
         ],
     },
     Hook {
@@ -137,12 +146,21 @@ const HOOKS: &[Hook] = &[
             prog(prog_ref!(kprobe_tcp_sendmsg), Func("tcp_sendmsg", &[3])),
             optional(prog_ref!(kretprobe_tcp_sendpage), Func("tcp_sendpage", &[5])),
             optional(prog_ref!(kprobe_tcp_sendpage), Func("tcp_sendpage", &[5])),
+            optional(prog_ref!(kretprobe_udp_sendmsg), Func("udp_sendmsg", &[3])),
+            optional(prog_ref!(kprobe_udp_sendmsg), Func("udp_sendmsg", &[3])),
+            optional(prog_ref!(kretprobe_udpv6_sendmsg), Func("udpv6_sendmsg", &[3])),
+            optional(prog_ref!(kprobe_udpv6_sendmsg), Func("udpv6_sendmsg", &[3])),
         ],
     },
     Hook {
         probe: "recv",
         mechanism: Tracepoint,
-        programs: &[prog(prog_ref!(sock_recv_length), Tp("sock_recv_length"))],
+        programs: &[
+            prog(prog_ref!(sock_recv_length), Tp("sock_recv_length")),
+            optional(prog_ref!(recvfrom_exit), SyscallTp("sys_exit_recvfrom")),
+            optional(prog_ref!(recvmsg_exit), SyscallTp("sys_exit_recvmsg")),
+            optional(prog_ref!(recvmmsg_exit), SyscallTp("sys_exit_recvmmsg")),
+        ],
     },
     Hook {
         probe: "recv",
@@ -150,6 +168,7 @@ const HOOKS: &[Hook] = &[
         programs: &[
             variant(prog_ref!(fexit_tcp_recvmsg), Func("tcp_recvmsg", &[5])),
             variant(prog_ref!(fexit_tcp_recvmsg_nonblock), Func("tcp_recvmsg", &[6])),
+            optional(prog_ref!(fentry_skb_consume_udp), Func("skb_consume_udp", &[3])),
         ],
     },
     Hook {
@@ -161,6 +180,7 @@ const HOOKS: &[Hook] = &[
             prog(prog_ref!(kprobe_tcp_cleanup_rbuf), Func("tcp_cleanup_rbuf", &[2])),
             prog(prog_ref!(kprobe_tcp_recvmsg), Func("tcp_recvmsg", &[5, 6])),
             prog(prog_ref!(kprobe_tcp_splice_read), Func("tcp_splice_read", &[5])),
+            optional(prog_ref!(kprobe_skb_consume_udp), Func("skb_consume_udp", &[3])),
         ],
     },
     Hook {
@@ -551,7 +571,16 @@ mod tests {
         "sched_process_exec",
         "sched_process_exit",
     ];
-    const SYSCALL_TPS: &[&str] = &["sys_enter_splice", "sys_exit_splice", "sys_exit_accept4", "sys_exit_accept"];
+    const SYSCALL_TPS: &[&str] = &[
+        "sys_enter_splice",
+        "sys_exit_splice",
+        "sys_exit_accept4",
+        "sys_exit_accept",
+        "sys_exit_sendmmsg",
+        "sys_exit_recvfrom",
+        "sys_exit_recvmsg",
+        "sys_exit_recvmmsg",
+    ];
 
     fn with(extra: &[&'static str]) -> Vec<&'static str> {
         BASE_TPS.iter().chain(extra).copied().collect()
@@ -572,6 +601,9 @@ mod tests {
             ("inet_csk_accept", if old { 4 } else { 2 }),
             ("tcp_rcv_established", 2),
             ("tcp_retransmit_skb", 3),
+            ("udp_sendmsg", 3),
+            ("udpv6_sendmsg", 3),
+            ("skb_consume_udp", 3),
         ];
         if sendpage {
             f.push(("tcp_sendpage", 5));
@@ -622,13 +654,25 @@ mod tests {
             assert!(!plan.kprobe_counts_splice);
         }
         // Before 5.19 tcp_recvmsg takes nonblock: the other fexit variant, and the kprobe reads flags from arg 5.
+        // UDP rides with TCP: its functions beside fentry's and kprobes', the
+        // syscall exits (datagram addresses) beside the tracepoints.
         let old = plan(Attach::Auto, &k5_10()).unwrap();
-        assert_eq!(chosen(&old)["recv"].1, ["fexit_tcp_recvmsg_nonblock"]);
+        assert_eq!(chosen(&old)["recv"].1, ["fexit_tcp_recvmsg_nonblock", "fentry_skb_consume_udp"]);
         assert_eq!(old.recvmsg_nargs, 6);
-        assert_eq!(chosen(&plan(Attach::Auto, &k6_1()).unwrap())["recv"].1, ["fexit_tcp_recvmsg"]);
+        assert_eq!(
+            chosen(&plan(Attach::Auto, &k6_1()).unwrap())["recv"].1,
+            ["fexit_tcp_recvmsg", "fentry_skb_consume_udp"]
+        );
         // sendfile goes through tcp_sendpage until 6.5.
-        assert_eq!(chosen(&old)["send"].1, ["fexit_tcp_sendmsg", "fexit_tcp_sendpage"]);
-        assert_eq!(chosen(&plan(Attach::Auto, &k6_12()).unwrap())["send"].1, ["sock_send_length"]);
+        assert_eq!(
+            chosen(&old)["send"].1,
+            ["fexit_tcp_sendmsg", "fexit_tcp_sendpage", "fexit_udp_sendmsg", "fexit_udpv6_sendmsg"]
+        );
+        assert_eq!(chosen(&plan(Attach::Auto, &k6_12()).unwrap())["send"].1, ["sock_send_length", "sendmmsg_exit"]);
+        assert_eq!(
+            chosen(&plan(Attach::Auto, &k6_18()).unwrap())["recv"].1,
+            ["sock_recv_length", "recvfrom_exit", "recvmsg_exit", "recvmmsg_exit"]
+        );
         // accept: fentry or kprobes wherever they work (syscall tracepoints slow every syscall down).
         assert_eq!(chosen(&old)["accept"], (Fentry, vec!["fexit_inet_csk_accept_flags"]));
         assert_eq!(chosen(&plan(Attach::Auto, &k6_12()).unwrap())["accept"], (Fentry, vec!["fexit_inet_csk_accept"]));

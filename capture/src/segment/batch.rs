@@ -51,6 +51,17 @@ pub struct Rows {
     pub events: PerKind,
     /// Data rows whose socket was not in the table (their owner is null).
     pub unknown_sockets: u64,
+    /// The size of user space's tables once these rows were made.
+    pub tables: Tables,
+}
+
+/// Entries in the tables user space keeps for as long as a capture runs
+/// (written per segment, so a long capture shows they stay bounded).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Tables {
+    pub sockets: usize,
+    pub cgroup_ids: usize,
+    pub cgroup_pids: usize,
 }
 
 /// Columns every row has.
@@ -141,11 +152,12 @@ impl SockCols {
         common.cgroup.append_option(s.and_then(|s| s.cgroup.as_deref()));
         self.sock_id.append_option(sock_id);
         self.family.append_option(s.map(|s| s.family));
+        // Only TCP sockets have these rows.
         self.protocol.append_value("tcp");
         self.laddr.append_option(s.map(|s| &*s.laddr));
         self.lport.append_option(s.map(|s| s.lport));
-        self.raddr.append_option(s.map(|s| &*s.raddr));
-        self.rport.append_option(s.map(|s| s.rport));
+        self.raddr.append_option(s.and_then(|s| s.raddr.as_deref()));
+        self.rport.append_option(s.and_then(|s| s.rport));
     }
 
     fn finish(&mut self, out: &mut Vec<(&'static str, ArrayRef)>) {
@@ -229,7 +241,7 @@ impl DataGroup {
         self.pid.append_option(text.and_then(|t| t.pid));
         self.cgroup_id.append_option(text.and_then(|t| t.cgroup_id));
         self.lport.append_option(text.map(|t| t.lport));
-        self.rport.append_option(text.map(|t| t.rport));
+        self.rport.append_option(text.and_then(|t| t.rport));
         // Untracked sockets (id 0) and unknown ones get a key of their own.
         let key = match sock_id.filter(|&id| id != 0).map(|id| self.key_of.get(&id).copied().ok_or(id)) {
             Some(Ok(key)) => key,
@@ -279,10 +291,10 @@ impl DataGroup {
         out.push(("cgroup", dict(text_col(&|t| t.cgroup.as_deref()))));
         out.push(("sock_id", Arc::new(self.sock_id.finish())));
         out.push(("family", dict(text_col(&|t| Some(t.family)))));
-        out.push(("protocol", dict(texts.iter().map(|_| Some("tcp")).collect())));
+        out.push(("protocol", dict(text_col(&|t| Some(t.protocol)))));
         out.push(("laddr", dict(text_col(&|t| Some(&*t.laddr)))));
         out.push(("lport", Arc::new(self.lport.finish())));
-        out.push(("raddr", dict(text_col(&|t| Some(&*t.raddr)))));
+        out.push(("raddr", dict(text_col(&|t| t.raddr.as_deref()))));
         out.push(("rport", Arc::new(self.rport.finish())));
         out.push(("bytes", Arc::new(self.bytes.finish())));
         if !self.aggregates.is_empty() {
@@ -614,6 +626,10 @@ impl BatchBuilder {
             rows: std::mem::take(&mut self.counts),
             events: std::mem::take(&mut self.events),
             unknown_sockets: std::mem::take(&mut self.unknown_sockets),
+            tables: {
+                let (cgroup_ids, cgroup_pids) = self.sockets.cgroups.len();
+                Tables { sockets: self.sockets.len(), cgroup_ids, cgroup_pids }
+            },
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::cgroup::Cgroups;
 use crate::event::c_str_bytes;
 
 const AF_INET: u8 = 2;
+const IPPROTO_UDP: u8 = 17;
 /// How long a closed socket is kept at least: a data record that raced its
 /// CLOSE on another CPU still finds it (the kernel re-announces a closed
 /// socket before any later data), and so do its RTT counts and data
@@ -30,10 +31,13 @@ pub struct SockText {
     pub cgroup_id: Option<u64>,
     pub cgroup: Option<Arc<str>>,
     pub family: &'static str,
+    pub protocol: &'static str,
     pub laddr: Arc<str>,
     pub lport: u16,
-    pub raddr: Arc<str>,
-    pub rport: u16,
+    /// None: a UDP datagram whose remote end is not known (an unconnected
+    /// socket's, in an aggregate or when the caller did not ask for it).
+    pub raddr: Option<Arc<str>>,
+    pub rport: Option<u16>,
 }
 
 /// Times are CLOCK_BOOTTIME ns as of the last flush.
@@ -52,6 +56,7 @@ struct RawKey {
     tid: u32,
     cgroup_id: u64,
     family: u8,
+    protocol: u8,
     saddr: [u8; 16],
     daddr: [u8; 16],
     sport: u16,
@@ -67,6 +72,7 @@ impl RawKey {
             tid: e.tid,
             cgroup_id: e.cgroup_id,
             family: e.family,
+            protocol: e.protocol,
             saddr: e.saddr,
             daddr: e.daddr,
             sport: e.sport,
@@ -162,6 +168,7 @@ impl SocketTable {
             tid: c.tid,
             cgroup_id: c.cgroup_id,
             family: c.family as u8,
+            protocol: c.protocol,
             saddr: c.saddr,
             daddr: c.daddr,
             sport: c.lport,
@@ -171,7 +178,7 @@ impl SocketTable {
         self.format(&raw)
     }
 
-    #[cfg(test)]
+    /// Sockets known now (open ones, and closed ones not yet forgotten).
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
@@ -181,6 +188,8 @@ impl SocketTable {
         let family = if v4 { AF_INET } else { 0 };
         let known = raw.owner_known;
         let comm = known.then(|| self.comms.text(raw.comm, |k| c_str_bytes(k).into_owned()));
+        let udp = raw.protocol == IPPROTO_UDP;
+        let remote_known = !udp || raw.dport != 0;
         SockText {
             pid: known.then_some(raw.pid),
             tid: known.then_some(raw.tid),
@@ -188,10 +197,11 @@ impl SocketTable {
             cgroup_id: known.then_some(raw.cgroup_id),
             cgroup: if known { self.cgroups.path(raw.pid, raw.cgroup_id) } else { None },
             family: if v4 { "ipv4" } else { "ipv6" },
+            protocol: if udp { "udp" } else { "tcp" },
             laddr: self.addrs.text(addr_key(family, &raw.saddr), format_addr),
             lport: raw.sport,
-            raddr: self.addrs.text(addr_key(family, &raw.daddr), format_addr),
-            rport: raw.dport,
+            raddr: remote_known.then(|| self.addrs.text(addr_key(family, &raw.daddr), format_addr)),
+            rport: remote_known.then_some(raw.dport),
         }
     }
 }
@@ -267,6 +277,7 @@ mod tests {
             family: AF_INET,
             sport: 80,
             dport: 5000,
+            protocol: 6,
             ..Default::default()
         };
         e.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
@@ -282,7 +293,10 @@ mod tests {
         let mut t = SocketTable::new(10, 0, 1_000_000_000);
         let (a, changed) = t.learn(&info(1, 7, b"nginx"));
         assert!(changed);
-        assert_eq!((a.pid, a.comm.as_deref(), &*a.laddr, a.rport), (Some(7), Some("nginx"), "127.0.0.1", 5000));
+        assert_eq!(
+            (a.pid, a.comm.as_deref(), &*a.laddr, a.rport, a.protocol),
+            (Some(7), Some("nginx"), "127.0.0.1", Some(5000), "tcp")
+        );
         let (b, _) = t.learn(&info(1, 8, b"worker"));
         assert_eq!(t.get(1).unwrap().pid, Some(8));
         assert!(!Arc::ptr_eq(&a, &b));
@@ -294,6 +308,19 @@ mod tests {
         assert!(t.get(1).is_some(), "kept while its last records may still come");
         t.flushed(KEEP_CLOSED_NS + 1);
         assert!(t.get(1).is_none());
+    }
+
+    #[test]
+    fn a_udp_datagram_of_unknown_peer_has_a_null_remote_end() {
+        let mut t = SocketTable::new(10, 0, 1_000_000_000);
+        let (known, _) = t.learn(&netrec_sock_event { protocol: IPPROTO_UDP, ..info(1, 7, b"dns") });
+        assert_eq!((known.protocol, known.raddr.as_deref(), known.rport), ("udp", Some("10.0.0.2"), Some(5000)));
+        let (unknown, changed) = t.learn(&netrec_sock_event { protocol: IPPROTO_UDP, dport: 0, ..info(1, 7, b"dns") });
+        assert!(changed, "another remote end: new text for the rows after it");
+        assert_eq!((unknown.raddr.as_deref(), unknown.rport, &*unknown.laddr), (None, None, "127.0.0.1"));
+        // A TCP listener's remote port is 0, not unknown.
+        let (listener, _) = t.learn(&netrec_sock_event { dport: 0, ..info(2, 7, b"nginx") });
+        assert_eq!(listener.rport, Some(0));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use netrec_schema::{files, meta, version};
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 
-use super::batch::Rows;
+use super::batch::{Rows, Tables};
 use crate::abi::{Kind, PerKind};
 use crate::budget::Switch;
 use crate::cost::Cost;
@@ -50,6 +50,7 @@ pub struct SegmentWriter {
     lost: PerKind,
     untracked: u64,
     unknown_socket: u64,
+    tables: Tables,
     switches: Vec<Switch>,
 }
 
@@ -90,6 +91,7 @@ impl SegmentWriter {
             lost: PerKind::default(),
             untracked: 0,
             unknown_socket: 0,
+            tables: Tables::default(),
             switches: Vec::new(),
         })
     }
@@ -107,6 +109,7 @@ impl SegmentWriter {
             *total += n;
         }
         self.unknown_socket += rows.unknown_sockets;
+        self.tables = rows.tables;
         Ok(())
     }
 
@@ -167,6 +170,7 @@ impl SegmentWriter {
             (meta::CAPTURE_CPU_SYS_NS, cost.cpu_sys_ns.to_string()),
             (meta::CAPTURE_PEAK_RSS_BYTES, cost.peak_rss_bytes.to_string()),
             (meta::BPF_PROGRAMS, cost.programs_json()),
+            (meta::CAPTURE_TABLES, serde_json::to_string(&self.tables).expect("plain counts serialize")),
             (meta::MECHANISMS, facts.mechanisms.to_string()),
             (meta::FILTERS, facts.filters.to_string()),
             (meta::DATA, facts.data.to_string()),
