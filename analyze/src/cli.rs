@@ -59,6 +59,15 @@ pub enum Command {
     Calls(Common),
 }
 
+impl Command {
+    pub fn common(&self) -> &Common {
+        match self {
+            Command::Info(c) | Command::Latency(c) | Command::Calls(c) => c,
+            Command::Netio { common, .. } | Command::Churn { common, .. } => common,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct Common {
     /// Segment files, directories or globs

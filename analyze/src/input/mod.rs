@@ -1,6 +1,7 @@
 //! Finding segments, checking their footers, and scanning them lazily.
 
 pub mod container;
+pub mod damage;
 pub mod discover;
 pub mod segment;
 

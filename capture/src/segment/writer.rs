@@ -270,7 +270,7 @@ mod tests {
             let r = next();
             ts += 900 + r % 400;
             let sock_id = 1 + (r >> 20) % sockets;
-            let bytes = if sockets <= 2 { 64 } else { 1 << (r >> 40) % 14 };
+            let bytes = if sockets <= 2 { 64 } else { 1 << ((r >> 40) % 14) };
             let e = netrec_data_event { kind: 0, tid: 2000 + sock_id as u32, ts_ns: ts, sock_id, bytes };
             b.push(&Record::Data(if i % 2 == 0 { Kind::Send } else { Kind::Recv }, &e));
             if b.len() >= 65536 {
