@@ -7,23 +7,29 @@ use std::process::Command;
 
 use crate::support::*;
 
-#[test]
-fn benchmark_suite_smoke_run() {
-    let _g = serial();
+/// `bench/run --smoke PART` with the debug capture: its report.
+fn smoke(part: &str) -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new("bash")
         .arg(root.join("bench/run"))
-        .args(["--smoke", "capture"])
+        .args(["--smoke", part])
         .current_dir(&root)
         .env("NETREC_CAPTURE", CAPTURE)
         .output()
-        .expect("run bench/run --smoke capture");
-    let report = String::from_utf8_lossy(&out.stdout);
+        .unwrap_or_else(|e| panic!("run bench/run --smoke {part}: {e}"));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "bench/run --smoke capture failed: {}\n{report}",
+        "bench/run --smoke {part} failed: {}\n{report}",
         String::from_utf8_lossy(&out.stderr)
     );
+    report
+}
+
+#[test]
+fn benchmark_suite_smoke_run() {
+    let _g = serial();
+    let report = smoke("capture");
     for section in [
         "Kernel cost per event",
         "Loopback stream",
@@ -68,16 +74,7 @@ fn benchmark_suite_smoke_run() {
 #[test]
 fn soak_smoke_run_counts_the_mixed_load_exactly() {
     let _g = serial();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new("bash")
-        .arg(root.join("bench/run"))
-        .args(["--smoke", "soak"])
-        .current_dir(&root)
-        .env("NETREC_CAPTURE", CAPTURE)
-        .output()
-        .expect("run bench/run --smoke soak");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "bench/run --smoke soak failed: {}\n{report}", String::from_utf8_lossy(&out.stderr));
+    let report = smoke("soak");
     let compared: Vec<&str> = report.lines().filter(|l| l.ends_with("| yes |") || l.ends_with("| NO |")).collect();
     // server and client, TCP and UDP, send and recv; and the connections.
     assert_eq!(compared.len(), 9, "{report}");

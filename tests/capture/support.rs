@@ -38,17 +38,22 @@ pub fn compile_c(out: &Path, sources: &[&str], flags: &[&str]) -> PathBuf {
     out.to_path_buf()
 }
 
-/// tests/workloads/tcp_workload.c, built static once per test run: the same
-/// binary runs here and in the 6.1 VM (tests/capture/vm.rs).
+/// tests/workloads/<name>.c built static into the test run's tmp dir: the
+/// same binary runs here and in the VMs (tests/capture/vm.rs).
+fn static_workload(name: &str) -> PathBuf {
+    compile_c(&Path::new(env!("CARGO_TARGET_TMPDIR")).join(name), &[&format!("{name}.c")], &["-static", "-O2", "-Wall"])
+}
+
+/// tests/workloads/tcp_workload.c, built once per test run.
 pub fn tcp_workload() -> &'static Path {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        compile_c(
-            &Path::new(env!("CARGO_TARGET_TMPDIR")).join("tcp_workload"),
-            &["tcp_workload.c"],
-            &["-static", "-O2", "-Wall"],
-        )
-    })
+    BIN.get_or_init(|| static_workload("tcp_workload"))
+}
+
+/// tests/workloads/udp_workload.c, built once per test run.
+pub fn udp_workload() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| static_workload("udp_workload"))
 }
 
 /// bench/stream.c (a full-rate loopback stream, one event per send and per

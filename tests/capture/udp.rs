@@ -3,24 +3,12 @@
 //! MSG_PEEK and a truncated datagram (tests/workloads/udp_workload.c).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
 use crate::support::*;
-
-/// tests/workloads/udp_workload.c, built static (the VMs run it too).
-pub fn udp_workload() -> &'static Path {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        compile_c(
-            &Path::new(env!("CARGO_TARGET_TMPDIR")).join("udp_workload"),
-            &["udp_workload.c"],
-            &["-static", "-O2", "-Wall"],
-        )
-    })
-}
 
 /// (remote address, remote port) -> (sent, consumed); None: not known.
 pub type PerPeer = BTreeMap<(Option<String>, Option<u16>), (u64, u64)>;

@@ -16,7 +16,7 @@ use base64::prelude::*;
 use serde_json::Value;
 
 use crate::support::*;
-use crate::udp::{own_counts, recorded, totals, udp_workload};
+use crate::udp::{own_counts, recorded, totals};
 
 /// Client connections the workload opens: 2 plain, sendfile, peek, 20 short.
 const CONNECTIONS: usize = 24;
