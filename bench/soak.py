@@ -10,7 +10,6 @@ Prints a markdown report.
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -39,9 +38,11 @@ def kernel_socks():
     m = next((m for m in maps if m.get("name") == "socks"), None)
     if m is None:
         return None, None
-    out = subprocess.run(["bpftool", "map", "dump", "id", str(m["id"])], capture_output=True, text=True).stdout
-    found = re.search(r"Found (\d+) element", out)
-    return (int(found.group(1)) if found else None), m.get("max_entries")
+    out = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(m["id"])], capture_output=True, text=True).stdout
+    try:
+        return len(json.loads(out)), m.get("max_entries")
+    except ValueError:
+        return None, m.get("max_entries")
 
 
 def main():
@@ -53,12 +54,14 @@ def main():
     ap.add_argument("--work", default=tempfile.gettempdir())
     args = ap.parse_args()
 
+    # The commit and machine measured: the header, taken before the hour.
+    head = header("Soak", f"bench/run soak ({args.seconds} s)")
     out = os.path.join(args.work, "soak-trace")
     cap = Capture(args.capture, out, "--rotate-seconds", "60")
     load = subprocess.Popen([args.load, str(args.seconds)], stdout=subprocess.PIPE, text=True)
     t0 = time.time()
     samples, socks = [], []
-    next_socks = t0 + 30
+    next_socks = t0 + min(30, args.seconds / 2)
     while load.poll() is None:
         time.sleep(args.sample)
         s = proc_status(cap.proc.pid)
@@ -73,7 +76,7 @@ def main():
     result = cap.stop()
 
     tables = [json.loads(v) for v in footer_values(out, "netrec.capture_tables", "{}")]
-    rss = [int(v) / 1024 for v in footer_values(out, "netrec.capture_peak_rss_bytes")]
+    rss = [int(v) / 2**20 for v in footer_values(out, "netrec.capture_peak_rss_bytes")]
     lost = footer_counts(out, "netrec.lost_events_by_kind")
     untracked = sum(int(v) for v in footer_values(out, "netrec.untracked_socket_events", "0"))
     switches = sum(len(json.loads(v)) for v in footer_values(out, "netrec.data_switches", "[]"))
@@ -92,7 +95,7 @@ def main():
 
     n = len(samples)
     quarter = [samples[i * n // 4: (i + 1) * n // 4] for i in range(4)]
-    print(header("Soak", f"bench/run soak ({args.seconds} s)"))
+    print(head)
     print(f"Load: `soak_load {args.seconds}` — 1,000 TCP requests/s on one connection (5–2004 bytes up, "
           "half back), 100 short connections/s, 250 UDP queries/s from an unconnected socket, "
           "one fork+exec a second. Capture: default flags, `--rotate-seconds 60`.\n")
