@@ -788,6 +788,11 @@ struct {
 	__type(value, struct datagram_call);
 } datagram_calls SEC(".maps");
 
+/* Entries in datagram_calls (at least): while there are none, the exit of
+ * every recv(2) of a TCP socket costs one load instead of a lookup. An entry
+ * the LRU evicts leaves it above zero, which only costs that lookup. */
+__u64 datagram_calls_live = 0;
+
 static __always_inline struct datagram_call *datagram_call_of(__u32 tid)
 {
 	struct datagram_call *dc = bpf_map_lookup_elem(&datagram_calls, &tid);
@@ -796,7 +801,8 @@ static __always_inline struct datagram_call *datagram_call_of(__u32 tid)
 		return dc;
 	struct datagram_call fresh = {};
 
-	bpf_map_update_elem(&datagram_calls, &tid, &fresh, BPF_NOEXIST);
+	if (!bpf_map_update_elem(&datagram_calls, &tid, &fresh, BPF_NOEXIST))
+		__sync_fetch_and_add(&datagram_calls_live, 1);
 	return bpf_map_lookup_elem(&datagram_calls, &tid);
 }
 
@@ -1034,13 +1040,16 @@ int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
  * starts again. */
 static __always_inline void datagram_syscall_exit(void)
 {
+	if (!datagram_calls_live)
+		return;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct datagram_call *dc = bpf_map_lookup_elem(&datagram_calls, &tid);
 
 	if (!dc)
 		return;
 	datagram_received(dc);
-	bpf_map_delete_elem(&datagram_calls, &tid);
+	if (!bpf_map_delete_elem(&datagram_calls, &tid))
+		__sync_fetch_and_sub(&datagram_calls_live, 1);
 }
 
 SEC("tp/syscalls/sys_exit_recvfrom")
