@@ -157,7 +157,12 @@ fn main() -> ExitCode {
         }
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("netrec-analyze: {}", format!("{e:#}").lines().next().unwrap_or("error"));
+            // The whole chain, on one line even where a cause spans several.
+            let chain = format!("{e:#}");
+            eprintln!(
+                "netrec-analyze: {}",
+                chain.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+            );
             ExitCode::from(2)
         }
     }

@@ -58,7 +58,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("netrec-capture: {e:#}");
+            // One line, whatever a cause (a libbpf message) spans.
+            let chain = format!("{e:#}");
+            eprintln!(
+                "netrec-capture: {}",
+                chain.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+            );
             ExitCode::from(2)
         }
     }
