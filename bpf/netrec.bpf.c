@@ -461,6 +461,16 @@ static __always_inline void read_endpoints(const struct sock *sk, __u16 *family,
 	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 }
 
+static __always_inline void store_endpoints(struct sock_info *si, __u16 family, const __u8 *saddr,
+					    const __u8 *daddr, __u16 lport, __u16 rport)
+{
+	si->family = family;
+	si->lport = lport;
+	si->rport = rport;
+	__builtin_memcpy(si->saddr, saddr, sizeof(si->saddr));
+	__builtin_memcpy(si->daddr, daddr, sizeof(si->daddr));
+}
+
 /* Keeps endpoints just read once both ports are known (they never change
  * after). */
 static __always_inline void remember_endpoints(struct sock_info *si, __u16 family, const __u8 *saddr,
@@ -468,11 +478,7 @@ static __always_inline void remember_endpoints(struct sock_info *si, __u16 famil
 {
 	if (!lport || !rport)
 		return;
-	si->family = family;
-	si->lport = lport;
-	si->rport = rport;
-	__builtin_memcpy(si->saddr, saddr, sizeof(si->saddr));
-	__builtin_memcpy(si->daddr, daddr, sizeof(si->daddr));
+	store_endpoints(si, family, saddr, daddr, lport, rport);
 	si->endpoints_known = 1;
 }
 
@@ -740,11 +746,7 @@ static __always_inline bool udp_endpoints(const struct sock *sk, struct sock_inf
 	for (int i = 0; i < 16 && same; i++)
 		same = si->saddr[i] == saddr[i] && si->daddr[i] == daddr[i];
 	if (!same) {
-		si->family = family;
-		si->lport = lport;
-		si->rport = rport;
-		__builtin_memcpy(si->saddr, saddr, sizeof(saddr));
-		__builtin_memcpy(si->daddr, daddr, sizeof(daddr));
+		store_endpoints(si, family, saddr, daddr, lport, rport);
 		si->announced = 0;
 	}
 	si->endpoints_known = lport && rport;
@@ -826,27 +828,27 @@ static __always_inline void peer_set(struct peer *p, __u16 sock_family, __u16 fa
 	p->port = bpf_ntohs(port);
 }
 
+static __always_inline long read_mem(void *dst, __u32 size, const void *src, bool kernel)
+{
+	return kernel ? bpf_probe_read_kernel(dst, size, src) : bpf_probe_read_user(dst, size, src);
+}
+
 /* A sockaddr_in or sockaddr_in6 (kernel memory if `kernel`, else the caller's). */
 static __always_inline void sockaddr_peer(const void *sa, bool kernel, __u16 sock_family, struct peer *p)
 {
 	struct sockaddr_in6 a = {};
 
 	p->family = 0;
-	if (!sa)
-		return;
-	if (kernel ? bpf_probe_read_kernel(&a.sin6_family, sizeof(a.sin6_family), sa)
-		   : bpf_probe_read_user(&a.sin6_family, sizeof(a.sin6_family), sa))
+	if (!sa || read_mem(&a.sin6_family, sizeof(a.sin6_family), sa, kernel))
 		return;
 	if (a.sin6_family == AF_INET) {
 		struct sockaddr_in in = {};
 
-		if (kernel ? bpf_probe_read_kernel(&in, sizeof(in), sa) : bpf_probe_read_user(&in, sizeof(in), sa))
-			return;
-		peer_set(p, sock_family, AF_INET, &in.sin_addr, in.sin_port);
+		if (!read_mem(&in, sizeof(in), sa, kernel))
+			peer_set(p, sock_family, AF_INET, &in.sin_addr, in.sin_port);
 	} else if (a.sin6_family == AF_INET6) {
-		if (kernel ? bpf_probe_read_kernel(&a, sizeof(a), sa) : bpf_probe_read_user(&a, sizeof(a), sa))
-			return;
-		peer_set(p, sock_family, AF_INET6, &a.sin6_addr, a.sin6_port);
+		if (!read_mem(&a, sizeof(a), sa, kernel))
+			peer_set(p, sock_family, AF_INET6, &a.sin6_addr, a.sin6_port);
 	}
 }
 
@@ -1685,25 +1687,27 @@ int BPF_KPROBE(kprobe_udpv6_sendmsg, struct sock *sk, struct msghdr *msg)
 	return 0;
 }
 
-SEC("kretprobe/udp_sendmsg")
-int BPF_KRETPROBE(kretprobe_udp_sendmsg, int ret)
+/* The entry probes already left an IPv6 socket's nested udp_sendmsg out. */
+static __always_inline void udp_send_returned(__u32 hook, int ret)
 {
 	struct msghdr *msg;
-	struct sock *sk = inflight_pop_msg(HOOK_UDP_SEND, &msg);
+	struct sock *sk = inflight_pop_msg(hook, &msg);
 
 	if (sk)
 		udp_sent(sk, msg, ret, true);
+}
+
+SEC("kretprobe/udp_sendmsg")
+int BPF_KRETPROBE(kretprobe_udp_sendmsg, int ret)
+{
+	udp_send_returned(HOOK_UDP_SEND, ret);
 	return 0;
 }
 
 SEC("kretprobe/udpv6_sendmsg")
 int BPF_KRETPROBE(kretprobe_udpv6_sendmsg, int ret)
 {
-	struct msghdr *msg;
-	struct sock *sk = inflight_pop_msg(HOOK_UDP6_SEND, &msg);
-
-	if (sk)
-		udp_sent(sk, msg, ret, true);
+	udp_send_returned(HOOK_UDP6_SEND, ret);
 	return 0;
 }
 
