@@ -99,14 +99,14 @@ def pcts(text):
 
 
 def check_netio(netrec_out, duck):
-    a = {(rfc3339_ns(r["second"]), r["pid"]): (r["comm"], r["sent_bytes"], r["recv_bytes"]) for r in netrec_rows(netrec_out, "second")}
+    a = {(rfc3339_ns(r["time"]), r["pid"]): (r["comm"], r["sent_bytes"], r["recv_bytes"]) for r in netrec_rows(netrec_out, "time")}
     b = {(int(r["second"]), num(r["pid"])): (r["comm"] or None, int(r["sent_bytes"]), int(r["recv_bytes"])) for r in rows_csv(f"{duck}/netio.csv")}
     return compare("netio rows (second, pid)", a, b)
 
 
 def check_churn(netrec_out, duck):
     cols = ["opened_active", "opened_passive", "closed", "failed", "resets"]
-    a = {(rfc3339_ns(r["second"]), r["pid"]): tuple(r[c] for c in cols) + (r["short_lived"],) for r in netrec_rows(netrec_out, "second")}
+    a = {(rfc3339_ns(r["time"]), r["pid"]): tuple(r[c] for c in cols) + (r["short_lived"],) for r in netrec_rows(netrec_out, "time")}
     short = {(int(r["second"]), num(r["pid"])): int(r["short_lived"]) for r in rows_csv(f"{duck}/churn_short.csv")}
     b = {}
     for r in rows_csv(f"{duck}/churn.csv"):

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::metrics::by::By;
 use crate::output::Format;
@@ -19,9 +20,12 @@ Examples:
   netrec-analyze calls samples/mariadb-logins --by comm         # logins/s next to TCP opens/s
   netrec-analyze netio /var/tmp/netrec --by container            # per docker/Kubernetes container
   netrec-analyze churn /var/tmp/netrec --by pod --container 3f4e1c2b9a8d
+  netrec-analyze diff baseline/ candidate/ --per dispatch_command --format markdown  # CI gate
+  netrec-analyze check candidate/ --rules netrec-rules.toml                          # CI budgets
 
 Inputs are segment files, directories (searched recursively) or globs.
-Exit status: 0 success, 1 --strict found lost events, 2 error.";
+Exit status: 0 success; 1 --strict found lost events, diff found a regression,
+check found a violation; 2 error.";
 
 #[derive(Debug, Parser)]
 #[command(name = "netrec-analyze", version, after_help = EXAMPLES)]
@@ -39,6 +43,9 @@ pub enum Command {
     Netio {
         #[command(flatten)]
         common: Common,
+        /// Split rows by this key
+        #[arg(long, value_parser = by_parser(SOCKET_KEYS), default_value = "pid")]
+        by: By,
         /// Keep only the N busiest keys (by total bytes over the range)
         #[arg(long, value_name = "N")]
         top: Option<usize>,
@@ -47,23 +54,65 @@ pub enum Command {
     Churn {
         #[command(flatten)]
         common: Common,
+        /// Split rows by this key
+        #[arg(long, value_parser = by_parser(SOCKET_KEYS), default_value = "pid")]
+        by: By,
         /// A connection closed within this long of its open is short-lived
         #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
         short: std::time::Duration,
     },
     /// Connect latency, server handshake time, RTT and application call durations:
     /// log2 histograms and exact percentiles
-    Latency(Common),
+    Latency {
+        #[command(flatten)]
+        common: Common,
+        /// Split rows by this key (calls have no ports: by lport, rport or raddr their rows have none)
+        #[arg(long, value_parser = by_parser(SOCKET_KEYS), default_value = "pid")]
+        by: By,
+    },
     /// Application calls (--uprobe, --usdt) per second per probe, next to the TCP
     /// connections the same processes opened; totals and peaks per probe
-    Calls(Common),
+    Calls {
+        #[command(flatten)]
+        common: Common,
+        /// Split rows by the probe alone, or by probe and this key
+        #[arg(long, value_parser = by_parser(CALL_KEYS), default_value = "probe")]
+        by: By,
+    },
+    /// Compare two traces key by key: totals, churn, calls and latency, with verdicts
+    #[command(after_help = crate::diff::HELP)]
+    Diff(crate::diff::DiffArgs),
+    /// Check a trace against absolute budgets from a TOML rules file
+    #[command(after_help = crate::check::HELP)]
+    Check(crate::check::CheckArgs),
+}
+
+/// Keys of socket metrics (netio, churn, latency).
+pub const SOCKET_KEYS: &[By] =
+    &[By::Pid, By::Comm, By::Conn, By::Lport, By::Rport, By::Raddr, By::Host, By::Cgroup, By::Container, By::Pod];
+/// Keys of application calls.
+pub const CALL_KEYS: &[By] = &[By::Probe, By::Pid, By::Comm, By::Host];
+/// Keys that mean the same in two runs (pids and sockets do not).
+pub const DIFF_KEYS: &[By] = &[By::Comm, By::Probe, By::Lport, By::Rport, By::Raddr, By::Host];
+
+/// `--by`, with only the keys a subcommand splits by: clap rejects the rest
+/// and lists these.
+pub fn by_parser(allowed: &'static [By]) -> impl TypedValueParser<Value = By> {
+    PossibleValuesParser::new(allowed.iter().filter_map(|b| b.to_possible_value()))
+        .map(|s| By::from_str(&s, true).expect("clap checked it is one of the possible values"))
 }
 
 impl Command {
-    pub fn common(&self) -> &Common {
+    /// The trace inputs of a subcommand that reads one trace.
+    pub fn inputs(&self) -> Vec<PathBuf> {
         match self {
-            Command::Info(c) | Command::Latency(c) | Command::Calls(c) => c,
-            Command::Netio { common, .. } | Command::Churn { common, .. } => common,
+            Command::Info(c)
+            | Command::Latency { common: c, .. }
+            | Command::Calls { common: c, .. }
+            | Command::Netio { common: c, .. }
+            | Command::Churn { common: c, .. } => c.inputs.clone(),
+            Command::Diff(d) => vec![d.base.clone(), d.candidate.clone()],
+            Command::Check(c) => c.inputs.clone(),
         }
     }
 }
@@ -73,6 +122,25 @@ pub struct Common {
     /// Segment files, directories or globs
     #[arg(required = true, value_name = "PATH")]
     pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Bucket width for per-interval rows (1s, 10s, 1m)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Show times in the local time zone instead of UTC
+    #[arg(long)]
+    pub local: bool,
+    /// Fail (exit 1) if the capture lost events in the analyzed range
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Which events an analysis reads: time range, processes, sockets, hosts.
+#[derive(Debug, Args, Clone)]
+pub struct Selection {
     /// Start of the range: RFC 3339 time, or an offset from the trace start (+30s)
     #[arg(long, value_name = "TIME", value_parser = TimeBound::parse)]
     pub from: Option<TimeBound>,
@@ -100,21 +168,6 @@ pub struct Common {
     /// Only processes in this container: its id or a prefix of it (docker ps' 12 digits), or a systemd unit (repeatable)
     #[arg(long = "container", value_name = "ID")]
     pub containers: Vec<String>,
-    /// Split rows by this key [default: pid; for calls: probe only]
-    #[arg(long, value_enum)]
-    pub by: Option<By>,
-    /// Bucket width for per-interval rows (1s, 10s, 1m)
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub interval: std::time::Duration,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-    /// Show times in the local time zone instead of UTC
-    #[arg(long)]
-    pub local: bool,
-    /// Fail (exit 1) if the capture lost events in the analyzed range
-    #[arg(long)]
-    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -133,7 +186,7 @@ impl Protocol {
     }
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 100ms, 1s, 5m)"))?;
     if d.is_zero() {
         return Err("must be longer than zero".into());
@@ -142,6 +195,12 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 impl Common {
+    pub fn interval_ns(&self) -> i64 {
+        self.interval.as_nanos().min(i64::MAX as u128) as i64
+    }
+}
+
+impl Selection {
     /// Filters with --from/--to resolved against the trace start.
     pub fn filters(&self, trace_start_ns: i64) -> Result<Filters> {
         let from_ns = self.from.as_ref().map(|b| b.resolve(trace_start_ns));
@@ -162,9 +221,5 @@ impl Common {
             containers: self.containers.clone(),
             protocols: self.protocols.iter().map(|p| p.name().to_string()).collect(),
         })
-    }
-
-    pub fn interval_ns(&self) -> i64 {
-        self.interval.as_nanos().min(i64::MAX as u128) as i64
     }
 }

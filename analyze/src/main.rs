@@ -1,9 +1,10 @@
 //! netrec-analyze: offline analysis of netrec capture segments.
 
+mod check;
 mod cli;
-mod frame;
-mod histogram;
+mod diff;
 mod input;
+mod measures;
 mod metrics;
 mod output;
 mod query;
@@ -14,49 +15,32 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use cli::{Cli, Command, Common};
+use cli::{Cli, Command, Common, Selection};
 use input::damage;
+use metrics::by::By;
 use metrics::Ctx;
 use output::{Format, Report, Style};
 
-/// Exit codes: 0 ok, 1 --strict and events were lost, 2 error.
-enum Outcome {
+/// Exit codes: 0 ok; 1 --strict and events were lost, diff found a
+/// regression, check found a violation; 2 error.
+pub enum Outcome {
     Ok,
     LostEvents,
+    Regressed(usize),
+    Violations(usize),
 }
 
-use metrics::by::By;
-
-/// The --by a subcommand runs with: its default, or the user's if it applies.
-fn split(common: &Common, calls: bool) -> Result<By> {
-    match (common.by, calls) {
-        (None, false) => Ok(By::Pid),
-        (None, true) => Ok(By::Probe),
-        (Some(By::Probe), false) => {
-            anyhow::bail!("--by probe: only `calls` splits by probe (latency already shows one row per probe)")
-        }
-        (Some(b @ (By::Conn | By::Lport | By::Rport | By::Raddr)), true) => {
-            anyhow::bail!("--by {}: calls are split by probe, pid, comm or host", format!("{b:?}").to_lowercase())
-        }
-        (Some(b), _) => Ok(b),
-    }
-}
-
-fn analyze(
-    common: &Common,
-    calls: bool,
-    report_of: impl FnOnce(&Ctx) -> Result<Report>,
-    out: &mut dyn Write,
-) -> Result<Outcome> {
-    let by = split(common, calls)?;
-    let trace = input::Trace::open(&common.inputs)?;
+/// A trace opened for analysis: its segments' footers checked, the
+/// selection resolved against its start, split by `by`.
+pub fn open(inputs: &[std::path::PathBuf], selection: &Selection, by: By) -> Result<Ctx> {
+    let trace = input::Trace::open(inputs)?;
     for p in &trace.skipped_in_progress {
         eprintln!(
             "netrec-analyze: warning: {}: skipped, unfinished (still being written, or its capture was killed)",
             p.display()
         );
     }
-    let filters = common.filters(trace.start_ns())?;
+    let filters = selection.filters(trace.start_ns())?;
     let hosts: std::collections::BTreeSet<&str> = trace.segments.iter().map(|s| s.host.as_str()).collect();
     if let Some(h) = filters.hosts.iter().find(|h| !hosts.contains(h.as_str())) {
         anyhow::bail!(
@@ -64,8 +48,11 @@ fn analyze(
             hosts.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
-    let ctx = Ctx { trace, filters, by };
-    let mut report = report_of(&ctx)?;
+    Ok(Ctx { trace, filters, by })
+}
+
+/// Losses in range as a warning, and the report written.
+pub fn finish(ctx: &Ctx, mut report: Report, format: Format, local: bool, out: &mut dyn Write) -> Result<u64> {
     let (lost, where_) = ctx.lost_events();
     report.lost_events = lost;
     if lost > 0 {
@@ -74,51 +61,54 @@ fn analyze(
             where_.join(", ")
         ));
     }
-    if common.format != Format::Table {
+    if matches!(format, Format::Json | Format::Csv) {
         for w in &report.warnings {
             eprintln!("netrec-analyze: warning: {w}");
         }
     }
-    let style = Style { format: common.format, local_time: common.local };
-    output::write(&report, &style, out)?;
+    output::write(report, &Style { format, local_time: local }, out)?;
     out.flush()?;
+    Ok(lost)
+}
+
+fn analyze(
+    common: &Common,
+    by: By,
+    report_of: impl FnOnce(&Ctx) -> Result<Report>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let ctx = open(&common.inputs, &common.selection, by)?;
+    let report = report_of(&ctx)?;
+    let lost = finish(&ctx, report, common.format, common.local, out)?;
     Ok(if common.strict && lost > 0 { Outcome::LostEvents } else { Outcome::Ok })
 }
 
 fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
     match cli.command {
-        Command::Info(common) => {
-            let table = common.format == Format::Table;
-            let info = |ctx: &Ctx| {
-                let mut r = metrics::info::run(ctx);
-                if table {
-                    r.sections = r.sections.iter().flat_map(|s| s.transposed()).collect();
-                }
-                Ok(r)
-            };
-            analyze(&common, false, info, out)
-        }
-        Command::Netio { common, top } => {
+        Command::Info(common) => analyze(&common, By::Pid, metrics::info::run, out),
+        Command::Netio { common, by, top } => {
             let args = metrics::netio::NetioArgs { interval_ns: common.interval_ns(), top };
-            analyze(&common, false, |ctx| metrics::netio::run(ctx, &args), out)
+            analyze(&common, by, |ctx| metrics::netio::run(ctx, &args), out)
         }
-        Command::Churn { common, short } => {
+        Command::Churn { common, by, short } => {
             let args =
                 metrics::churn::ChurnArgs { interval_ns: common.interval_ns(), short_ns: short.as_nanos() as i64 };
-            analyze(&common, false, |ctx| metrics::churn::run(ctx, &args), out)
+            analyze(&common, by, |ctx| metrics::churn::run(ctx, &args), out)
         }
-        Command::Latency(common) => analyze(&common, false, metrics::latency::run, out),
-        Command::Calls(common) => {
+        Command::Latency { common, by } => analyze(&common, by, metrics::latency::run, out),
+        Command::Calls { common, by } => {
             let interval_ns = common.interval_ns();
-            analyze(&common, true, |ctx| metrics::calls::run(ctx, interval_ns), out)
+            analyze(&common, by, |ctx| metrics::calls::run(ctx, interval_ns), out)
         }
+        Command::Diff(args) => diff::run(&args, out),
+        Command::Check(args) => check::run(&args, out),
     }
 }
 
 /// `run`, with a failure inside polars (an error, or a panic on one of its
 /// threads) traced to the damaged segment it came from, in one line.
 fn guarded(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
-    let inputs = cli.command.common().inputs.clone();
+    let inputs = cli.command.inputs();
     let failure = match damage::quietly(|| run(cli, out)) {
         Ok(Ok(outcome)) => return Ok(outcome),
         Ok(Err(e)) if !damage::from_polars(&e) => return Err(e),
@@ -142,9 +132,20 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            // One line: what is wrong and what would be right, without the usage block.
+            let text = e.render().to_string();
+            let parts: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
+                .collect();
+            eprintln!("netrec-analyze: {}", parts.join(" ").trim_start_matches("error: "));
+            return ExitCode::from(2);
         }
     };
     // Stdout alone flushes every line: one write(2) per row of a big report.
@@ -153,6 +154,14 @@ fn main() -> ExitCode {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::LostEvents) => {
             eprintln!("netrec-analyze: --strict: the capture lost events in the analyzed range");
+            ExitCode::from(1)
+        }
+        Ok(Outcome::Regressed(n)) => {
+            eprintln!("netrec-analyze: diff: {n} regressed");
+            ExitCode::from(1)
+        }
+        Ok(Outcome::Violations(n)) => {
+            eprintln!("netrec-analyze: check: {n} violations");
             ExitCode::from(1)
         }
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -24,7 +24,7 @@ fn netio_totals(path: &str, comm: &str) -> (u64, u64) {
 fn churn_sum(path: &str, comm: &str, field: &str) -> u64 {
     json_rows(&["churn", path, "--by", "comm", "--comm", comm])
         .iter()
-        .filter(|r| r.get("second").is_some())
+        .filter(|r| r.get("time").is_some())
         .map(|r| r[field].as_u64().unwrap())
         .sum()
 }
@@ -49,12 +49,12 @@ fn mariadb_logins_sample() {
         (want["connections"].as_u64().unwrap(), want["logins"].as_u64().unwrap(), want["queries"].as_u64().unwrap());
     let rows = json_rows(&["calls", &path, "--by", "comm"]);
     let per_second: Vec<&Value> =
-        rows.iter().filter(|r| r.get("second").is_some() && r["probe"] == "login_connection").collect();
+        rows.iter().filter(|r| r.get("time").is_some() && r["probe"] == "login_connection").collect();
     assert!(per_second.len() >= 2, "the flood spans seconds: {per_second:?}");
     for r in &per_second {
         assert_eq!(r["calls"], r["tcp_opens"], "each second: one login per accepted connection: {r}");
     }
-    let total = |probe: &str| rows.iter().find(|r| r.get("second").is_none() && r["probe"] == probe).unwrap().clone();
+    let total = |probe: &str| rows.iter().find(|r| r.get("time").is_none() && r["probe"] == probe).unwrap().clone();
     assert_eq!(total("login_connection")["calls"].as_u64(), Some(logins));
     assert_eq!(total("login_connection")["tcp_opens"].as_u64(), Some(conns));
     assert_eq!(total("dispatch_command")["calls"].as_u64(), Some(queries + conns), "every query and every COM_QUIT");

@@ -31,9 +31,9 @@ fn pid_of(w: &Value, role: &str) -> u32 {
 fn netio_per_second(dir: &Path) -> BTreeMap<(String, u64), (u64, u64)> {
     analyze_json(&["netio", dir.to_str().unwrap(), "--by", "pid"])
         .into_iter()
-        .filter(|r| r.get("second").is_some())
+        .filter(|r| r.get("time").is_some())
         .map(|r| {
-            let key = (r["second"].as_str().unwrap().to_string(), r["pid"].as_u64().unwrap());
+            let key = (r["time"].as_str().unwrap().to_string(), r["pid"].as_u64().unwrap());
             (key, (r["sent_bytes"].as_u64().unwrap(), r["recv_bytes"].as_u64().unwrap()))
         })
         .collect()

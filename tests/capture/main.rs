@@ -6,6 +6,7 @@ mod calls;
 mod cgroups;
 mod data;
 mod databases;
+mod gate;
 mod prefork;
 mod servers;
 mod support;

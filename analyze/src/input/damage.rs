@@ -66,7 +66,7 @@ pub fn from_polars(e: &anyhow::Error) -> bool {
 /// Decodes one segment in full, every column, as a metric's scan would.
 fn decode(path: &Path) -> Result<(), String> {
     let path = PlRefPath::new(path.to_string_lossy().as_ref());
-    let scan = || crate::frame::collect(LazyFrame::scan_parquet(path, ScanArgsParquet::default())?);
+    let scan = || crate::output::collect(LazyFrame::scan_parquet(path, ScanArgsParquet::default())?);
     match quietly(scan) {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(one_line(&e.to_string())),

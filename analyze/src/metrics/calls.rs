@@ -2,28 +2,14 @@
 //! connections the calling processes opened in the same interval (logins
 //! per second beside connections per second).
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use polars::prelude::*;
 
 use super::by::By;
-use super::Ctx;
-use crate::frame::{collect, i64s, u64s, values};
-use crate::output::{Report, Section, Value};
-
-/// A process: host and pid.
-type Proc = (String, u64);
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Str(s) => s.clone(),
-        Value::U64(n) => n.to_string(),
-        _ => String::new(),
-    }
-}
+use super::{as_time, distribution, Ctx};
+use crate::output::{collect, Frame, Report, TIME};
 
 /// The shown key of a row: probe, then the --by columns.
-fn shown(by: By) -> Vec<&'static str> {
+pub fn shown(by: By) -> Vec<&'static str> {
     match by {
         By::Probe => vec!["probe"],
         By::Pid => vec!["probe", "pid", "comm"],
@@ -41,7 +27,7 @@ fn calls_plan(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
     Ok(filters
         .apply(events.filter(is_call.clone().or(col("kind").eq(lit("usdt")))))
         .with_column(super::interval_start(interval_ns))
-        .group_by([col("second"), col("probe"), col("host"), col("pid"), col("comm")])
+        .group_by([col(TIME), col("probe"), col("host"), col("pid"), col("comm")])
         .agg([
             len().cast(DataType::UInt64).alias("calls"),
             is_call.and(col("duration_ns").is_null()).cast(DataType::UInt64).sum().alias("unfinished"),
@@ -60,93 +46,54 @@ fn opens_plan(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
         .filters
         .apply(events.filter(opened))
         .with_column(super::interval_start(interval_ns))
-        .group_by([col("second"), col("host"), col("pid")])
+        .group_by([col(TIME), col("host"), col("pid")])
         .agg([len().cast(DataType::UInt64).alias("opens")]))
 }
 
-#[derive(Default)]
-struct Counts {
-    calls: u64,
-    unfinished: u64,
-    tcp_opens: u64,
+/// Per interval and key: calls, unfinished calls, and the TCP connections
+/// opened in that interval by the processes that ever made those calls.
+pub fn per_interval(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
+    let calls = collect(calls_plan(ctx, interval_ns)?)?.lazy();
+    let shown = shown(ctx.by);
+    let mut group: Vec<&str> = vec![TIME];
+    group.extend(shown.iter().copied());
+    let by = |names: &[&str]| names.iter().map(|c| col(*c)).collect::<Vec<_>>();
+
+    let per_key = calls.clone().group_by(by(&group)).agg([col("calls").sum(), col("unfinished").sum()]);
+    // Which processes each key stands for, over the whole range.
+    let mut proc_cols: Vec<&str> = shown.clone();
+    for c in ["host", "pid"] {
+        if !proc_cols.contains(&c) {
+            proc_cols.push(c);
+        }
+    }
+    let procs = calls.filter(col("pid").is_not_null()).select(by(&proc_cols)).unique(None, UniqueKeepStrategy::Any);
+    let opens = distribution::join(procs, opens_plan(ctx, interval_ns)?, &["host", "pid"], JoinType::Inner)
+        .group_by(by(&group))
+        .agg([col("opens").sum().alias("tcp_opens")]);
+
+    let mut select = vec![as_time()];
+    select.extend(shown.iter().map(|c| col(*c)));
+    select.extend(["calls", "unfinished", "tcp_opens"].map(|c| col(c).fill_null(lit(0u64))));
+    Ok(distribution::join(per_key, opens, &group, JoinType::Full).select(select).sort_by_exprs(by(&group), SortMultipleOptions::default()))
+}
+
+/// Per key over the range: calls, unfinished, the most in one interval, TCP opens.
+pub fn totals(ctx: &Ctx, per_interval: LazyFrame) -> LazyFrame {
+    let shown: Vec<Expr> = shown(ctx.by).iter().map(|c| col(*c)).collect();
+    per_interval
+        .group_by(shown.clone())
+        .agg([
+            col("calls").sum(),
+            col("unfinished").sum(),
+            col("calls").max().alias("peak_calls"),
+            col("tcp_opens").sum(),
+        ])
+        .sort_by_exprs(shown, SortMultipleOptions::default())
 }
 
 pub fn run(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<Report> {
-    let calls = collect(calls_plan(ctx, interval_ns)?)?;
-    let opens = collect(opens_plan(ctx, interval_ns)?)?;
-    let shown = shown(ctx.by);
-
-    // Calls per (interval, key), and which processes each key stands for.
-    let seconds = i64s(&calls, "second")?;
-    let key_cols: Vec<Vec<Value>> = shown.iter().map(|c| values(&calls, c)).collect::<Result<_, _>>()?;
-    let (hosts, pids) = (values(&calls, "host")?, u64s(&calls, "pid")?);
-    let (n, unfinished) = (u64s(&calls, "calls")?, u64s(&calls, "unfinished")?);
-    let mut rows: BTreeMap<(Vec<String>, i64), Counts> = BTreeMap::new();
-    let mut keys: BTreeMap<Vec<String>, (Vec<Value>, BTreeSet<Proc>)> = BTreeMap::new();
-    for i in 0..calls.height() {
-        let key: Vec<Value> = key_cols.iter().map(|c| c[i].clone()).collect();
-        let id: Vec<String> = key.iter().map(text).collect();
-        let entry = keys.entry(id.clone()).or_insert_with(|| (key, BTreeSet::new()));
-        if let Some(pid) = pids[i] {
-            entry.1.insert((text(&hosts[i]), pid));
-        }
-        let c = rows.entry((id, seconds[i].unwrap_or(0))).or_default();
-        c.calls += n[i].unwrap_or(0);
-        c.unfinished += unfinished[i].unwrap_or(0);
-    }
-
-    // Connections opened by those processes, interval by interval.
-    let mut opened: BTreeMap<Proc, Vec<(i64, u64)>> = BTreeMap::new();
-    let (o_sec, o_host, o_pid, o_n) =
-        (i64s(&opens, "second")?, values(&opens, "host")?, u64s(&opens, "pid")?, u64s(&opens, "opens")?);
-    for i in 0..opens.height() {
-        if let (Some(sec), Some(pid), Some(k)) = (o_sec[i], o_pid[i], o_n[i]) {
-            opened.entry((text(&o_host[i]), pid)).or_default().push((sec, k));
-        }
-    }
-    for (id, (_, procs)) in &keys {
-        for p in procs {
-            for &(sec, k) in opened.get(p).map(Vec::as_slice).unwrap_or_default() {
-                rows.entry((id.clone(), sec)).or_default().tcp_opens += k;
-            }
-        }
-    }
-
-    let mut columns = vec![ctx.interval_label(interval_ns)];
-    columns.extend(shown.iter().map(|s| s.to_string()));
-    columns.extend(["calls", "unfinished", "tcp_opens"].map(String::from));
-    let mut ordered: Vec<(&(Vec<String>, i64), &Counts)> = rows.iter().collect();
-    ordered.sort_by(|a, b| a.0 .1.cmp(&b.0 .1).then_with(|| a.0 .0.cmp(&b.0 .0)));
-    let per_interval = ordered
-        .iter()
-        .map(|((id, sec), c)| {
-            let mut row = vec![Value::Time(*sec)];
-            row.extend(keys[id].0.iter().cloned());
-            row.extend([c.calls, c.unfinished, c.tcp_opens].map(Value::from));
-            row
-        })
-        .collect();
-
-    let mut total_cols: Vec<String> = shown.iter().map(|s| s.to_string()).collect();
-    total_cols.extend(["calls", "unfinished", "peak_calls", "tcp_opens"].map(String::from));
-    let totals = keys
-        .iter()
-        .map(|(id, (key, _))| {
-            // Rows are ordered by key, then interval: one key's rows are one range.
-            let mine = rows.range((id.clone(), i64::MIN)..=(id.clone(), i64::MAX)).map(|(_, c)| c);
-            let (mut calls, mut unfinished, mut peak, mut tcp_opens) = (0, 0, 0, 0);
-            for c in mine {
-                calls += c.calls;
-                unfinished += c.unfinished;
-                peak = peak.max(c.calls);
-                tcp_opens += c.tcp_opens;
-            }
-            let mut row = key.clone();
-            row.extend([calls, unfinished, peak, tcp_opens].map(Value::from));
-            row
-        })
-        .collect();
-
+    let rows = collect(per_interval(ctx, interval_ns)?)?.lazy();
     let mut warnings = Vec::new();
     if ctx.trace.segments.iter().all(|s| s.probes.is_empty()) {
         warnings.push(
@@ -157,19 +104,12 @@ pub fn run(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<Report> {
     let by = if ctx.by == By::Probe { String::new() } else { format!(" and {}", ctx.by_label()) };
     let interval = ctx.interval_label(interval_ns);
     Ok(Report {
-        sections: vec![
-            Section {
-                title: format!("Calls per {interval} by probe{by}; tcp_opens: connections the same processes opened"),
-                columns,
-                rows: per_interval,
-                generated: None,
-            },
-            Section {
-                title: format!("Calls by probe{by} (peak_calls: most in one {interval})"),
-                columns: total_cols,
-                rows: totals,
-                generated: None,
-            },
+        frames: vec![
+            Frame::new(
+                format!("Calls per {interval} by probe{by}; tcp_opens: connections the same processes opened"),
+                rows.clone(),
+            ),
+            Frame::new(format!("Calls by probe{by} (peak_calls: most in one {interval})"), totals(ctx, rows)),
         ],
         warnings,
         ..Default::default()

@@ -3,14 +3,8 @@
 
 use polars::prelude::*;
 
-use super::connections;
-use super::Ctx;
-use crate::frame::{fold_batches, values};
-use crate::histogram::summarize;
-use crate::output::{Report, Section, Value};
-
-/// Samples of one metric (`call:<probe>` for calls) and key, by (metric, key text).
-type Samples = std::collections::HashMap<(String, String), (Vec<Value>, Vec<u64>)>;
+use super::{connections, distribution, Ctx};
+use crate::output::{Frame, Report};
 
 /// Samples per row: `metric`, `probe` (calls only), the --by columns, the
 /// value `us` and how many samples it stands for, `n`.
@@ -23,7 +17,7 @@ fn weighted_samples(metric: &str, probe: Expr, keys: &[&str], us: Expr, n: Expr)
 }
 
 /// One sample per row.
-fn samples(metric: &str, probe: Expr, keys: &[&str], us: Expr) -> Vec<Expr> {
+fn one_each(metric: &str, probe: Expr, keys: &[&str], us: Expr) -> Vec<Expr> {
     weighted_samples(metric, probe, keys, us, lit(1u32))
 }
 
@@ -32,7 +26,7 @@ fn samples(metric: &str, probe: Expr, keys: &[&str], us: Expr) -> Vec<Expr> {
 fn setup_samples(conns: LazyFrame, ctx: &Ctx, metric: &str, from: &str, to: &str) -> LazyFrame {
     let done = conns.filter(col(to).gt_eq(col(from))).with_column(col(to).alias("ts_ns"));
     let no_probe = lit(Null {}).cast(DataType::String);
-    ctx.filters.time_only().apply(done).select(samples(
+    ctx.filters.time_only().apply(done).select(one_each(
         metric,
         no_probe,
         &ctx.by.shown(),
@@ -40,7 +34,10 @@ fn setup_samples(conns: LazyFrame, ctx: &Ctx, metric: &str, from: &str, to: &str
     ))
 }
 
-pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
+/// Every sample of every latency metric: `metric` (connect, handshake, rtt,
+/// call:<probe>), the --by columns, the value `us` and how many samples it
+/// stands for, `n`.
+pub fn samples(ctx: &Ctx) -> anyhow::Result<LazyFrame> {
     let shown = ctx.by.shown();
     let no_probe = || lit(Null {}).cast(DataType::String);
 
@@ -62,65 +59,43 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let finished = col("kind").eq(lit("call")).and(col("duration_ns").is_not_null());
     let calls = ctx.filters.without_ports().apply(ctx.events(&cols)?.filter(finished));
     let calls =
-        calls.select(samples("call", col("probe").cast(DataType::String), &shown, col("duration_ns") / lit(1000)));
+        calls.select(one_each("call", col("probe").cast(DataType::String), &shown, col("duration_ns") / lit(1000)));
 
-    // Every sample of each metric and key, gathered batch by batch as the
-    // scan produces them; each set is summarized exactly below.
     let all =
         concat([connect, handshake, rtt, calls], UnionArgs { rechunk: false, parallel: true, ..Default::default() })?;
-    let mut group = vec![col("metric"), col("probe")];
-    group.extend(shown.iter().map(|c| col(*c)));
-    let by: Vec<String> = shown.iter().map(|c| c.to_string()).collect();
-    let sets = fold_batches(all, Samples::new(), move |sets, batch| {
-        let g = batch.lazy().group_by(group.clone()).agg([col("us"), col("n")]).collect()?;
-        let keys: Vec<Vec<Value>> = by.iter().map(|c| values(&g, c)).collect::<Result<_, _>>()?;
-        let (metrics, probes) = (values(&g, "metric")?, values(&g, "probe")?);
-        let (lists, weights) = (g.column("us")?.list()?, g.column("n")?.list()?);
-        for i in 0..g.height() {
-            let metric = match (&metrics[i], &probes[i]) {
-                (_, Value::Str(p)) => format!("call:{p}"),
-                (Value::Str(m), _) => m.clone(),
-                _ => continue,
-            };
-            let key: Vec<Value> = keys.iter().map(|c| c[i].clone()).collect();
-            let id = (metric, format!("{key:?}"));
-            let set = sets.entry(id).or_insert_with(|| (key, Vec::new()));
-            if let (Some(us), Some(n)) = (lists.get_as_series(i), weights.get_as_series(i)) {
-                for (us, n) in us.u64()?.into_no_null_iter().zip(n.u32()?.into_no_null_iter()) {
-                    set.1.extend(std::iter::repeat_n(us, n as usize));
-                }
-            }
-        }
-        Ok(())
-    })?;
-    let mut entries = Vec::with_capacity(sets.len());
-    for ((metric, id), (key, us)) in sets {
-        if let Some(summary) = summarize(us) {
-            entries.push((metric, id, key, summary));
-        }
-    }
-    // connect, handshake, rtt, then the calls; within a metric, by key.
-    let order = |m: &str| ["connect", "handshake", "rtt"].iter().position(|x| *x == m).unwrap_or(9);
-    entries.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)).then(a.1.cmp(&b.1)).then(a.0.cmp(&b.0)));
+    let metric = when(col("probe").is_not_null())
+        .then(lit("call:") + col("probe"))
+        .otherwise(col("metric"))
+        .alias("metric");
+    let mut select = vec![metric];
+    select.extend(shown.iter().map(|c| col(*c)));
+    select.extend([col("us"), col("n")]);
+    Ok(all.select(select))
+}
 
-    let mut columns = vec!["metric".to_string()];
-    columns.extend(shown.iter().map(|s| s.to_string()));
-    columns.extend(["count", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "buckets"].map(String::from));
-    let mut rows = Vec::new();
-    for (metric, _, key, s) in entries {
-        let mut row = vec![Value::from(metric)];
-        row.extend(key);
-        row.extend([s.count, s.p50, s.p90, s.p99, s.p999, s.max].map(Value::from));
-        row.push(Value::Buckets(s.buckets));
-        rows.push(row);
-    }
+/// The columns a latency row is keyed by: metric, then --by's.
+pub fn key_columns(ctx: &Ctx) -> Vec<&'static str> {
+    let mut group = vec!["metric"];
+    group.extend(ctx.by.shown());
+    group
+}
+
+/// connect, handshake, rtt, then the calls by name; within a metric, by key.
+pub fn summaries(ctx: &Ctx, counts: LazyFrame) -> LazyFrame {
+    let group = key_columns(ctx);
+    let order = ["connect", "handshake", "rtt"]
+        .iter()
+        .enumerate()
+        .fold(lit(9u32), |acc, (i, m)| when(col("metric").eq(lit(*m))).then(lit(i as u32)).otherwise(acc));
+    let mut by = vec![order];
+    by.extend(group.iter().map(|c| col(*c)));
+    distribution::summarize(counts, &group).sort_by_exprs(by, SortMultipleOptions::default())
+}
+
+pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
+    let counts = distribution::value_counts(samples(ctx)?, &key_columns(ctx));
     Ok(Report {
-        sections: vec![Section {
-            title: format!("Latency by {} (microseconds)", ctx.by_label()),
-            columns,
-            rows,
-            generated: None,
-        }],
+        frames: vec![Frame::new(format!("Latency by {} (microseconds)", ctx.by_label()), summaries(ctx, counts))],
         ..Default::default()
     })
 }

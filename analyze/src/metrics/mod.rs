@@ -1,22 +1,29 @@
-//! The analyses: each builds a lazy plan over the trace and turns the result into a report.
+//! The analyses: each builds lazy plans over the trace, one per frame of its report.
 
 pub mod by;
 pub mod calls;
 pub mod churn;
 pub mod connections;
+pub mod distribution;
 pub mod info;
 pub mod latency;
 pub mod netio;
 
-use polars::prelude::{col, lit, Expr};
+use polars::prelude::{col, lit, DataType, Expr, TimeUnit};
 
 use crate::input::Trace;
+use crate::output::TIME;
 use crate::query::Filters;
 use by::By;
 
-/// The `second` column: the start of the interval each event's ts_ns falls in.
+/// The `time` column, in ns: the start of the interval each event's ts_ns falls in.
 pub fn interval_start(interval_ns: i64) -> Expr {
-    ((col("ts_ns") / lit(interval_ns)) * lit(interval_ns)).alias("second")
+    ((col("ts_ns") / lit(interval_ns)) * lit(interval_ns)).alias(TIME)
+}
+
+/// The `time` column as the timestamp it is (UTC), for output.
+pub fn as_time() -> Expr {
+    col(TIME).cast(DataType::Datetime(TimeUnit::Nanoseconds, None))
 }
 
 /// What every analysis needs: the trace, the filters, the split.

@@ -1,16 +1,9 @@
 //! `netio`: bytes sent and consumed per interval, per key.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use polars::prelude::*;
 
-use super::Ctx;
-use crate::frame::{collect, i64s, u64s, value_at, value_column};
-use crate::output::{Report, RowSource, Section, Value};
-
-/// A key's shown values with its total sent and consumed bytes.
-type KeyTotals = (Vec<Value>, u64, u64);
+use super::{as_time, distribution, Ctx};
+use crate::output::{collect, Frame, Report, TIME};
 
 pub struct NetioArgs {
     pub interval_ns: i64,
@@ -38,7 +31,7 @@ fn plan(events: LazyFrame, ctx: &Ctx, interval_ns: i64) -> LazyFrame {
 
 /// Rows grouped by (second, key), with `sums` and the key's descriptions.
 fn aggregate(rows: LazyFrame, ctx: &Ctx, sums: [Expr; 2]) -> LazyFrame {
-    let mut group: Vec<Expr> = vec![col("second")];
+    let mut group: Vec<Expr> = vec![col(TIME)];
     group.extend(ctx.by.keys().iter().map(|k| col(*k)));
     // TCP and UDP bytes of one key stay apart.
     group.push(col("protocol"));
@@ -47,115 +40,86 @@ fn aggregate(rows: LazyFrame, ctx: &Ctx, sums: [Expr; 2]) -> LazyFrame {
     rows.group_by(group).agg(aggs)
 }
 
-pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
+/// Every (interval, key, protocol) with its bytes: the partial sums of
+/// [`SEGMENTS_PER_PASS`] segments at a time, merged.
+pub fn per_interval(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<DataFrame> {
     let cols = ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "lport", "rport", "protocol"]));
     let mut parts = Vec::new();
     for segments in ctx.trace.segments.chunks(SEGMENTS_PER_PASS) {
-        parts.push(collect(plan(crate::input::events_of(segments, &cols)?, ctx, args.interval_ns))?.lazy());
+        parts.push(collect(plan(crate::input::events_of(segments, &cols)?, ctx, interval_ns))?.lazy());
     }
     // An interval that straddles two passes is in both: merge the partial sums.
     let all = concat(parts, UnionArgs { rechunk: false, parallel: false, ..Default::default() })?;
-    let merged = aggregate(all, ctx, [col("sent_bytes").sum(), col("recv_bytes").sum()]);
-    let df = collect(merged)?;
+    Ok(collect(aggregate(all, ctx, [col("sent_bytes").sum(), col("recv_bytes").sum()]))?)
+}
 
-    // Each row's key (the shown columns) as a small id; totals per key decide
-    // --top and make the totals section.
+/// The columns that name a row's key: --by's, then the protocol.
+pub fn key_columns(ctx: &Ctx) -> Vec<&'static str> {
     let mut shown = ctx.by.shown();
     shown.push("protocol");
-    let key_cols: Vec<Column> = shown.iter().map(|c| value_column(&df, c)).collect::<Result<_, _>>()?;
-    let seconds = i64s(&df, "second")?;
-    let sent = u64s(&df, "sent_bytes")?;
-    let recv = u64s(&df, "recv_bytes")?;
-    let mut ids: HashMap<Vec<Value>, u32> = HashMap::new();
-    let mut keys: Vec<KeyTotals> = Vec::new();
-    let mut key_of_row = Vec::with_capacity(df.height());
-    for i in 0..df.height() {
-        let key: Vec<Value> = key_cols.iter().map(|c| value_at(c, i)).collect();
-        let id = *ids.entry(key).or_insert_with_key(|key| {
-            keys.push((key.clone(), 0, 0));
-            (keys.len() - 1) as u32
-        });
-        keys[id as usize].1 += sent[i].unwrap_or(0);
-        keys[id as usize].2 += recv[i].unwrap_or(0);
-        key_of_row.push(id);
-    }
-    drop(ids);
-    // Busiest first; equal totals in key order.
-    let mut ranked: Vec<u32> = (0..keys.len() as u32).collect();
-    ranked.sort_by(|&a, &b| {
-        let (ka, kb) = (&keys[a as usize], &keys[b as usize]);
-        (kb.1 + kb.2).cmp(&(ka.1 + ka.2)).then_with(|| ka.0.cmp(&kb.0))
-    });
-    if let Some(n) = args.top {
-        ranked.truncate(n);
-    }
-    let mut rank_of_key = vec![u32::MAX; keys.len()];
-    for (rank, &id) in ranked.iter().enumerate() {
-        rank_of_key[id as usize] = rank as u32;
-    }
+    shown
+}
 
-    // Rows of kept keys by second, the busiest first within a second. They
-    // are made as they are written: held as values they were most of the
-    // memory on big traces.
-    let busy = |i: usize| sent[i].unwrap_or(0) + recv[i].unwrap_or(0);
-    let mut order: Vec<u32> =
-        (0..df.height() as u32).filter(|&i| rank_of_key[key_of_row[i as usize] as usize] != u32::MAX).collect();
-    order.sort_by_key(|&i| {
-        let i = i as usize;
-        (seconds[i], std::cmp::Reverse(busy(i)), rank_of_key[key_of_row[i] as usize])
-    });
-    let mut columns = vec!["second".to_string()];
-    columns.extend(shown.iter().map(|s| s.to_string()));
-    columns.extend(["sent_bytes".to_string(), "recv_bytes".to_string()]);
-    let per_interval = RowSource {
-        len: order.len(),
-        row: Arc::new(move |j| {
-            let i = order[j] as usize;
-            let mut row = vec![Value::Time(seconds[i].unwrap_or(0))];
-            row.extend(key_cols.iter().map(|c| value_at(c, i)));
-            row.push(sent[i].into());
-            row.push(recv[i].into());
-            row
-        }),
-    };
-
-    let mut total_cols = vec!["total".to_string()];
-    total_cols.extend(shown.iter().map(|s| s.to_string()));
-    total_cols.extend(["sent_bytes".to_string(), "recv_bytes".to_string()]);
-    let mut total_rows = Vec::new();
-    let (mut all_sent, mut all_recv) = (0, 0);
-    for &id in &ranked {
-        let (key, s, r) = &keys[id as usize];
-        let mut row = vec![Value::from("key")];
-        row.extend(key.clone());
-        row.push((*s).into());
-        row.push((*r).into());
-        total_rows.push(row);
-        all_sent += s;
-        all_recv += r;
+/// Bytes per key over the whole range, busiest first (equal totals in key
+/// order), with its `rank`; the first `top` only, if given.
+pub fn totals(rows: LazyFrame, ctx: &Ctx, top: Option<usize>) -> LazyFrame {
+    let shown = key_columns(ctx);
+    let by: Vec<Expr> = shown.iter().map(|c| col(*c)).collect();
+    let mut order = vec![col("busy")];
+    order.extend(by.clone());
+    let mut descending = vec![true];
+    descending.extend(shown.iter().map(|_| false));
+    let ranked = rows
+        .group_by(by)
+        .agg([col("sent_bytes").sum(), col("recv_bytes").sum()])
+        .with_column((col("sent_bytes") + col("recv_bytes")).alias("busy"))
+        .sort_by_exprs(order, SortMultipleOptions::default().with_order_descending_multi(descending))
+        .with_row_index("rank", None);
+    match top {
+        Some(n) => ranked.limit(n as IdxSize),
+        None => ranked,
     }
-    let mut all = vec![Value::from("all")];
-    all.extend(shown.iter().map(|_| Value::Null));
-    all.extend([all_sent.into(), all_recv.into()]);
-    total_rows.push(all);
+}
+
+pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
+    let rows = per_interval(ctx, args.interval_ns)?.lazy();
+    let shown = key_columns(ctx);
+    let ranked = totals(rows.clone(), ctx, args.top);
+
+    // Rows of kept keys by interval, the busiest first within an interval.
+    let mut select = vec![as_time()];
+    select.extend(shown.iter().map(|c| col(*c)));
+    select.extend([col("sent_bytes"), col("recv_bytes")]);
+    let busy = col("sent_bytes") + col("recv_bytes");
+    let kept = distribution::join(rows, ranked.clone().select(by_name_exprs(&shown, "rank")), &shown, JoinType::Inner)
+        .sort_by_exprs(
+            [col(TIME), busy, col("rank")],
+            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+        )
+        .select(select);
+
+    let mut key_rows = vec![lit("key").alias("total")];
+    key_rows.extend(shown.iter().map(|c| col(*c)));
+    key_rows.extend([col("sent_bytes"), col("recv_bytes")]);
+    let all = ranked.clone().select([lit("all").alias("total"), col("sent_bytes").sum(), col("recv_bytes").sum()]);
+    let totals = concat_lf_diagonal([ranked.select(key_rows), all], UnionArgs::default())?;
 
     Ok(Report {
-        sections: vec![
-            Section {
-                title: format!(
-                    "Bytes sent and consumed per {} by {}",
-                    ctx.interval_label(args.interval_ns),
-                    ctx.by_label()
-                ),
-                columns,
-                rows: Vec::new(),
-                generated: Some(per_interval),
-            },
-            Section { title: "Totals".into(), columns: total_cols, rows: total_rows, generated: None },
+        frames: vec![
+            Frame::new(
+                format!("Bytes sent and consumed per {} by {}", ctx.interval_label(args.interval_ns), ctx.by_label()),
+                kept,
+            ),
+            Frame::new("Totals", totals),
         ],
         warnings: coarser_aggregates(ctx, args.interval_ns),
         ..Default::default()
     })
+}
+
+/// `names` and `extra` as column expressions.
+fn by_name_exprs(names: &[&str], extra: &str) -> Vec<Expr> {
+    names.iter().copied().chain([extra]).map(col).collect()
 }
 
 /// Segments whose aggregates are coarser than, or misaligned with, the
