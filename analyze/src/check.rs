@@ -191,9 +191,12 @@ fn parse_rules(path: &PathBuf) -> Result<Vec<Rule>> {
             spec.max_us.map(|v| (Bound::Latency("max_us"), v)),
         ];
         let mut given = bounds.into_iter().flatten();
-        let (mut bound, limit) = given
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("{}:{line}: rule for {metric:?} has no bound (max, max_per_second, max_p99_us, …)", path.display()))?;
+        let (mut bound, limit) = given.next().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}:{line}: rule for {metric:?} has no bound (max, max_per_second, max_p99_us, …)",
+                path.display()
+            )
+        })?;
         if given.next().is_some() {
             bail!("{}:{line}: rule for {metric:?} has more than one bound; write one rule per bound", path.display());
         }
@@ -254,9 +257,11 @@ fn violations(rule: &Rule, args: &CheckArgs) -> Result<(LazyFrame, u64)> {
             let df = df!("value" => [lost as f64])?;
             df.lazy().select([lit("trace").alias("key"), null_time(), col("value")])
         }
-        Bound::PerInterval => measures::per_interval(&ctx, interval_ns, short_ns)?
-            .filter(metric_is)
-            .select([key_text, col(TIME), col("value").cast(DataType::Float64)]),
+        Bound::PerInterval => measures::per_interval(&ctx, interval_ns, short_ns)?.filter(metric_is).select([
+            key_text,
+            col(TIME),
+            col("value").cast(DataType::Float64),
+        ]),
         Bound::Total | Bound::PerCall(_) => {
             let per = measures::per_interval(&ctx, i64::MAX / 2, short_ns)?;
             let mut totals = measures::totals(per, &keys);

@@ -96,8 +96,10 @@ pub fn per_call(totals: LazyFrame, keys: &[&str], probe: &str) -> LazyFrame {
     let calls_metric = if keys == ["probe"] { "calls".to_string() } else { format!("calls:{probe}") };
     let mut select: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
     select.push(col("value").alias("per_calls"));
-    let denominators =
-        totals.clone().filter(col("metric").eq(lit(calls_metric.clone())).and(col("value").gt(lit(0.0)))).select(select);
+    let denominators = totals
+        .clone()
+        .filter(col("metric").eq(lit(calls_metric.clone())).and(col("value").gt(lit(0.0))))
+        .select(select);
     let numerators = totals.filter(col("metric").neq(lit(calls_metric)));
     let mut out: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
     out.push((col("metric") + lit(format!(" per {probe}"))).alias("metric"));

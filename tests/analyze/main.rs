@@ -265,7 +265,10 @@ fn calls_per_second_beside_connections_opened() {
     // --by keys that calls have not are refused by the parser, and probe
     // elsewhere, in one line that lists the keys there are.
     for (args, needle) in [
-        (&["calls", "--by", "lport"][..], "invalid value 'lport' for '--by <BY>' [possible values: probe, pid, comm, host]"),
+        (
+            &["calls", "--by", "lport"][..],
+            "invalid value 'lport' for '--by <BY>' [possible values: probe, pid, comm, host]",
+        ),
         (&["netio", "--by", "probe"], "invalid value 'probe' for '--by <BY>' [possible values: pid, comm, conn,"),
     ] {
         let mut full = args.to_vec();
@@ -455,7 +458,7 @@ fn output_snapshots() {
     let calls_dir = d.path().join("calls");
     std::fs::create_dir(&calls_dir).unwrap();
     calls_frame(&calls_dir);
-    for format in ["table", "json", "csv"] {
+    for format in ["table", "json", "csv", "markdown"] {
         let r = analyze(&["calls", s(&calls_dir), "--format", format]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         insta::assert_snapshot!(format!("calls_{format}"), r.stdout);
@@ -621,10 +624,7 @@ fn opens_belong_to_the_acceptor_and_rows_split_by_container() {
     assert_eq!(opens.iter().filter(|(p, _)| *p == 12).map(|(_, n)| n).sum::<u64>(), 1, "{opens:?}");
     // --pid selects what that worker accepted.
     let w12 = json_rows(&["churn", path, "--pid", "12"]);
-    assert_eq!(
-        sum(&w12.iter().filter(|r| r.get("time").is_some()).cloned().collect::<Vec<_>>(), "opened_passive"),
-        1
-    );
+    assert_eq!(sum(&w12.iter().filter(|r| r.get("time").is_some()).cloned().collect::<Vec<_>>(), "opened_passive"), 1);
 
     let totals = |args: &[&str]| -> Vec<(String, u64, u64)> {
         let mut all = vec!["netio", path];

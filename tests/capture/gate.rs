@@ -60,7 +60,8 @@ fn diff_passes_a_repeated_workload_and_catches_a_changed_one() {
     // No false alarms: the first run against each of five more.
     for run in &runs[1..] {
         let (code, rows) = diff(&runs[0], run);
-        let changed: Vec<_> = rows.iter().filter(|r| r["verdict"] == "regressed" || r["verdict"] == "improved").collect();
+        let changed: Vec<_> =
+            rows.iter().filter(|r| r["verdict"] == "regressed" || r["verdict"] == "improved").collect();
         assert_eq!(code, 0, "{}: {changed:#?}", run.display());
         assert!(changed.is_empty(), "{}: {changed:#?}", run.display());
         // The exact counts are equal, not just close.

@@ -103,19 +103,16 @@ fn measure(path: &PathBuf, args: &DiffArgs) -> Result<Side> {
     let keys = measures::keys(args.by);
     let per = measures::per_interval(&ctx, i64::MAX / 2, args.short.as_nanos() as i64)?;
     let totals = collect(measures::totals(per, &keys))?;
-    let mut all = vec![totals.clone().lazy()];
+    // Ratios carry their denominator, per_calls: too few calls make any per-call figure noise.
+    let mut all = vec![totals.clone().lazy().with_column(lit(Null {}).cast(DataType::Float64).alias("per_calls"))];
     for probe in &args.per {
-        all.push(measures::per_call(totals.clone().lazy(), &keys, probe).select(total_columns(&keys)));
+        all.push(measures::per_call(totals.clone().lazy(), &keys, probe));
     }
-    let totals = collect(concat(all, UnionArgs::default())?)?;
+    let totals = collect(concat_lf_diagonal(all, UnionArgs::default())?)?;
     let mut group = keys.clone();
     group.push("metric");
     let latency = collect(distribution::value_counts(measures::latency_samples(&ctx)?, &group))?;
     Ok(Side { ctx, totals, latency })
-}
-
-fn total_columns(keys: &[&str]) -> Vec<Expr> {
-    keys.iter().copied().chain(["metric", "value"]).map(col).collect()
 }
 
 pub fn run(args: &DiffArgs, out: &mut dyn Write) -> Result<Outcome> {
@@ -134,9 +131,8 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> Result<Outcome> {
     let rows = collect(verdict::ordered(rows, &keys))?;
 
     let regressed = rows.column("verdict")?.str()?.iter().filter(|v| *v == Some("regressed")).count();
-    let summary = collect(
-        rows.clone().lazy().group_by([col("verdict")]).agg([len().cast(DataType::UInt64).alias("rows")]),
-    )?;
+    let summary =
+        collect(rows.clone().lazy().group_by([col("verdict")]).agg([len().cast(DataType::UInt64).alias("rows")]))?;
     let order = DataFrame::new_infer_height(vec![Column::new("verdict".into(), VERDICTS.to_vec())])?;
     let summary = distribution::join(order.lazy(), summary.lazy(), &["verdict"], JoinType::Left)
         .filter(col("rows").is_not_null());

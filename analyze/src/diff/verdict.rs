@@ -54,14 +54,7 @@ fn shares(metrics: &StringChunked, thresholds: &[Threshold]) -> Vec<f64> {
         .collect()
 }
 
-fn verdict_of(
-    new: Expr,
-    gone: Expr,
-    too_few: Expr,
-    unchanged: Expr,
-    noise: Expr,
-    worse: Expr,
-) -> Expr {
+fn verdict_of(new: Expr, gone: Expr, too_few: Expr, unchanged: Expr, noise: Expr, worse: Expr) -> Expr {
     when(new)
         .then(lit("new"))
         .when(gone)
@@ -91,16 +84,17 @@ pub fn counts(base: &DataFrame, cand: &DataFrame, on: &[&str], args: &DiffArgs) 
     let side = |df: &DataFrame, name: &str| {
         let mut select: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
         select.push(col("value").alias(name));
+        select.push(col("per_calls").alias(format!("{name}_calls")));
         df.clone().lazy().select(select)
     };
     let joined = collect(distribution::join(side(base, "base"), side(cand, "candidate"), on, JoinType::Full))?;
     let share = shares(joined.column("metric")?.str()?, &args.thresholds);
-    let metrics: Vec<String> = joined.column("metric")?.str()?.iter().map(|m| m.unwrap_or_default().to_string()).collect();
+    let metrics: Vec<String> =
+        joined.column("metric")?.str()?.iter().map(|m| m.unwrap_or_default().to_string()).collect();
     let floor: Vec<f64> = metrics
         .iter()
         .map(|m| if measures::counts_bytes(m) { args.min_bytes as f64 } else { args.min_samples as f64 })
         .collect();
-    // A ratio's floor is its denominator's: too few calls make any per-call figure noise.
     let events: Vec<bool> = metrics.iter().map(|m| measures::counts_events(m) && !m.contains(" per ")).collect();
     let mut df = joined;
     df.with_column(Column::new("threshold".into(), share))?;
@@ -109,10 +103,15 @@ pub fn counts(base: &DataFrame, cand: &DataFrame, on: &[&str], args: &DiffArgs) 
 
     let (b, c) = (col("base"), col("candidate"));
     let diff = abs(c.clone() - b.clone());
-    let too_few = b.clone().lt(col("floor")).and(c.clone().lt(col("floor")));
+    // A ratio's floor is its denominator's: fewer calls than --min-samples on a side.
+    let min_calls = lit(args.min_samples as f64);
+    let too_few = when(col("base_calls").is_not_null().or(col("candidate_calls").is_not_null()))
+        .then(col("base_calls").lt(min_calls.clone()).or(col("candidate_calls").lt(min_calls)))
+        .otherwise(b.clone().lt(col("floor")).and(c.clone().lt(col("floor"))));
     let unchanged = diff.clone().lt_eq(col("threshold") * b.clone());
     let noise = col("events").and(diff.lt_eq(lit(3.0) * (b.clone() + c.clone()).sqrt()));
-    let verdict = verdict_of(b.clone().is_null(), c.clone().is_null(), too_few, unchanged, noise, c.clone().gt(b.clone()));
+    let verdict =
+        verdict_of(b.clone().is_null(), c.clone().is_null(), too_few, unchanged, noise, c.clone().gt(b.clone()));
     let mut select: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
     select.extend([verdict, b.clone(), c.clone(), change(b, c).alias("change")]);
     Ok(df.lazy().select(select))
@@ -128,7 +127,14 @@ fn summarized(counts: &DataFrame, keys: &[&str], prefix: &str) -> PolarsResult<L
         col("n").sort_by([col("us")], SortMultipleOptions::default()).alias("weights"),
     ]);
     let mut select: Vec<Expr> = group.iter().map(|c| col(*c)).collect();
-    for (from, to) in [("count", "n"), ("p50_us", "p50_us"), ("p90_us", "p90_us"), ("p99_us", "p99_us"), ("values", "values"), ("weights", "weights")] {
+    for (from, to) in [
+        ("count", "n"),
+        ("p50_us", "p50_us"),
+        ("p90_us", "p90_us"),
+        ("p99_us", "p99_us"),
+        ("values", "values"),
+        ("weights", "weights"),
+    ] {
         select.push(col(from).alias(format!("{prefix}_{to}")));
     }
     Ok(distribution::join(stats, lists, &group, JoinType::Inner).select(select))
@@ -166,7 +172,8 @@ fn p_values(df: &DataFrame) -> PolarsResult<Vec<Option<f64>>> {
 pub fn latency(base: &DataFrame, cand: &DataFrame, keys: &[&str], args: &DiffArgs) -> PolarsResult<LazyFrame> {
     let mut on: Vec<&str> = keys.to_vec();
     on.push("metric");
-    let joined = distribution::join(summarized(base, keys, "base")?, summarized(cand, keys, "candidate")?, &on, JoinType::Full);
+    let joined =
+        distribution::join(summarized(base, keys, "base")?, summarized(cand, keys, "candidate")?, &on, JoinType::Full);
     let mut df = collect(joined)?;
     let p = p_values(&df)?;
     let share = shares(df.column("metric")?.str()?, &args.thresholds);
@@ -178,11 +185,18 @@ pub fn latency(base: &DataFrame, cand: &DataFrame, keys: &[&str], args: &DiffArg
     let min_n = lit(args.min_samples);
     let too_few = col("base_n").lt(min_n.clone()).or(col("candidate_n").lt(min_n));
     let floor = lit(args.min_change.as_secs_f64() * 1e6);
-    let allowed = when((col("threshold") * b.clone()).gt(floor.clone())).then(col("threshold") * b.clone()).otherwise(floor);
+    let allowed =
+        when((col("threshold") * b.clone()).gt(floor.clone())).then(col("threshold") * b.clone()).otherwise(floor);
     let unchanged = abs(c.clone() - b.clone()).lt_eq(allowed);
     let noise = col("p_value").is_null().or(col("p_value").gt_eq(lit(args.alpha)));
-    let verdict =
-        verdict_of(col("base_n").is_null(), col("candidate_n").is_null(), too_few, unchanged, noise, c.clone().gt(b.clone()));
+    let verdict = verdict_of(
+        col("base_n").is_null(),
+        col("candidate_n").is_null(),
+        too_few,
+        unchanged,
+        noise,
+        c.clone().gt(b.clone()),
+    );
     let mut select: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
     select.extend([
         verdict,
@@ -216,8 +230,7 @@ mod tests {
 
     #[test]
     fn thresholds_parse_and_apply_last_match_first() {
-        let t: Vec<Threshold> =
-            ["5%", "call:*=25%", "rtt=0.5"].iter().map(|s| Threshold::parse(s).unwrap()).collect();
+        let t: Vec<Threshold> = ["5%", "call:*=25%", "rtt=0.5"].iter().map(|s| Threshold::parse(s).unwrap()).collect();
         let metrics = StringChunked::from_slice("m".into(), &["sent_bytes", "call:login", "rtt"]);
         assert_eq!(shares(&metrics, &t), vec![0.05, 0.25, 0.005]);
         assert_eq!(shares(&metrics, &[])[0], DEFAULT_SHARE);

@@ -75,7 +75,9 @@ pub fn per_interval(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
     let mut select = vec![as_time()];
     select.extend(shown.iter().map(|c| col(*c)));
     select.extend(["calls", "unfinished", "tcp_opens"].map(|c| col(c).fill_null(lit(0u64))));
-    Ok(distribution::join(per_key, opens, &group, JoinType::Full).select(select).sort_by_exprs(by(&group), SortMultipleOptions::default()))
+    Ok(distribution::join(per_key, opens, &group, JoinType::Full)
+        .select(select)
+        .sort_by_exprs(by(&group), SortMultipleOptions::default()))
 }
 
 /// Per key over the range: calls, unfinished, the most in one interval, TCP opens.

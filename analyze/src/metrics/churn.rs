@@ -118,7 +118,8 @@ pub fn lifetimes(ctx: &Ctx, conns: LazyFrame) -> LazyFrame {
         lit(1u32).alias("n"),
     ]);
     let summary = distribution::summarize(distribution::value_counts(samples, &["metric"]), &["metric"]);
-    let still_open = conns.filter(col("close_ns").is_null()).select([metric(), len().cast(DataType::UInt64).alias("still_open")]);
+    let still_open =
+        conns.filter(col("close_ns").is_null()).select([metric(), len().cast(DataType::UInt64).alias("still_open")]);
     let mut select = vec![col("metric"), col("count").fill_null(lit(0u64)), col("still_open")];
     select.extend(distribution::PERCENTILES.iter().map(|(_, c)| col(*c)));
     select.extend([col("max_us"), col("buckets")]);

@@ -65,7 +65,9 @@ pub fn summarize(counts: LazyFrame, group: &[&str]) -> LazyFrame {
     let buckets = join(ks, filled, &on, JoinType::Left)
         .with_columns([le, col("count").fill_null(lit(0u64))])
         .group_by(by)
-        .agg([as_struct(vec![col("le_us"), col("count")]).sort_by([col("k")], SortMultipleOptions::default()).alias("buckets")]);
+        .agg([as_struct(vec![col("le_us"), col("count")])
+            .sort_by([col("k")], SortMultipleOptions::default())
+            .alias("buckets")]);
     join(stats, buckets, group, JoinType::Left)
 }
 
@@ -86,7 +88,8 @@ mod tests {
     #[test]
     fn percentiles_are_exact_nearest_rank() {
         let df = summary(&(1..=1000).map(|v| (v, 1)).collect::<Vec<_>>());
-        let got: Vec<u64> = ["count", "p50_us", "p90_us", "p99_us", "p999_us", "max_us"].iter().map(|c| get(&df, c)).collect();
+        let got: Vec<u64> =
+            ["count", "p50_us", "p90_us", "p99_us", "p999_us", "max_us"].iter().map(|c| get(&df, c)).collect();
         assert_eq!(got, [1000, 500, 900, 990, 999, 1000]);
         let one = summary(&[(7, 1)]);
         assert_eq!((get(&one, "p50_us"), get(&one, "p999_us"), get(&one, "max_us")), (7, 7, 7));

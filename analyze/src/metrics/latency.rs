@@ -63,10 +63,8 @@ pub fn samples(ctx: &Ctx) -> anyhow::Result<LazyFrame> {
 
     let all =
         concat([connect, handshake, rtt, calls], UnionArgs { rechunk: false, parallel: true, ..Default::default() })?;
-    let metric = when(col("probe").is_not_null())
-        .then(lit("call:") + col("probe"))
-        .otherwise(col("metric"))
-        .alias("metric");
+    let metric =
+        when(col("probe").is_not_null()).then(lit("call:") + col("probe")).otherwise(col("metric")).alias("metric");
     let mut select = vec![metric];
     select.extend(shown.iter().map(|c| col(*c)));
     select.extend([col("us"), col("n")]);

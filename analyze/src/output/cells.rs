@@ -57,7 +57,9 @@ pub fn texts(c: &Column, local: bool) -> PolarsResult<Vec<Option<String>>> {
         DataType::Float32 | DataType::Float64 => {
             c.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.map(float_text)).collect()
         }
-        d if d.is_unsigned_integer() => c.cast(&DataType::UInt64)?.u64()?.iter().map(|v| v.map(|n| n.to_string())).collect(),
+        d if d.is_unsigned_integer() => {
+            c.cast(&DataType::UInt64)?.u64()?.iter().map(|v| v.map(|n| n.to_string())).collect()
+        }
         d if d.is_integer() => c.cast(&DataType::Int64)?.i64()?.iter().map(|v| v.map(|n| n.to_string())).collect(),
         d if is_buckets(d) => buckets(c)?
             .into_iter()
@@ -84,9 +86,8 @@ pub fn texts(c: &Column, local: bool) -> PolarsResult<Vec<Option<String>>> {
 
 /// Datetime columns as RFC 3339 strings (JSON keeps numbers and nesting).
 pub fn plain_times(mut df: DataFrame, local: bool) -> PolarsResult<DataFrame> {
-    let names: Vec<PlSmallStr> = df
-        .columns()
-        .iter().filter(|c| matches!(c.dtype(), DataType::Datetime(..))).map(|c| c.name().clone()).collect();
+    let names: Vec<PlSmallStr> =
+        df.columns().iter().filter(|c| matches!(c.dtype(), DataType::Datetime(..))).map(|c| c.name().clone()).collect();
     for name in names {
         let text = texts(df.column(&name)?, local)?;
         df.with_column(Column::new(name, text))?;

@@ -10,7 +10,6 @@ use std::io::{self, Write};
 use clap::ValueEnum;
 use polars::prelude::*;
 
-
 /// The name of every per-interval time column: the interval's start.
 pub const TIME: &str = "time";
 
@@ -90,7 +89,10 @@ pub fn write(report: Report, style: &Style, out: &mut dyn Write) -> anyhow::Resu
             Format::Json => {
                 let mut df = cells::plain_times(df, style.local_time)?;
                 df.with_column(Column::new_scalar("lost_events".into(), report.lost_events.into(), df.height()))?;
-                JsonWriter::new(&mut *out).with_json_format(JsonFormat::JsonLines).finish(&mut df).map_err(polars_io)?;
+                JsonWriter::new(&mut *out)
+                    .with_json_format(JsonFormat::JsonLines)
+                    .finish(&mut df)
+                    .map_err(polars_io)?;
             }
             Format::Csv => {
                 // Frames differ in columns: each starts with its own header line.
