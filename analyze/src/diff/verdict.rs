@@ -75,8 +75,12 @@ fn abs(e: Expr) -> Expr {
     when(e.clone().lt(lit(0.0))).then(lit(0.0) - e.clone()).otherwise(e)
 }
 
+/// The relative change in percent (+100: doubled); null from zero.
 fn change(base: Expr, cand: Expr) -> Expr {
-    when(base.clone().gt(lit(0.0))).then((cand - base.clone()) / base).otherwise(lit(Null {}).cast(DataType::Float64))
+    when(base.clone().gt(lit(0.0)))
+        .then(lit(100.0) * (cand - base.clone()) / base)
+        .otherwise(lit(Null {}).cast(DataType::Float64))
+        .alias("change_pct")
 }
 
 /// Totals compared: keys, metric, base, candidate, change (relative), verdict.
@@ -110,10 +114,12 @@ pub fn counts(base: &DataFrame, cand: &DataFrame, on: &[&str], args: &DiffArgs) 
         .otherwise(b.clone().lt(col("floor")).and(c.clone().lt(col("floor"))));
     let unchanged = diff.clone().lt_eq(col("threshold") * b.clone());
     let noise = col("events").and(diff.lt_eq(lit(3.0) * (b.clone() + c.clone()).sqrt()));
+    // Equal counts are unchanged however few (0 against 0 failed connects).
+    let too_few = b.clone().neq(c.clone()).and(too_few);
     let verdict =
         verdict_of(b.clone().is_null(), c.clone().is_null(), too_few, unchanged, noise, c.clone().gt(b.clone()));
     let mut select: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
-    select.extend([verdict, b.clone(), c.clone(), change(b, c).alias("change")]);
+    select.extend([verdict, b.clone(), c.clone(), change(b, c)]);
     Ok(df.lazy().select(select))
 }
 
@@ -198,15 +204,9 @@ pub fn latency(base: &DataFrame, cand: &DataFrame, keys: &[&str], args: &DiffArg
         c.clone().gt(b.clone()),
     );
     let mut select: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
-    select.extend([
-        verdict,
-        b.clone().alias("base"),
-        c.clone().alias("candidate"),
-        change(b, c).alias("change"),
-        col("p_value"),
-    ]);
+    select.extend([verdict, b.clone().alias("base"), c.clone().alias("candidate"), change(b, c), col("p_value")]);
     for name in ["n", "p90_us", "p99_us"] {
-        select.extend([col(&format!("base_{name}")), col(&format!("candidate_{name}"))]);
+        select.extend([col(format!("base_{name}")), col(format!("candidate_{name}"))]);
     }
     Ok(df.lazy().select(select))
 }

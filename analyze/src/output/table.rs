@@ -27,15 +27,11 @@ fn new_table(markdown: bool) -> Table {
     t
 }
 
-fn print_table(out: &mut dyn Write, t: &Table, empty: bool, markdown: bool) -> io::Result<()> {
-    match (empty, markdown) {
-        (true, _) => writeln!(out, "(no rows)"),
-        (false, true) => {
-            // Markdown cells hold no line breaks.
-            let text = t.to_string();
-            writeln!(out, "{text}")
-        }
-        (false, false) => writeln!(out, "{t}"),
+fn print_table(out: &mut dyn Write, t: &Table, empty: bool) -> io::Result<()> {
+    if empty {
+        writeln!(out, "(no rows)")
+    } else {
+        writeln!(out, "{t}")
     }
 }
 
@@ -78,7 +74,7 @@ pub fn write(
             for (c, col) in cols.iter().enumerate().filter(|(c, _)| !hist[*c]) {
                 t.add_row([Cell::new(col.name().as_str()), Cell::new(cell(&text[c][row]))]);
             }
-            print_table(out, &t, false, markdown)?;
+            print_table(out, &t, false)?;
             if row + 1 < df.height() {
                 writeln!(out)?;
             }
@@ -93,6 +89,8 @@ pub fn write(
     let shown: Vec<usize> = (0..cols.len()).filter(|&c| !hist[c]).collect();
     let mut t = new_table(markdown);
     t.set_header(shown.iter().map(|&c| cols[c].name().as_str()));
+    // Row by row across columns of text: an index, not an iterator.
+    #[allow(clippy::needless_range_loop)]
     for row in 0..df.height() {
         t.add_row(shown.iter().map(|&c| {
             let x = Cell::new(cell(&text[c][row]));
@@ -103,7 +101,7 @@ pub fn write(
             }
         }));
     }
-    print_table(out, &t, df.height() == 0, markdown)?;
+    print_table(out, &t, df.height() == 0)?;
     for (c, col) in cols.iter().enumerate().filter(|(c, _)| hist[*c]) {
         if markdown {
             writeln!(out, "\n```")?;
