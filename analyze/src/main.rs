@@ -214,9 +214,13 @@ mod tests {
                     bytes[pages.start + next(pages.len())] = next(256) as u8;
                 }
                 std::fs::write(&seg, &bytes).unwrap();
-                let cmd = ["netio", "churn", "latency", "calls", "info"][i % 5];
-                let cli =
-                    Cli::try_parse_from(["netrec-analyze", cmd, seg.to_str().unwrap(), "--format", "json"]).unwrap();
+                let cmd = ["netio", "churn", "latency", "calls", "info", "diff"][i % 6];
+                let path = seg.to_str().unwrap();
+                let args = match cmd {
+                    "diff" => vec!["netrec-analyze", cmd, path, path, "--format", "json"],
+                    _ => vec!["netrec-analyze", cmd, path, "--format", "json"],
+                };
+                let cli = Cli::try_parse_from(args).unwrap();
                 let started = Instant::now();
                 let result = guarded(cli, &mut Vec::new());
                 assert!(
