@@ -22,6 +22,8 @@ Examples:
   netrec-analyze churn /var/tmp/netrec --by pod --container 3f4e1c2b9a8d
   netrec-analyze diff baseline/ candidate/ --per dispatch_command --format markdown  # CI gate
   netrec-analyze check candidate/ --rules netrec-rules.toml                          # CI budgets
+  netrec-analyze pack /var/tmp/netrec -o ticket.tar --key-file key --new-key        # for a support ticket
+  netrec-analyze report ticket.tar -o report.html                                   # open offline
 
 Inputs are segment files, directories (searched recursively) or globs.
 Exit status: 0 success; 1 --strict found lost events, diff found a regression,
@@ -85,6 +87,18 @@ pub enum Command {
     /// Check a trace against absolute budgets from a TOML rules file
     #[command(after_help = crate::check::HELP)]
     Check(crate::check::CheckArgs),
+    /// Check that a trace or bundle is whole: checksums, footers, gaps, overlaps, losses
+    #[command(after_help = crate::validate::HELP)]
+    Validate(crate::validate::ValidateArgs),
+    /// Write a copy of a trace with addresses (Crypto-PAn) and names (keyed hashes) replaced
+    #[command(after_help = crate::redact::HELP)]
+    Redact(crate::redact::RedactArgs),
+    /// Write one self-contained HTML report of a trace, to open offline in any browser
+    #[command(after_help = crate::report::HELP)]
+    Report(crate::report::ReportArgs),
+    /// Pack a trace (redacted if asked), its report and a manifest into one archive for a ticket
+    #[command(after_help = crate::pack::HELP)]
+    Pack(crate::pack::PackArgs),
 }
 
 /// Keys of socket metrics (netio, churn, latency).
@@ -113,6 +127,10 @@ impl Command {
             | Command::Churn { common: c, .. } => c.inputs.clone(),
             Command::Diff(d) => vec![d.base.clone(), d.candidate.clone()],
             Command::Check(c) => c.inputs.clone(),
+            Command::Validate(v) => v.inputs.clone(),
+            Command::Redact(r) => r.inputs.clone(),
+            Command::Report(r) => r.inputs.clone(),
+            Command::Pack(p) => p.inputs.clone(),
         }
     }
 }
@@ -139,7 +157,7 @@ pub struct Common {
 }
 
 /// Which events an analysis reads: time range, processes, sockets, hosts.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct Selection {
     /// Start of the range: RFC 3339 time, or an offset from the trace start (+30s)
     #[arg(long, value_name = "TIME", value_parser = TimeBound::parse)]

@@ -7,7 +7,11 @@ mod input;
 mod measures;
 mod metrics;
 mod output;
+mod pack;
 mod query;
+mod redact;
+mod report;
+mod validate;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -28,6 +32,7 @@ pub enum Outcome {
     LostEvents,
     Regressed(usize),
     Violations(usize),
+    Invalid(usize),
 }
 
 /// A trace opened for analysis: its segments' footers checked, the
@@ -48,7 +53,7 @@ pub fn open(inputs: &[std::path::PathBuf], selection: &Selection, by: By) -> Res
             hosts.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
-    Ok(Ctx { trace, filters, by })
+    Ok(Ctx { trace: std::sync::Arc::new(trace), filters, by })
 }
 
 /// Losses in range as a warning, and the report written.
@@ -102,6 +107,10 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
         }
         Command::Diff(args) => diff::run(&args, out),
         Command::Check(args) => check::run(&args, out),
+        Command::Validate(args) => validate::run(&args, out),
+        Command::Redact(args) => redact::run(&args, out),
+        Command::Report(args) => report::run(&args, out),
+        Command::Pack(args) => pack::run(&args, out),
     }
 }
 
@@ -162,6 +171,10 @@ fn main() -> ExitCode {
         }
         Ok(Outcome::Violations(n)) => {
             eprintln!("netrec-analyze: check: {n} violations");
+            ExitCode::from(1)
+        }
+        Ok(Outcome::Invalid(n)) => {
+            eprintln!("netrec-analyze: validate: {n} problems");
             ExitCode::from(1)
         }
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

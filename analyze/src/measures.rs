@@ -60,8 +60,9 @@ pub fn per_interval(ctx: &Ctx, interval_ns: i64, short_ns: i64) -> anyhow::Resul
         let io = netio::per_interval(ctx, interval_ns)?.lazy().with_column(as_time());
         parts.push(long(io, &keys, &["sent_bytes", "recv_bytes"]));
         let args = ChurnArgs { interval_ns, short_ns };
-        let conns = churn::connections(ctx)?.lazy();
-        parts.push(long(churn::per_interval(ctx, &args, conns)?, &keys, &COUNTERS));
+        let state = churn::state(ctx)?;
+        let conns = churn::connections(ctx, state.clone())?.lazy();
+        parts.push(long(churn::per_interval(ctx, &args, state, conns)?, &keys, &COUNTERS));
     }
     if matches!(ctx.by, By::Probe | By::Comm | By::Host) {
         let made = collect(calls::per_interval(ctx, interval_ns)?)?.lazy();

@@ -22,6 +22,7 @@ use crate::event::{decode, Record};
 use crate::live::Live;
 use crate::probe::{self, Counters};
 use crate::segment::batch::{BatchBuilder, Rows};
+use crate::segment::manifest::ManifestWriter;
 use crate::segment::retention::Retention;
 use crate::segment::writer::{CaptureFacts, Encoding, SegmentWriter};
 
@@ -56,6 +57,7 @@ struct WriterState {
     next_index: u32,
     opened: Instant,
     retention: Retention,
+    manifest: ManifestWriter,
     summary: Summary,
     meter: Meter,
 }
@@ -74,7 +76,18 @@ impl WriterState {
         };
         let (rows, lost) = (seg.rows(), seg.lost_total());
         let cost = self.meter.segment_done();
-        let (path, size) = seg.finalize(&self.facts, &cost)?;
+        let closed = seg.finalize(&self.facts, &cost)?;
+        let (path, size) = (closed.path.clone(), closed.size);
+        self.manifest.add(netrec_schema::manifest::SegmentEntry {
+            file: path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string(),
+            index: closed.index,
+            bytes: closed.size,
+            sha256: closed.sha256,
+            start: closed.start,
+            end: closed.end,
+            events: closed.events,
+            lost_events: closed.lost_events,
+        })?;
         self.summary.segments_written += 1;
         self.summary.events += rows;
         if lost > 0 {
@@ -88,6 +101,7 @@ impl WriterState {
         }
         for old in self.retention.add(path, size) {
             std::fs::remove_file(&old).with_context(|| format!("deleting old segment {}", old.display()))?;
+            self.manifest.deleted(&old)?;
             if !self.cfg.quiet {
                 eprintln!("netrec-capture: deleted {} (--max-disk/--max-segments)", old.display());
             }
@@ -118,6 +132,8 @@ fn writer_loop(mut st: WriterState, rx: Receiver<Msg>) -> Result<Summary> {
         }
     }
     st.finalize_current()?;
+    // The sign a follower waits for: every segment of this capture is listed.
+    st.manifest.finish(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))?;
     st.summary.segments_kept = st.retention.kept();
     Ok(st.summary)
 }
@@ -155,6 +171,8 @@ pub fn run(cfg: Config) -> Result<Summary> {
     let stem = netrec_schema::files::stem(&hostname, &started.format("%Y%m%dT%H%M%SZ").to_string(), &capture_id);
     let clock_offset_ns = crate::host::clock_offset_ns();
 
+    let started_text = started.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let manifest = ManifestWriter::new(&cfg.output, &stem, &capture_id, &hostname, &started_text);
     let mut ws = WriterState {
         cfg: cfg.clone(),
         facts: CaptureFacts {
@@ -178,6 +196,7 @@ pub fn run(cfg: Config) -> Result<Summary> {
         next_index: 0,
         opened: Instant::now(),
         retention: Retention::new(cfg.max_disk, cfg.max_segments),
+        manifest,
         summary: Summary::default(),
         meter: Meter::new(),
     };

@@ -4,6 +4,7 @@
 //! file names. With the `parquet` feature, also the Arrow schema segments are
 //! written with and the writer's settings.
 
+pub mod manifest;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 
@@ -149,6 +150,8 @@ pub mod meta {
     /// Since version 2.
     pub const PROBES: &str = "netrec.probes";
     pub const COMMAND_LINE: &str = "netrec.command_line";
+    /// Only in segments `netrec-analyze redact` wrote: what it replaced, and how.
+    pub const REDACTION: &str = "netrec.redaction";
 
     /// Every key, as events.json lists them under `metadata`.
     pub const ALL: &[&str] = &[
@@ -180,6 +183,7 @@ pub mod meta {
         FILTERS,
         PROBES,
         COMMAND_LINE,
+        REDACTION,
     ];
 }
 
@@ -251,7 +255,14 @@ mod tests {
     #[test]
     fn every_key_is_documented() {
         let readme = include_str!("../README.md");
-        for key in [meta::DATA, meta::DATA_SWITCHES, meta::EVENTS_RECORDED_BY_KIND, meta::BPF_PROGRAMS, meta::PROBES] {
+        for key in [
+            meta::DATA,
+            meta::DATA_SWITCHES,
+            meta::EVENTS_RECORDED_BY_KIND,
+            meta::BPF_PROGRAMS,
+            meta::PROBES,
+            meta::REDACTION,
+        ] {
             assert!(readme.contains(&format!("`{key}`")), "schemas/README.md does not document {key}");
         }
     }

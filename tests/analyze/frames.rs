@@ -43,6 +43,9 @@ pub struct Ev {
     pub protocol: Option<&'static str>,
     /// Version 5: the process's cgroup path.
     pub cgroup: Option<&'static str>,
+    /// Socket rows' addresses; None: 127.0.0.1 and 127.0.0.2.
+    pub laddr: Option<&'static str>,
+    pub raddr: Option<&'static str>,
 }
 
 pub fn io(kind: &'static str, ts: i64, pid: u32, comm: &'static str, bytes: u64) -> Ev {
@@ -151,9 +154,9 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
         let sockish = e.sock_id.is_some();
         fam.append_option(sockish.then_some("ipv4"));
         proto.append_option(sockish.then_some(e.protocol.unwrap_or("tcp")));
-        laddr.append_option(sockish.then_some("127.0.0.1"));
+        laddr.append_option(sockish.then_some(e.laddr.unwrap_or("127.0.0.1")));
         lport.append_option(e.lport);
-        raddr.append_option(sockish.then_some("127.0.0.2"));
+        raddr.append_option(sockish.then_some(e.raddr.unwrap_or("127.0.0.2")));
         rport.append_option(e.rport);
         bytes.append_option(e.bytes);
         olds.append_option(e.old_state);

@@ -4,6 +4,8 @@
 mod bench;
 mod frames;
 mod gate;
+mod redact;
+mod report;
 mod samples;
 
 use frames::*;

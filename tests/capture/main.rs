@@ -10,6 +10,7 @@ mod gate;
 mod prefork;
 mod servers;
 mod support;
+mod ticket;
 mod udp;
 mod vm;
 

@@ -322,6 +322,8 @@ pub fn read_segment(path: &Path) -> Segment {
 pub fn read_segments(dir: &Path) -> Vec<Segment> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     paths.sort();
+    // Beside the segments: the capture's manifest, nothing else.
+    paths.retain(|p| !p.to_str().unwrap().ends_with(netrec_schema::manifest::SUFFIX));
     for p in &paths {
         let name = p.file_name().unwrap().to_str().unwrap();
         assert!(name.ends_with(".parquet"), "unexpected file left behind: {name}");

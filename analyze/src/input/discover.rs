@@ -11,6 +11,8 @@ use super::InputError;
 pub struct Found {
     pub segments: Vec<PathBuf>,
     pub skipped_in_progress: Vec<PathBuf>,
+    /// Bundles given as inputs, unpacked; their segments are among `segments`.
+    pub unpacked: Vec<tempfile::TempDir>,
 }
 
 fn is_glob(s: &str) -> bool {
@@ -55,7 +57,11 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Found, InputError> {
             let mut any = false;
             for m in matches.flatten() {
                 any = true;
-                if m.is_dir() {
+                if m.is_file() && super::bundle::is_bundle(&m) {
+                    let dir = super::bundle::unpack(&m)?;
+                    walk(dir.path(), &mut found)?;
+                    found.unpacked.push(dir);
+                } else if m.is_dir() {
                     walk(&m, &mut found)?;
                 } else {
                     push_file(&mut found, m);
@@ -70,6 +76,14 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Found, InputError> {
             if found.segments.len() + found.skipped_in_progress.len() == before {
                 return Err(InputError::EmptyDir(input.clone()));
             }
+        } else if input.is_file() && super::bundle::is_bundle(input) {
+            let dir = super::bundle::unpack(input)?;
+            let before = found.segments.len();
+            walk(dir.path(), &mut found)?;
+            if found.segments.len() == before {
+                return Err(InputError::BadBundle(input.clone(), "it holds no segments".into()));
+            }
+            found.unpacked.push(dir);
         } else if input.exists() {
             push_file(&mut found, input.clone());
         } else {

@@ -1,8 +1,10 @@
 //! Finding segments, checking their footers, and scanning them lazily.
 
+pub mod bundle;
 pub mod container;
 pub mod damage;
 pub mod discover;
+pub mod manifest;
 pub mod segment;
 
 use std::path::PathBuf;
@@ -63,20 +65,29 @@ pub enum InputError {
     NotSegment(PathBuf, String),
     #[error("{0}: written with event schema version {1}, this netrec-analyze reads versions up to {2}: upgrade netrec-analyze")]
     NewerSchema(PathBuf, u32, u32),
+    #[error("{0}: does not match its capture's manifest ({1}): damaged in transit? Copy it again (netrec-analyze validate checks a whole trace)")]
+    Checksum(PathBuf, String),
+    #[error("{0}: {1}")]
+    BadManifest(PathBuf, String),
+    #[error("{0}: not a readable netrec bundle ({1})")]
+    BadBundle(PathBuf, String),
 }
 
-/// The segments of one analysis, footers checked.
+/// The segments of one analysis, checked against their manifests, footers read.
 #[derive(Debug)]
 pub struct Trace {
     pub segments: Vec<SegmentInfo>,
     pub skipped_in_progress: Vec<PathBuf>,
+    /// Bundles unpacked for this analysis, removed with it.
+    pub unpacked: Vec<tempfile::TempDir>,
 }
 
 impl Trace {
     pub fn open(inputs: &[PathBuf]) -> Result<Trace, InputError> {
         let found = discover::discover(inputs)?;
+        manifest::verify(&found.segments)?;
         let segments = found.segments.iter().map(|p| segment::read(p)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Trace { segments, skipped_in_progress: found.skipped_in_progress })
+        Ok(Trace { segments, skipped_in_progress: found.skipped_in_progress, unpacked: found.unpacked })
     }
 
     /// Earliest segment start: the origin of relative --from/--to offsets.

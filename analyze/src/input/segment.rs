@@ -23,6 +23,8 @@ pub struct SegmentInfo {
     pub schema_version: u32,
     pub host: String,
     pub capture_id: String,
+    /// Its place in its capture's sequence (`netrec.segment_index`).
+    pub index: Option<u32>,
     pub kernel_release: String,
     pub command_line: Vec<String>,
     pub start: DateTime<Utc>,
@@ -41,6 +43,8 @@ pub struct SegmentInfo {
     pub cost: Option<Cost>,
     /// How send/recv were recorded (version 4); None: a row per call.
     pub data: Option<DataRecording>,
+    /// What `redact` replaced (`netrec.redaction`); None: not redacted.
+    pub redaction: Option<serde_json::Value>,
 }
 
 /// `netrec.data` and `netrec.data_switches`.
@@ -187,6 +191,7 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
         schema_version: version,
         host: get(meta::HOSTNAME)?,
         capture_id: get(meta::CAPTURE_ID)?,
+        index: kv.get(meta::SEGMENT_INDEX).and_then(|v| v.parse().ok()),
         kernel_release: get(meta::KERNEL_RELEASE)?,
         command_line: serde_json::from_value(json(meta::COMMAND_LINE)?).unwrap_or_default(),
         start: time(meta::SEGMENT_START)?,
@@ -200,5 +205,6 @@ pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
         probes,
         cost,
         data,
+        redaction: kv.get(meta::REDACTION).and_then(|v| serde_json::from_str(v).ok()),
     })
 }

@@ -23,9 +23,7 @@ fn one_of(column: &str, states: &[&str]) -> Expr {
 /// Per interval and key: connections opened (actively, passively), closed,
 /// failed, reset and short-lived. Counts come straight from the transitions;
 /// short-lived ones from each connection's lifetime, closed in the interval.
-pub fn per_interval(ctx: &Ctx, args: &ChurnArgs, conns: LazyFrame) -> anyhow::Result<LazyFrame> {
-    let events = ctx.events(&connections::scan_columns(ctx))?;
-    let state = connections::state_rows(events, ctx);
+pub fn per_interval(ctx: &Ctx, args: &ChurnArgs, state: LazyFrame, conns: LazyFrame) -> anyhow::Result<LazyFrame> {
     let keys = ctx.by.keys();
     let shown = ctx.by.shown();
     let count = |cond: Expr, name: &str| cond.cast(DataType::UInt64).sum().alias(name);
@@ -91,9 +89,7 @@ pub const COUNTERS: [&str; 6] = ["opened_active", "opened_passive", "closed", "f
 
 /// One row per connection ever established: its --by columns, close_ns
 /// (null while open) and life_ns, open to close.
-pub fn connections(ctx: &Ctx) -> anyhow::Result<DataFrame> {
-    let events = ctx.events(&connections::scan_columns(ctx))?;
-    let state = connections::state_rows(events, ctx);
+pub fn connections(ctx: &Ctx, state: LazyFrame) -> anyhow::Result<DataFrame> {
     let est = |c: &str| col(c).is_not_null();
     let start = coalesce(&[col("syn_sent_ns"), col("syn_recv_ns"), col("active_est_ns"), col("passive_est_ns")]);
     let mut select: Vec<Expr> = ctx.by.shown().iter().map(|c| col(*c)).collect();
@@ -126,8 +122,17 @@ pub fn lifetimes(ctx: &Ctx, conns: LazyFrame) -> LazyFrame {
     distribution::join(still_open, summary, &["metric"], JoinType::Left).select(select)
 }
 
+/// The state rows of the selected connections, read once: the per-interval
+/// counts and the connections are both made of them (two scans of a big
+/// trace cost more than holding its state rows).
+pub fn state(ctx: &Ctx) -> anyhow::Result<LazyFrame> {
+    let events = ctx.events(&connections::scan_columns(ctx))?;
+    Ok(collect(connections::state_rows(events, ctx))?.lazy())
+}
+
 pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
-    let conns = connections(ctx)?.lazy();
+    let state = state(ctx)?;
+    let conns = connections(ctx, state.clone())?.lazy();
     let short = humantime::format_duration(std::time::Duration::from_nanos(args.short_ns as u64));
     let title = format!(
         "Connections per {} by {} (short-lived: under {short})",
@@ -136,7 +141,7 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
     );
     Ok(Report {
         frames: vec![
-            Frame::new(title, per_interval(ctx, args, conns.clone())?),
+            Frame::new(title, per_interval(ctx, args, state, conns.clone())?),
             Frame::new("Lifetime of closed connections (open to close)", lifetimes(ctx, conns)),
         ],
         ..Default::default()

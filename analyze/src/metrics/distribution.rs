@@ -30,19 +30,25 @@ pub fn value_counts(samples: LazyFrame, group: &[&str]) -> LazyFrame {
 /// the maximum, empty buckets included (as BCC's tools print them).
 ///
 /// Nearest rank: the smallest value with at least p of the samples at or
-/// below it, i.e. the first value whose running count reaches ceil(p·N).
+/// below it, i.e. the smallest value whose running count reaches ceil(p·N).
+/// The running count comes from one sort of the distinct values; the
+/// smallest such value is a `min`, so no aggregation depends on row order.
 pub fn summarize(counts: LazyFrame, group: &[&str]) -> LazyFrame {
     let by: Vec<Expr> = group.iter().map(|c| col(*c)).collect();
-    let sorted = |c: &str| col(c).sort_by([col("us")], SortMultipleOptions::default());
-    let running = sorted("n").cum_sum(false);
-    let total = col("n").sum();
-    let mut aggs = vec![total.clone().alias("count")];
+    let mut order = by.clone();
+    order.push(col("us"));
+    let running =
+        counts.clone().sort_by_exprs(order, SortMultipleOptions::default().with_maintain_order(false)).with_columns([
+            col("n").cum_sum(false).over(by.clone()).expect("partition columns given").alias("running"),
+            col("n").sum().over(by.clone()).expect("partition columns given").alias("total"),
+        ]);
+    let mut aggs = vec![col("n").sum().alias("count")];
     for (per_mille, name) in PERCENTILES {
-        let rank = (total.clone() * lit(per_mille) + lit(999u64)) / lit(1000u64);
-        aggs.push(sorted("us").filter(running.clone().gt_eq(rank)).first().alias(name));
+        let rank = (col("total") * lit(per_mille) + lit(999u64)) / lit(1000u64);
+        aggs.push(col("us").filter(col("running").gt_eq(rank)).min().alias(name));
     }
     aggs.push(col("us").max().alias("max_us"));
-    let stats = counts.clone().group_by(by.clone()).agg(aggs);
+    let stats = running.group_by(by.clone()).agg(aggs);
 
     // Bucket k holds (2^(k-1), 2^k - 1]; 0 and 1 share the first.
     let bits = (lit(64u32) - col("us").cast(DataType::UInt64).bitwise_leading_zeros().cast(DataType::UInt32))

@@ -4,7 +4,7 @@
 use polars::prelude::*;
 
 use super::{connections, distribution, Ctx};
-use crate::output::{Frame, Report};
+use crate::output::{collect, Frame, Report};
 
 /// Samples per row: `metric`, `probe` (calls only), the --by columns, the
 /// value `us` and how many samples it stands for, `n`.
@@ -91,7 +91,9 @@ pub fn summaries(ctx: &Ctx, counts: LazyFrame) -> LazyFrame {
 }
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
-    let counts = distribution::value_counts(samples(ctx)?, &key_columns(ctx));
+    // Collected once: the summaries read it twice (percentiles, buckets),
+    // and a lazy input would be scanned twice.
+    let counts = collect(distribution::value_counts(samples(ctx)?, &key_columns(ctx)))?.lazy();
     Ok(Report {
         frames: vec![Frame::new(format!("Latency by {} (microseconds)", ctx.by_label()), summaries(ctx, counts))],
         ..Default::default()

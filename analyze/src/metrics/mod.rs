@@ -26,9 +26,11 @@ pub fn as_time() -> Expr {
     col(TIME).cast(DataType::Datetime(TimeUnit::Nanoseconds, None))
 }
 
-/// What every analysis needs: the trace, the filters, the split.
+/// What every analysis needs: the trace, the filters, the split. Cloned to
+/// run another split over the same trace.
+#[derive(Clone)]
 pub struct Ctx {
-    pub trace: Trace,
+    pub trace: std::sync::Arc<Trace>,
     pub filters: Filters,
     pub by: By,
 }

@@ -45,7 +45,9 @@ fn aggregate(rows: LazyFrame, ctx: &Ctx, sums: [Expr; 2]) -> LazyFrame {
 pub fn per_interval(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<DataFrame> {
     let cols = ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "lport", "rport", "protocol"]));
     let mut parts = Vec::new();
-    for segments in ctx.trace.segments.chunks(SEGMENTS_PER_PASS) {
+    let per_pass =
+        std::env::var("NETREC_SEGMENTS_PER_PASS").ok().and_then(|v| v.parse().ok()).unwrap_or(SEGMENTS_PER_PASS);
+    for segments in ctx.trace.segments.chunks(per_pass) {
         parts.push(collect(plan(crate::input::events_of(segments, &cols)?, ctx, interval_ns))?.lazy());
     }
     // An interval that straddles two passes is in both: merge the partial sums.
@@ -86,16 +88,21 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
     let shown = key_columns(ctx);
     let ranked = totals(rows.clone(), ctx, args.top);
 
-    // Rows of kept keys by interval, the busiest first within an interval.
+    // Rows of kept keys by interval, the busiest first within an interval
+    // (equal ones in key order). Only --top needs the totals: a semi-join.
     let mut select = vec![as_time()];
     select.extend(shown.iter().map(|c| col(*c)));
     select.extend([col("sent_bytes"), col("recv_bytes")]);
-    let busy = col("sent_bytes") + col("recv_bytes");
-    let kept = distribution::join(rows, ranked.clone().select(by_name_exprs(&shown, "rank")), &shown, JoinType::Inner)
-        .sort_by_exprs(
-            [col(TIME), busy, col("rank")],
-            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
-        )
+    let kept = match args.top {
+        Some(_) => distribution::join(rows, ranked.clone().select(by_name_exprs(&shown)), &shown, JoinType::Semi),
+        None => rows,
+    };
+    let mut order = vec![col(TIME), col("sent_bytes") + col("recv_bytes")];
+    order.extend(shown.iter().map(|c| col(*c)));
+    let mut descending = vec![false, true];
+    descending.extend(shown.iter().map(|_| false));
+    let kept = kept
+        .sort_by_exprs(order, SortMultipleOptions::default().with_order_descending_multi(descending))
         .select(select);
 
     let mut key_rows = vec![lit("key").alias("total")];
@@ -117,9 +124,8 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
     })
 }
 
-/// `names` and `extra` as column expressions.
-fn by_name_exprs(names: &[&str], extra: &str) -> Vec<Expr> {
-    names.iter().copied().chain([extra]).map(col).collect()
+fn by_name_exprs(names: &[&str]) -> Vec<Expr> {
+    names.iter().copied().map(col).collect()
 }
 
 /// Segments whose aggregates are coarser than, or misaligned with, the

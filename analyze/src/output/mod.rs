@@ -66,6 +66,16 @@ fn polars_io(e: PolarsError) -> io::Error {
     }
 }
 
+/// Rows converted and serialized at a time: a big report's text is never
+/// all in memory (345 k netio rows are 45 MB of JSON).
+const SLICE: usize = 16 * 1024;
+
+fn slices(df: &DataFrame) -> impl Iterator<Item = DataFrame> + '_ {
+    // An empty frame still writes its CSV header.
+    let n = df.height().div_ceil(SLICE).max(1);
+    (0..n).map(move |i| df.slice((i * SLICE) as i64, SLICE))
+}
+
 pub fn write(report: Report, style: &Style, out: &mut dyn Write) -> anyhow::Result<()> {
     if matches!(style.format, Format::Table | Format::Markdown) {
         for w in &report.warnings {
@@ -77,7 +87,9 @@ pub fn write(report: Report, style: &Style, out: &mut dyn Write) -> anyhow::Resu
     }
     let mut last_header: Option<Vec<String>> = None;
     for (i, frame) in report.frames.into_iter().enumerate() {
-        let mut df = collect(frame.data)?;
+        // Results are small beside the trace: the in-memory engine sorts and
+        // joins them with less memory than the streaming one.
+        let df = frame.data.collect()?;
         match style.format {
             Format::Table | Format::Markdown => {
                 if i > 0 {
@@ -87,19 +99,25 @@ pub fn write(report: Report, style: &Style, out: &mut dyn Write) -> anyhow::Resu
                 table::write(out, &frame.title, &df, frame.transposed, markdown, style.local_time)?;
             }
             Format::Json => {
-                let mut df = cells::plain_times(df, style.local_time)?;
-                df.with_column(Column::new_scalar("lost_events".into(), report.lost_events.into(), df.height()))?;
-                JsonWriter::new(&mut *out)
-                    .with_json_format(JsonFormat::JsonLines)
-                    .finish(&mut df)
-                    .map_err(polars_io)?;
+                for part in slices(&df) {
+                    let mut part = cells::plain_times(part, style.local_time)?;
+                    let lost = Column::new_scalar("lost_events".into(), report.lost_events.into(), part.height());
+                    part.with_column(lost)?;
+                    JsonWriter::new(&mut *out)
+                        .with_json_format(JsonFormat::JsonLines)
+                        .finish(&mut part)
+                        .map_err(polars_io)?;
+                }
             }
             Format::Csv => {
                 // Frames differ in columns: each starts with its own header line.
                 let header: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
-                let new_header = last_header.as_ref() != Some(&header);
-                df = cells::flat(df, style.local_time)?;
-                CsvWriter::new(&mut *out).include_header(new_header).finish(&mut df).map_err(polars_io)?;
+                let mut new_header = last_header.as_ref() != Some(&header);
+                for part in slices(&df) {
+                    let mut part = cells::flat(part, style.local_time)?;
+                    CsvWriter::new(&mut *out).include_header(new_header).finish(&mut part).map_err(polars_io)?;
+                    new_header = false;
+                }
                 last_header = Some(header);
             }
         }

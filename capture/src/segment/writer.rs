@@ -1,6 +1,7 @@
 //! One Parquet segment: written under a temporary name, fsynced, then renamed.
 
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use netrec_schema::parquet::{arrow_schema, writer_properties};
 use netrec_schema::{files, meta, version};
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
+use sha2::{Digest, Sha256};
 
 use super::batch::{Rows, Tables};
 use crate::abi::{Kind, PerKind};
@@ -33,10 +35,42 @@ pub struct CaptureFacts {
     pub command_line: Vec<String>,
 }
 
+/// The file, hashed as it is written: its sha256 costs no second read.
+pub struct Hashed {
+    file: File,
+    hasher: Sha256,
+}
+
+impl Write for Hashed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A segment closed under its final name.
+#[derive(Debug)]
+pub struct Closed {
+    pub path: PathBuf,
+    pub index: u32,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    pub start: String,
+    pub end: String,
+    pub events: u64,
+    pub lost_events: u64,
+}
+
 pub struct SegmentWriter {
     final_path: PathBuf,
     tmp_path: PathBuf,
-    writer: Option<ArrowWriter<File>>,
+    writer: Option<ArrowWriter<Hashed>>,
     /// Finalized under its final name.
     renamed: bool,
     /// A second handle on the file, to fsync it after the writer closes.
@@ -67,7 +101,8 @@ impl SegmentWriter {
             .with_context(|| format!("cannot create segment {}", tmp_path.display()))?;
         let started = file.try_clone().context("reopening it").and_then(|handle| {
             let props = writer_properties(enc, concat!("netrec-capture ", env!("CARGO_PKG_VERSION")));
-            Ok((handle, ArrowWriter::try_new(file, arrow_schema(), Some(props))?))
+            let hashed = Hashed { file, hasher: Sha256::new() };
+            Ok((handle, ArrowWriter::try_new(hashed, arrow_schema(), Some(props))?))
         });
         let (handle, writer) = match started {
             Ok(started) => started,
@@ -140,9 +175,13 @@ impl SegmentWriter {
     }
 
     /// Writes the footer and metadata, fsyncs, renames to the final name.
-    pub fn finalize(mut self, facts: &CaptureFacts, cost: &Cost) -> Result<(PathBuf, u64)> {
+    pub fn finalize(mut self, facts: &CaptureFacts, cost: &Cost) -> Result<Closed> {
         let mut w = self.writer.take().expect("finalize runs once");
         let closed = Utc::now();
+        let (start, end) = (
+            self.opened.to_rfc3339_opts(SecondsFormat::Nanos, true),
+            closed.to_rfc3339_opts(SecondsFormat::Nanos, true),
+        );
         let per_kind = |v: &PerKind| {
             let m: serde_json::Map<String, serde_json::Value> =
                 Kind::ALL.iter().map(|k| (k.name().to_string(), v[k.index()].into())).collect();
@@ -157,8 +196,8 @@ impl SegmentWriter {
             (meta::KERNEL_RELEASE, facts.kernel_release.clone()),
             (meta::BOOT_ID, facts.boot_id.clone()),
             (meta::CLOCK_OFFSET_NS, facts.clock_offset_ns.to_string()),
-            (meta::SEGMENT_START, self.opened.to_rfc3339_opts(SecondsFormat::Nanos, true)),
-            (meta::SEGMENT_END, closed.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+            (meta::SEGMENT_START, start.clone()),
+            (meta::SEGMENT_END, end.clone()),
             (meta::EVENTS, self.rows.to_string()),
             (meta::EVENTS_BY_KIND, per_kind(&self.counts)),
             (meta::EVENTS_RECORDED_BY_KIND, per_kind(&self.events)),
@@ -184,7 +223,10 @@ impl SegmentWriter {
         for (k, v) in kv {
             w.append_key_value_metadata(KeyValue::new(k.to_string(), v));
         }
-        w.close().with_context(|| format!("writing the footer of {}", self.tmp_path.display()))?;
+        w.finish().with_context(|| format!("writing the footer of {}", self.tmp_path.display()))?;
+        let digest = w.inner().hasher.clone().finalize();
+        let sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        drop(w);
         self.file.sync_all().with_context(|| format!("fsync {}", self.tmp_path.display()))?;
         let size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
         std::fs::rename(&self.tmp_path, &self.final_path)
@@ -194,7 +236,16 @@ impl SegmentWriter {
         if let Some(dir) = self.final_path.parent() {
             File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("fsync {}", dir.display()))?;
         }
-        Ok((std::mem::take(&mut self.final_path), size))
+        Ok(Closed {
+            path: std::mem::take(&mut self.final_path),
+            index: self.index,
+            size,
+            sha256,
+            start,
+            end,
+            events: self.rows,
+            lost_events: self.lost_total(),
+        })
     }
 }
 
@@ -278,7 +329,7 @@ mod tests {
             }
         }
         w.write(&b.finish()).unwrap();
-        let (_, size) = w.finalize(&facts(), &Cost::default()).unwrap();
+        let size = w.finalize(&facts(), &Cost::default()).unwrap().size;
         let cpu = thread_cpu_ns() - start;
         (cpu as f64 / events as f64, size as f64 / events as f64)
     }
