@@ -79,9 +79,13 @@ impl Filters {
         }
     }
 
-    /// Columns these filters read beyond every metric's own (ts, pid, comm, ports, host).
+    /// Columns these filters read beyond every metric's own (ts, pid, comm, host):
+    /// ports only for --port (two columns fewer to decode otherwise).
     pub fn columns(&self) -> Vec<&'static str> {
         let mut cols = Vec::new();
+        if !self.ports.is_empty() {
+            cols.extend(["lport", "rport"]);
+        }
         if !self.cgroups.is_empty() {
             cols.push("cgroup");
         }

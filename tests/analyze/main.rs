@@ -7,6 +7,7 @@ mod gate;
 mod redact;
 mod report;
 mod samples;
+mod validate;
 
 use frames::*;
 use serde_json::Value;

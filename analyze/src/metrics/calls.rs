@@ -36,7 +36,7 @@ fn calls_plan(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
 
 /// Per interval and process: TCP connections it opened (actively or passively).
 fn opens_plan(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
-    let events = ctx.events(&["ts", "kind", "old_state", "new_state", "pid", "comm", "lport", "rport"])?;
+    let events = ctx.events(&["ts", "kind", "old_state", "new_state", "pid", "comm"])?;
     let opened = col("kind")
         .eq(lit("state"))
         .and(col("new_state").eq(lit("ESTABLISHED")))

@@ -139,9 +139,11 @@ pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
         ctx.interval_label(args.interval_ns),
         ctx.by_label()
     );
+    // Collected here, on the streaming engine: the counts group every state row.
+    let rows = collect(per_interval(ctx, args, state, conns.clone())?)?;
     Ok(Report {
         frames: vec![
-            Frame::new(title, per_interval(ctx, args, state, conns.clone())?),
+            Frame::new(title, rows.lazy()),
             Frame::new("Lifetime of closed connections (open to close)", lifetimes(ctx, conns)),
         ],
         ..Default::default()

@@ -7,17 +7,7 @@ use super::by::By;
 use super::Ctx;
 
 pub fn scan_columns(ctx: &Ctx) -> Vec<&'static str> {
-    ctx.columns(&ctx.by.scan_columns(&[
-        "ts",
-        "kind",
-        "sock_id",
-        "pid",
-        "comm",
-        "old_state",
-        "new_state",
-        "lport",
-        "rport",
-    ]))
+    ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "sock_id", "pid", "comm", "old_state", "new_state"]))
 }
 
 /// Who owns a connection, as its rows say (those the scan has).

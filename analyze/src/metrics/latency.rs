@@ -48,7 +48,7 @@ pub fn samples(ctx: &Ctx) -> anyhow::Result<LazyFrame> {
 
     // rtt: every srtt change. A row stands for `samples` changes of one
     // socket and second within 1/32 of its srtt_us (one each before version 3).
-    let cols = ctx.by.scan_columns(&["ts", "kind", "srtt_us", "samples", "pid", "comm", "lport", "rport"]);
+    let cols = ctx.by.scan_columns(&["ts", "kind", "srtt_us", "samples", "pid", "comm"]);
     let rtt =
         ctx.filters.apply(ctx.events(&cols)?.filter(col("kind").eq(lit("rtt")).and(col("srtt_us").is_not_null())));
     let weight = col("samples").cast(DataType::UInt32).fill_null(lit(1u32));

@@ -15,8 +15,10 @@ pub struct NetioArgs {
 /// with the rows (560 MiB for 50 M events); partial sums of a few segments at
 /// a time, merged at the end, keep it to what a few segments need. Two per
 /// pass peaked at 182 MiB for 10 M events against 251–275 MiB with four, in
-/// the same time (/usr/bin/time, two runs each).
-const SEGMENTS_PER_PASS: usize = 2;
+/// the same time (/usr/bin/time, two runs each); at 50 M events three took
+/// 1.86 s and 292 MiB against two's 1.93 s and 270 MiB, four 1.67 s and
+/// 367 MiB (2026-12-03, one run each).
+const SEGMENTS_PER_PASS: usize = 3;
 
 /// Events -> one row per (interval, key) with sent_bytes and recv_bytes.
 fn plan(events: LazyFrame, ctx: &Ctx, interval_ns: i64) -> LazyFrame {
@@ -43,7 +45,7 @@ fn aggregate(rows: LazyFrame, ctx: &Ctx, sums: [Expr; 2]) -> LazyFrame {
 /// Every (interval, key, protocol) with its bytes: the partial sums of
 /// [`SEGMENTS_PER_PASS`] segments at a time, merged.
 pub fn per_interval(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<DataFrame> {
-    let cols = ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "lport", "rport", "protocol"]));
+    let cols = ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "protocol"]));
     let mut parts = Vec::new();
     let per_pass =
         std::env::var("NETREC_SEGMENTS_PER_PASS").ok().and_then(|v| v.parse().ok()).unwrap_or(SEGMENTS_PER_PASS);
@@ -97,10 +99,14 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
         Some(_) => distribution::join(rows, ranked.clone().select(by_name_exprs(&shown)), &shown, JoinType::Semi),
         None => rows,
     };
+    // (time, keys, protocol) is unique per row: ties go by it, without
+    // sorting by the descriptions (comm) too.
+    let mut unique: Vec<&str> = ctx.by.keys();
+    unique.push("protocol");
     let mut order = vec![col(TIME), col("sent_bytes") + col("recv_bytes")];
-    order.extend(shown.iter().map(|c| col(*c)));
+    order.extend(unique.iter().map(|c| col(*c)));
     let mut descending = vec![false, true];
-    descending.extend(shown.iter().map(|_| false));
+    descending.extend(unique.iter().map(|_| false));
     let kept = kept
         .sort_by_exprs(order, SortMultipleOptions::default().with_order_descending_multi(descending))
         .select(select);

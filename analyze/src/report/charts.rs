@@ -34,7 +34,14 @@ pub fn lines(title: &str, y_desc: &str, series: &[(String, Vec<(f64, f64)>)]) ->
             .y_label_area_size(72)
             .build_cartesian_2d(x0..x1, 0.0..top)
             .map_err(err)?;
-        chart.configure_mesh().x_desc("seconds from the start").y_desc(y_desc).draw().map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(238, 238, 238))
+            .x_desc("seconds from the start")
+            .y_desc(y_desc)
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()
+            .map_err(err)?;
         for (i, (name, points)) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             chart
@@ -76,8 +83,10 @@ pub fn histogram(title: &str, buckets: &[(u64, u64)]) -> Result<String> {
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(RGBColor(238, 238, 238))
             .x_desc("microseconds")
             .y_desc("count")
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .x_label_formatter(&|v| match v {
                 SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
                 _ => String::new(),
