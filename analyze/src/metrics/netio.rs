@@ -15,10 +15,9 @@ pub struct NetioArgs {
 /// with the rows (560 MiB for 50 M events); partial sums of a few segments at
 /// a time, merged at the end, keep it to what a few segments need. Two per
 /// pass peaked at 182 MiB for 10 M events against 251–275 MiB with four, in
-/// the same time (/usr/bin/time, two runs each); at 50 M events three took
-/// 1.86 s and 292 MiB against two's 1.93 s and 270 MiB, four 1.67 s and
-/// 367 MiB (2026-12-03, one run each).
-const SEGMENTS_PER_PASS: usize = 3;
+/// the same time (/usr/bin/time, two runs each). At 50 M events (2026-12-03)
+/// three per pass were no faster in bench/run analyzer and took more memory.
+const SEGMENTS_PER_PASS: usize = 2;
 
 /// Events -> one row per (interval, key) with sent_bytes and recv_bytes.
 fn plan(events: LazyFrame, ctx: &Ctx, interval_ns: i64) -> LazyFrame {
@@ -47,9 +46,7 @@ fn aggregate(rows: LazyFrame, ctx: &Ctx, sums: [Expr; 2]) -> LazyFrame {
 pub fn per_interval(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<DataFrame> {
     let cols = ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "protocol"]));
     let mut parts = Vec::new();
-    let per_pass =
-        std::env::var("NETREC_SEGMENTS_PER_PASS").ok().and_then(|v| v.parse().ok()).unwrap_or(SEGMENTS_PER_PASS);
-    for segments in ctx.trace.segments.chunks(per_pass) {
+    for segments in ctx.trace.segments.chunks(SEGMENTS_PER_PASS) {
         parts.push(collect(plan(crate::input::events_of(segments, &cols)?, ctx, interval_ns))?.lazy());
     }
     // An interval that straddles two passes is in both: merge the partial sums.
