@@ -53,7 +53,8 @@ class Capture:
         if self.proc.returncode != 0:
             raise SystemExit(f"netrec-capture failed: {''.join(self.lines)}")
         done = re.search(r"done: (\d+) events in \d+ segments \(\d+ kept\), (\d+) lost", "".join(self.lines))
-        size = sum(os.path.getsize(os.path.join(self.out, f)) for f in os.listdir(self.out))
+        # Bytes on disk of the segments (not the capture's manifest beside them).
+        size = sum(os.path.getsize(os.path.join(self.out, f)) for f in os.listdir(self.out) if f.endswith(".parquet"))
         recorded = footer_counts(self.out, "netrec.events_recorded_by_kind") or footer_counts(self.out, "netrec.events_by_kind")
         return {
             # Events the rows stand for: an aggregate row stands for its calls.
@@ -116,7 +117,8 @@ def footer_values(out, key, default=None):
     of an older schema, lacks the key), so older builds compare too."""
     import pyarrow.parquet as pq
 
-    metas = [pq.read_metadata(os.path.join(out, f)).metadata for f in sorted(os.listdir(out))]
+    segments = sorted(f for f in os.listdir(out) if f.endswith(".parquet"))
+    metas = [pq.read_metadata(os.path.join(out, f)).metadata for f in segments]
     return [m[key.encode()].decode() if key.encode() in m else default for m in metas]
 
 

@@ -2,8 +2,9 @@
 //! rewritten under a temporary name and renamed over the old one after
 //! every change, so a reader sees the old manifest or the new, never half.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -58,7 +59,8 @@ impl ManifestWriter {
         let tmp = self.path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(&self.doc).expect("plain data serializes");
         let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            // 0600, as the segments it describes: it names hosts and files.
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
             f.write_all(&text)?;
             f.write_all(b"\n")?;
             f.sync_all()?;
