@@ -63,10 +63,14 @@ pub fn from_polars(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<PolarsError>().is_some())
 }
 
-/// Decodes one segment in full, every column, as a metric's scan would.
+/// Decodes one segment in full, every column, with polars' eager reader:
+/// not the streaming engine, whose executor a panic in the failed run may
+/// have left waiting (seen once: a hang, in one of thousands of runs).
 fn decode(path: &Path) -> Result<(), String> {
-    let path = PlRefPath::new(path.to_string_lossy().as_ref());
-    let scan = || crate::output::collect(LazyFrame::scan_parquet(path, ScanArgsParquet::default())?);
+    let scan = || -> PolarsResult<DataFrame> {
+        let file = std::fs::File::open(path).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+        ParquetReader::new(file).finish()
+    };
     match quietly(scan) {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(one_line(&e.to_string())),
