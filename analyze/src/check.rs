@@ -152,7 +152,7 @@ fn line_of(text: &str, span: Range<usize>) -> usize {
 }
 
 fn parse_rules(path: &PathBuf) -> Result<Vec<Rule>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("--rules {}: cannot read it", path.display()))?;
     let at = |span: Option<Range<usize>>| format!("{}:{}", path.display(), span.map_or(1, |s| line_of(&text, s)));
     let file: RulesFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", at(e.span()), e.message()))?;
     if file.rule.is_empty() {

@@ -31,7 +31,8 @@ check found a violation; 2 error.";
 
 #[derive(Debug, Parser)]
 #[command(name = "netrec-analyze", version, after_help = EXAMPLES)]
-/// Analyze netrec capture segments offline: per-second NetIO, connection churn, latency.
+/// Analyze netrec capture segments offline: per-second NetIO, connection churn, latency;
+/// compare runs in CI; make reports and redacted bundles for support tickets.
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
