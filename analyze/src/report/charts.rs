@@ -17,8 +17,11 @@ fn inline(svg: String) -> String {
     svg.replacen(" xmlns=\"http://www.w3.org/2000/svg\"", "", 1)
 }
 
+/// A named line: (seconds from the start, value) points.
+pub type Series = (String, Vec<(f64, f64)>);
+
 /// One line per series over seconds from the trace start.
-pub fn lines(title: &str, y_desc: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<String> {
+pub fn lines(title: &str, y_desc: &str, series: &[Series]) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();

@@ -70,7 +70,7 @@ fn series(
     name_of: &dyn Fn(usize) -> String,
     value: &str,
     t0: i64,
-) -> PolarsResult<Vec<(String, Vec<(f64, f64)>)>> {
+) -> PolarsResult<Vec<charts::Series>> {
     let times = df.column(TIME)?.cast(&DataType::Int64)?;
     let times = times.i64()?;
     let values = df.column(value)?.cast(&DataType::Float64)?;
