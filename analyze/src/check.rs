@@ -14,7 +14,7 @@ use toml::Spanned;
 use crate::cli::{parse_duration, Selection, DIFF_KEYS};
 use crate::measures;
 use crate::metrics::by::By;
-use crate::metrics::distribution;
+use crate::metrics::{distribution, Ctx};
 use crate::output::{collect, Format, Frame, Report, TIME};
 use crate::Outcome;
 
@@ -236,10 +236,11 @@ fn is_count(metric: &str) -> bool {
 }
 
 /// The violations of one rule: line, rule, key, time (per interval only), value, limit.
-fn violations(rule: &Rule, args: &CheckArgs) -> Result<(LazyFrame, u64)> {
-    let mut selection = args.selection.clone();
-    selection.comms.extend(rule.comm.clone());
-    let ctx = crate::open(&args.inputs, &selection, rule.by)?;
+fn violations(rule: &Rule, args: &CheckArgs, trace: &Ctx) -> Result<LazyFrame> {
+    // The trace opened (and checked) once; each rule its own split and comm.
+    let mut filters = trace.filters.clone();
+    filters.comms.extend(rule.comm.clone());
+    let ctx = Ctx { by: rule.by, filters, ..trace.clone() };
     let keys = measures::keys(rule.by);
     let key_text = keys
         .iter()
@@ -285,7 +286,6 @@ fn violations(rule: &Rule, args: &CheckArgs) -> Result<(LazyFrame, u64)> {
             ])
         }
     };
-    let (lost, _) = ctx.lost_events();
     let broken = rows.filter(col("value").gt(lit(rule.limit))).select([
         lit(rule.line as u64).alias("line"),
         lit(rule.text()).alias("rule"),
@@ -294,18 +294,18 @@ fn violations(rule: &Rule, args: &CheckArgs) -> Result<(LazyFrame, u64)> {
         col("value"),
         lit(rule.limit).alias("limit"),
     ]);
-    Ok((broken, lost))
+    Ok(broken)
 }
 
 pub fn run(args: &CheckArgs, out: &mut dyn Write) -> Result<Outcome> {
     let rules = parse_rules(&args.rules)?;
+    let trace = crate::open(&args.inputs, &args.selection, By::Comm)?;
     let mut found = Vec::new();
-    let mut lost = 0;
     for rule in &rules {
-        let (v, l) = violations(rule, args)?;
+        let v = violations(rule, args, &trace)?;
         found.push(collect(v.sort_by_exprs([col("key"), col(TIME)], SortMultipleOptions::default()))?);
-        lost = l;
     }
+    let (lost, _) = trace.lost_events();
     let all = concat(found.iter().map(|d| d.clone().lazy()).collect::<Vec<_>>(), UnionArgs::default())?;
     let all = collect(all)?;
     let n = all.height();

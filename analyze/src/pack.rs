@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::input::bundle;
 use crate::input::manifest::sha256_file;
+use crate::metrics::by::By;
 use crate::redact::{Name, RedactArgs};
 use crate::Outcome;
 
@@ -83,15 +84,11 @@ pub fn run(args: &PackArgs, out: &mut dyn Write) -> Result<Outcome> {
             }
         }
     }
-    let trace = crate::input::Trace::open(std::slice::from_ref(&segments_dir))?;
+    // What goes into the archive, opened once: for the report and the manifest.
+    let ctx = crate::open(std::slice::from_ref(&segments_dir), &Default::default(), By::Pid)?;
+    let trace = &ctx.trace;
     let report = work.path().join("report.html");
-    let rargs = crate::report::ReportArgs {
-        inputs: vec![segments_dir.clone()],
-        output: report.clone(),
-        selection: crate::cli::Selection::default(),
-        top: 8,
-    };
-    crate::report::run(&rargs, &mut sink)?;
+    crate::report::write(&ctx, 8, &report)?;
 
     let mut files = Vec::new();
     let mut names: Vec<PathBuf> = std::fs::read_dir(&segments_dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();

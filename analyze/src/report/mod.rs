@@ -9,7 +9,7 @@ mod html;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -89,7 +89,7 @@ fn text_of(df: &DataFrame, cols: &[&str]) -> PolarsResult<impl Fn(usize) -> Stri
     Ok(move |i: usize| t.iter().map(|c| c[i].clone().unwrap_or_else(|| "?".into())).collect::<Vec<_>>().join(" "))
 }
 
-fn render(ctx: &Ctx, args: &ReportArgs) -> Result<String> {
+fn render(ctx: &Ctx, top: usize) -> Result<String> {
     let interval = interval_of(ctx);
     let t0 = ctx.filters.from_ns.unwrap_or_else(|| ctx.trace.start_ns());
     let per = ctx.interval_label(interval);
@@ -114,12 +114,12 @@ fn render(ctx: &Ctx, args: &ReportArgs) -> Result<String> {
     }
 
     // NetIO per process.
-    let top = Some(args.top);
+    let keep = Some(top);
     let io = Ctx { by: By::Pid, ..ctx.clone() };
-    let mut net = netio::run(&io, &netio::NetioArgs { interval_ns: interval, top })?;
+    let mut net = netio::run(&io, &netio::NetioArgs { interval_ns: interval, top: keep })?;
     let totals = collect(net.frames.remove(1).data)?;
     let per_second = collect(net.frames.remove(0).data)?;
-    body.push_str(&format!("<h2>NetIO per {per}, the {} busiest processes</h2>", args.top));
+    body.push_str(&format!("<h2>NetIO per {per}, the {} busiest processes</h2>", top));
     let name = text_of(&per_second, &["pid", "comm", "protocol"])?;
     for (value, what) in [("sent_bytes", "Bytes sent"), ("recv_bytes", "Bytes consumed")] {
         let svg = charts::lines(&format!("{what} per {per}"), "bytes", &series(&per_second, &name, value, t0)?)?;
@@ -175,19 +175,26 @@ fn render(ctx: &Ctx, args: &ReportArgs) -> Result<String> {
     }
     let hosts: Vec<&str> = {
         let mut h: Vec<&str> = ctx.trace.segments.iter().map(|s| s.host.as_str()).collect();
+        h.sort();
         h.dedup();
         h
     };
     Ok(html::page(&format!("netrec report: {}", hosts.join(", ")), &body))
 }
 
+/// The report of an opened trace, written to `output`; its size in bytes.
+pub fn write(ctx: &Ctx, top: usize, output: &Path) -> Result<usize> {
+    let page = render(ctx, top)?;
+    // Written beside and renamed: an existing report is replaced whole or not at all.
+    let tmp = output.with_extension("html.partial");
+    std::fs::write(&tmp, page.as_bytes()).with_context(|| format!("-o {}: cannot write", output.display()))?;
+    std::fs::rename(&tmp, output).with_context(|| format!("-o {}: cannot write", output.display()))?;
+    Ok(page.len())
+}
+
 pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome> {
     let ctx = crate::open(&args.inputs, &args.selection, By::Pid)?;
-    let page = render(&ctx, args)?;
-    // Written beside and renamed: an existing report is replaced whole or not at all.
-    let tmp = args.output.with_extension("html.partial");
-    std::fs::write(&tmp, page.as_bytes()).with_context(|| format!("-o {}: cannot write", args.output.display()))?;
-    std::fs::rename(&tmp, &args.output).with_context(|| format!("-o {}: cannot write", args.output.display()))?;
-    writeln!(out, "netrec-analyze: wrote {} ({} bytes)", args.output.display(), page.len())?;
+    let bytes = write(&ctx, args.top, &args.output)?;
+    writeln!(out, "netrec-analyze: wrote {} ({bytes} bytes)", args.output.display())?;
     Ok(Outcome::Ok)
 }
