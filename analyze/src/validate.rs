@@ -96,7 +96,7 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> Result<Outcome> {
     for path in &found.segments {
         let name = shown(path);
         let checksum = match listed.get(path) {
-            Some((_, entry)) => match manifest::mismatch(path, entry)? {
+            Some((_, entry)) => match manifest::mismatch(path, entry.bytes, &entry.sha256)? {
                 None => "ok",
                 Some(why) => {
                     problems.add("checksum", &name, why);
@@ -151,23 +151,13 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> Result<Outcome> {
             else {
                 continue;
             };
-            let entry = netrec_schema::manifest::SegmentEntry {
-                file: file.to_string(),
-                index: 0,
-                bytes,
-                sha256: sha.to_string(),
-                start: String::new(),
-                end: String::new(),
-                events: 0,
-                lost_events: 0,
-            };
             let p = dir.path().join(file);
             if listed.contains_key(&p) {
                 continue; // a segment: checked against its capture's manifest above
             }
             if !p.exists() {
                 problems.add("missing", file, "listed in the bundle's manifest.json");
-            } else if let Some(why) = manifest::mismatch(&p, &entry)? {
+            } else if let Some(why) = manifest::mismatch(&p, bytes, sha)? {
                 problems.add("checksum", file, why);
             }
         }

@@ -81,14 +81,14 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Why a segment does not match its manifest entry; None when it does.
-pub fn mismatch(path: &Path, entry: &SegmentEntry) -> Result<Option<String>, InputError> {
+/// Why a file does not have the size and sha256 a manifest lists; None when it does.
+pub fn mismatch(path: &Path, bytes: u64, sha256: &str) -> Result<Option<String>, InputError> {
     let size = std::fs::metadata(path).map_err(|e| InputError::Io(path.to_path_buf(), e))?.len();
-    if size != entry.bytes {
-        return Ok(Some(format!("{size} bytes, its manifest says {}", entry.bytes)));
+    if size != bytes {
+        return Ok(Some(format!("{size} bytes, its manifest says {bytes}")));
     }
     let sha = sha256_file(path).map_err(|e| InputError::Io(path.to_path_buf(), e))?;
-    Ok((sha != entry.sha256).then(|| format!("sha256 {sha}, its manifest says {}", entry.sha256)))
+    Ok((sha != sha256).then(|| format!("sha256 {sha}, its manifest says {sha256}")))
 }
 
 /// Every segment a manifest lists matches it (both cores hash at once).
@@ -108,7 +108,7 @@ pub fn verify(segments: &[PathBuf]) -> Result<(), InputError> {
             .map(|part| {
                 s.spawn(move || {
                     for (path, entry) in part {
-                        if let Some(why) = mismatch(path, entry)? {
+                        if let Some(why) = mismatch(path, entry.bytes, &entry.sha256)? {
                             return Err(InputError::Checksum(path.to_path_buf(), why));
                         }
                     }

@@ -105,19 +105,30 @@ fn bad(path: &Path, why: impl Into<String>) -> InputError {
     InputError::NotSegment(path.to_path_buf(), why.into())
 }
 
-/// Reads and checks the footer of one segment.
-pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
+/// A Parquet file's reader and its key-value metadata.
+fn open(path: &Path) -> Result<(ParquetReader<File>, BTreeMap<String, String>), InputError> {
     let file = File::open(path).map_err(|e| InputError::Io(path.to_path_buf(), e))?;
     let mut reader = ParquetReader::new(file);
     let meta = reader.get_metadata().map_err(|e| {
         let msg = e.to_string();
         InputError::NotParquet(path.to_path_buf(), msg.lines().next().unwrap_or("unreadable").to_string())
     })?;
-    let kv: BTreeMap<String, String> = meta
+    let kv = meta
         .key_value_metadata()
         .as_ref()
         .map(|kvs| kvs.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
         .unwrap_or_default();
+    Ok((reader, kv))
+}
+
+/// Every key-value pair of a segment's footer, as written.
+pub fn key_values(path: &Path) -> Result<BTreeMap<String, String>, InputError> {
+    open(path).map(|(_, kv)| kv)
+}
+
+/// Reads and checks the footer of one segment.
+pub fn read(path: &Path) -> Result<SegmentInfo, InputError> {
+    let (mut reader, kv) = open(path)?;
     let get = |k: &str| kv.get(k).cloned().ok_or_else(|| bad(path, format!("no {k} in its metadata")));
     let version: u32 = kv
         .get(meta::SCHEMA_VERSION)

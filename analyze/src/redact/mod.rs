@@ -23,7 +23,7 @@ pub use cryptopan::CryptoPan;
 use names::Names;
 
 use crate::input::manifest::sha256_file;
-use crate::input::Trace;
+use crate::input::{segment, Trace};
 use crate::Outcome;
 
 pub const HELP: &str = "\
@@ -232,19 +232,6 @@ impl Redactor {
     }
 }
 
-/// The raw key-value metadata of a segment.
-fn key_values(path: &Path) -> Result<BTreeMap<String, String>> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let meta =
-        anyhow::Context::with_context(ParquetReader::new(file).get_metadata(), || format!("{}", path.display()))?
-            .clone();
-    Ok(meta
-        .key_value_metadata()
-        .as_ref()
-        .map(|kvs| kvs.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
-        .unwrap_or_default())
-}
-
 /// `netrec-<host>-<rest>` with the host replaced.
 fn renamed(file: &str, host: &str, new_host: &str) -> String {
     match file.strip_prefix(&format!("netrec-{host}-")) {
@@ -284,7 +271,7 @@ pub fn run(args: &RedactArgs, out: &mut dyn Write) -> Result<Outcome> {
             r.column(&mut df, "comm", Some(Name::Comm))?;
             r.column(&mut df, "filename", Some(Name::Filename))?;
             r.column(&mut df, "cgroup", Some(Name::Cgroup))?;
-            let kv = r.metadata(&key_values(&seg.path)?)?;
+            let kv = r.metadata(&segment::key_values(&seg.path)?)?;
             let new_host = r.name(Name::Hostname, &seg.host);
             let file = seg.path.file_name().and_then(|n| n.to_str()).unwrap_or("segment.parquet");
             let target = partial.join(renamed(file, &seg.host, &new_host));
@@ -366,7 +353,7 @@ fn check_nothing_left(files: &[PathBuf], r: &Redactor) -> Result<()> {
     let long: Vec<&&String> = originals.iter().filter(|o| o.len() >= 4).collect();
     for f in files {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let mut texts: Vec<String> = key_values(f)?.into_values().collect();
+        let mut texts: Vec<String> = segment::key_values(f)?.into_values().collect();
         texts.push(name.to_string());
         for t in &texts {
             if let Some(o) = long.iter().find(|o| t.contains(o.as_str())) {
