@@ -106,7 +106,7 @@ pub fn per_call(totals: LazyFrame, keys: &[&str], probe: &str) -> LazyFrame {
     out.push((col("metric") + lit(format!(" per {probe}"))).alias("metric"));
     out.push((col("value") / col("per_calls")).alias("value"));
     out.push(col("per_calls"));
-    distribution::join(numerators, denominators, keys, JoinType::Inner).select(out)
+    crate::metrics::join(numerators, denominators, keys, JoinType::Inner).select(out)
 }
 
 /// Latency samples per key: keys, metric, us, n.

@@ -134,7 +134,7 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> Result<Outcome> {
     let summary =
         collect(rows.clone().lazy().group_by([col("verdict")]).agg([len().cast(DataType::UInt64).alias("rows")]))?;
     let order = DataFrame::new_infer_height(vec![Column::new("verdict".into(), VERDICTS.to_vec())])?;
-    let summary = distribution::join(order.lazy(), summary.lazy(), &["verdict"], JoinType::Left)
+    let summary = crate::metrics::join(order.lazy(), summary.lazy(), &["verdict"], JoinType::Left)
         .filter(col("rows").is_not_null());
 
     let mut report = Report {

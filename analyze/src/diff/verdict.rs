@@ -5,7 +5,6 @@ use polars::prelude::*;
 use super::stats;
 use super::DiffArgs;
 use crate::measures;
-use crate::metrics::distribution;
 use crate::output::collect;
 
 /// Every verdict, worst first: the order rows are listed in.
@@ -91,7 +90,7 @@ pub fn counts(base: &DataFrame, cand: &DataFrame, on: &[&str], args: &DiffArgs) 
         select.push(col("per_calls").alias(format!("{name}_calls")));
         df.clone().lazy().select(select)
     };
-    let joined = collect(distribution::join(side(base, "base"), side(cand, "candidate"), on, JoinType::Full))?;
+    let joined = collect(crate::metrics::join(side(base, "base"), side(cand, "candidate"), on, JoinType::Full))?;
     let share = shares(joined.column("metric")?.str()?, &args.thresholds);
     let metrics: Vec<String> =
         joined.column("metric")?.str()?.iter().map(|m| m.unwrap_or_default().to_string()).collect();
@@ -143,7 +142,7 @@ fn summarized(counts: &DataFrame, keys: &[&str], prefix: &str) -> PolarsResult<L
     ] {
         select.push(col(from).alias(format!("{prefix}_{to}")));
     }
-    Ok(distribution::join(stats, lists, &group, JoinType::Inner).select(select))
+    Ok(crate::metrics::join(stats, lists, &group, JoinType::Inner).select(select))
 }
 
 /// Per row of `df`, the U test's p-value of its base and candidate samples.
@@ -178,8 +177,12 @@ fn p_values(df: &DataFrame) -> PolarsResult<Vec<Option<f64>>> {
 pub fn latency(base: &DataFrame, cand: &DataFrame, keys: &[&str], args: &DiffArgs) -> PolarsResult<LazyFrame> {
     let mut on: Vec<&str> = keys.to_vec();
     on.push("metric");
-    let joined =
-        distribution::join(summarized(base, keys, "base")?, summarized(cand, keys, "candidate")?, &on, JoinType::Full);
+    let joined = crate::metrics::join(
+        summarized(base, keys, "base")?,
+        summarized(cand, keys, "candidate")?,
+        &on,
+        JoinType::Full,
+    );
     let mut df = collect(joined)?;
     let p = p_values(&df)?;
     let share = shares(df.column("metric")?.str()?, &args.thresholds);

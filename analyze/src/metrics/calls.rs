@@ -5,7 +5,7 @@
 use polars::prelude::*;
 
 use super::by::By;
-use super::{as_time, distribution, Ctx};
+use super::{as_time, Ctx};
 use crate::output::{collect, Frame, Report, TIME};
 
 /// The shown key of a row: probe, then the --by columns.
@@ -68,14 +68,14 @@ pub fn per_interval(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<LazyFrame> {
         }
     }
     let procs = calls.filter(col("pid").is_not_null()).select(by(&proc_cols)).unique(None, UniqueKeepStrategy::Any);
-    let opens = distribution::join(procs, opens_plan(ctx, interval_ns)?, &["host", "pid"], JoinType::Inner)
+    let opens = super::join(procs, opens_plan(ctx, interval_ns)?, &["host", "pid"], JoinType::Inner)
         .group_by(by(&group))
         .agg([col("opens").sum().alias("tcp_opens")]);
 
     let mut select = vec![as_time()];
     select.extend(shown.iter().map(|c| col(*c)));
     select.extend(["calls", "unfinished", "tcp_opens"].map(|c| col(c).fill_null(lit(0u64))));
-    Ok(distribution::join(per_key, opens, &group, JoinType::Full)
+    Ok(super::join(per_key, opens, &group, JoinType::Full)
         .select(select)
         .sort_by_exprs(by(&group), SortMultipleOptions::default()))
 }

@@ -119,7 +119,7 @@ pub fn lifetimes(ctx: &Ctx, conns: LazyFrame) -> LazyFrame {
     let mut select = vec![col("metric"), col("count").fill_null(lit(0u64)), col("still_open")];
     select.extend(distribution::PERCENTILES.iter().map(|(_, c)| col(*c)));
     select.extend([col("max_us"), col("buckets")]);
-    distribution::join(still_open, summary, &["metric"], JoinType::Left).select(select)
+    super::join(still_open, summary, &["metric"], JoinType::Left).select(select)
 }
 
 /// The state rows of the selected connections, read once: the per-interval

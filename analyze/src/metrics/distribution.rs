@@ -4,18 +4,10 @@
 
 use polars::prelude::*;
 
+use super::join;
+
 /// The percentiles every distribution reports, in per mille, and their columns.
 pub const PERCENTILES: [(u64, &str); 4] = [(500, "p50_us"), (900, "p90_us"), (990, "p99_us"), (999, "p999_us")];
-
-fn nulls_equal(how: JoinType) -> JoinArgs {
-    JoinArgs { nulls_equal: true, ..JoinArgs::new(how) }
-}
-
-/// Joins on `on`, a null key matching a null key (a row with no comm, a call with no probe).
-pub fn join(left: LazyFrame, right: LazyFrame, on: &[&str], how: JoinType) -> LazyFrame {
-    let on: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
-    left.join(right, on.clone(), on, nulls_equal(how).with_coalesce(JoinCoalesce::CoalesceColumns))
-}
 
 /// `samples` (the `group` columns, `us` and its weight `n`) reduced to one
 /// row per group and distinct value.

@@ -9,7 +9,7 @@ pub mod info;
 pub mod latency;
 pub mod netio;
 
-use polars::prelude::{col, lit, DataType, Expr, TimeUnit};
+use polars::prelude::{col, lit, DataType, Expr, JoinArgs, JoinCoalesce, JoinType, LazyFrame, TimeUnit};
 
 use crate::input::Trace;
 use crate::output::TIME;
@@ -19,6 +19,13 @@ use by::By;
 /// The `time` column, in ns: the start of the interval each event's ts_ns falls in.
 pub fn interval_start(interval_ns: i64) -> Expr {
     ((col("ts_ns") / lit(interval_ns)) * lit(interval_ns)).alias(TIME)
+}
+
+/// Joins on `on`, a null key matching a null key (a row with no comm, a call with no probe).
+pub fn join(left: LazyFrame, right: LazyFrame, on: &[&str], how: JoinType) -> LazyFrame {
+    let on: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
+    let args = JoinArgs { nulls_equal: true, ..JoinArgs::new(how) }.with_coalesce(JoinCoalesce::CoalesceColumns);
+    left.join(right, on.clone(), on, args)
 }
 
 /// The `time` column as the timestamp it is (UTC), for output.

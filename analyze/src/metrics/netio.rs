@@ -2,7 +2,7 @@
 
 use polars::prelude::*;
 
-use super::{as_time, distribution, Ctx};
+use super::{as_time, Ctx};
 use crate::output::{collect, Frame, Report, TIME};
 
 pub struct NetioArgs {
@@ -93,7 +93,7 @@ pub fn run(ctx: &Ctx, args: &NetioArgs) -> anyhow::Result<Report> {
     select.extend(shown.iter().map(|c| col(*c)));
     select.extend([col("sent_bytes"), col("recv_bytes")]);
     let kept = match args.top {
-        Some(_) => distribution::join(rows, ranked.clone().select(by_name_exprs(&shown)), &shown, JoinType::Semi),
+        Some(_) => super::join(rows, ranked.clone().select(by_name_exprs(&shown)), &shown, JoinType::Semi),
         None => rows,
     };
     // (time, keys, protocol) is unique per row: ties go by it, without
