@@ -206,7 +206,6 @@ mod tests {
         const MUTATIONS: usize = 1500;
         let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples");
         let dir = tempfile::tempdir().unwrap();
-        let seg = dir.path().join("seg.parquet");
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move |n: usize| {
             rng ^= rng << 13;
@@ -226,9 +225,14 @@ mod tests {
                 for _ in 0..1 + next(4) {
                     bytes[pages.start + next(pages.len())] = next(256) as u8;
                 }
+                // A new file each time, the last one unlinked: a file polars may
+                // still have mapped is never truncated under it (SIGBUS).
+                let name = format!("seg-{sample}-{i}.parquet");
+                let seg = dir.path().join(&name);
                 std::fs::write(&seg, &bytes).unwrap();
                 let cmd = ["netio", "churn", "latency", "calls", "info", "diff"][i % 6];
-                let path = seg.to_str().unwrap();
+                let path = seg.to_str().unwrap().to_string();
+                let path = path.as_str();
                 let args = match cmd {
                     "diff" => vec!["netrec-analyze", cmd, path, path, "--format", "json"],
                     _ => vec!["netrec-analyze", cmd, path, "--format", "json"],
@@ -244,10 +248,11 @@ mod tests {
                     .unwrap_or_else(|_| panic!("{sample} #{i} ({cmd}) did not finish in 60 s"));
                 if let Err(e) = result {
                     let line = format!("{e:#}");
-                    assert!(!line.contains('\n') && line.contains("seg.parquet"), "{sample} #{i} ({cmd}): {line}");
+                    assert!(!line.contains('\n') && line.contains(&name), "{sample} #{i} ({cmd}): {line}");
                     failed += 1;
                     damaged += line.contains("damaged segment") as usize;
                 }
+                std::fs::remove_file(&seg).unwrap();
             }
         }
         eprintln!("{failed} of {} runs failed, {damaged} of them naming a damaged segment", 2 * MUTATIONS);
