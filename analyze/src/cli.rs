@@ -24,6 +24,8 @@ Examples:
   netrec-analyze check candidate/ --rules netrec-rules.toml                          # CI budgets
   netrec-analyze pack /var/tmp/netrec -o ticket.tar --key-file key --new-key        # for a support ticket
   netrec-analyze report ticket.tar -o report.html                                   # open offline
+  netrec-analyze replay samples/nginx-keepalive --kind state                        # event by event
+  netrec-analyze replay --follow /var/tmp/netrec --view netio                       # a running capture
 
 Inputs are segment files, directories (searched recursively) or globs.
 Exit status: 0 success; 1 --strict found lost events, diff found a regression,
@@ -97,6 +99,10 @@ pub enum Command {
     /// Write one self-contained HTML report of a trace, to open offline in any browser
     #[command(after_help = crate::report::HELP)]
     Report(crate::report::ReportArgs),
+    /// Every event in time order, one line each (or per-second views), at the recorded pace if asked;
+    /// --follow a capture still running
+    #[command(after_help = crate::replay::HELP)]
+    Replay(crate::replay::ReplayArgs),
     /// Pack a trace (redacted if asked), its report and a manifest into one archive for a ticket
     #[command(after_help = crate::pack::HELP)]
     Pack(crate::pack::PackArgs),
@@ -132,6 +138,7 @@ impl Command {
             Command::Redact(r) => r.inputs.clone(),
             Command::Report(r) => r.inputs.clone(),
             Command::Pack(p) => p.inputs.clone(),
+            Command::Replay(r) => r.inputs.iter().cloned().chain(r.follow.clone()).collect(),
         }
     }
 }

@@ -10,6 +10,7 @@ mod output;
 mod pack;
 mod query;
 mod redact;
+mod replay;
 mod report;
 mod validate;
 
@@ -111,6 +112,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
         Command::Redact(args) => redact::run(&args, out),
         Command::Report(args) => report::run(&args, out),
         Command::Pack(args) => pack::run(&args, out),
+        Command::Replay(args) => replay::run(&args, out),
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use chrono::DateTime;
+use netrec_schema::printout::{self, NetioRow};
 
 use crate::abi::Kind;
 use crate::segment::batch::DataRow;
@@ -41,7 +42,7 @@ impl Live {
     /// Prints the totals of every second before `settled` (a wall-clock second).
     pub fn tick(&mut self, settled: i64, out: &mut impl Write) -> std::io::Result<()> {
         if !std::mem::replace(&mut self.header, true) {
-            writeln!(out, "{:<10} {:>8} {:<16} {:>14} {:>14}", "TIME", "PID", "COMM", "SENT_BYTES", "RECV_BYTES")?;
+            printout::netio_header(out)?;
         }
         let later = self.seconds.split_off(&settled);
         let done = std::mem::replace(&mut self.seconds, later);
@@ -51,11 +52,9 @@ impl Live {
         for (second, per_pid) in done {
             let label =
                 DateTime::from_timestamp(second, 0).map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default();
-            let mut rows: Vec<_> = per_pid.into_iter().collect();
-            rows.sort_by(|a, b| (b.1.sent + b.1.recv).cmp(&(a.1.sent + a.1.recv)).then(a.0.cmp(&b.0)));
-            for (pid, t) in rows {
-                writeln!(out, "{label:<10} {pid:>8} {:<16} {:>14} {:>14}", t.comm, t.sent, t.recv)?;
-            }
+            let mut rows: Vec<NetioRow> =
+                per_pid.iter().map(|(&pid, t)| NetioRow { pid, comm: &t.comm, sent: t.sent, recv: t.recv }).collect();
+            printout::netio_second(out, &label, &mut rows)?;
         }
         out.flush()
     }

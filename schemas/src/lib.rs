@@ -7,6 +7,7 @@
 pub mod manifest;
 #[cfg(feature = "parquet")]
 pub mod parquet;
+pub mod printout;
 
 use std::sync::OnceLock;
 

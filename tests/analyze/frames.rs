@@ -108,6 +108,8 @@ pub struct SegmentSpec<'a> {
     pub cost: Option<(u64, u64, u64, &'a str)>,
     /// Version 4: netrec.data and netrec.data_switches (JSON).
     pub data: Option<(&'a str, &'a str)>,
+    /// Row groups the rows are split into, in order (the capture starts one every 2^20 rows).
+    pub row_groups: usize,
 }
 
 impl Default for SegmentSpec<'_> {
@@ -122,6 +124,7 @@ impl Default for SegmentSpec<'_> {
             schema_version: 1,
             cost: None,
             data: None,
+            row_groups: 1,
         }
     }
 }
@@ -224,7 +227,11 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec, events: &[Ev]) -> PathBuf {
     let path = dir.join(files::segment_name(&stem, spec.index));
     let props = writer_properties(Encoding::default(), "netrec-analyze tests");
     let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), Some(props)).unwrap();
-    w.write(&batch).unwrap();
+    let per_group = batch.num_rows().div_ceil(spec.row_groups.max(1)).max(1);
+    for start in (0..batch.num_rows()).step_by(per_group) {
+        w.write(&batch.slice(start, per_group.min(batch.num_rows() - start))).unwrap();
+        w.flush().unwrap();
+    }
     let kv = [
         (meta::SCHEMA_VERSION, spec.schema_version.to_string()),
         (meta::VERSION, "0.1.0".into()),

@@ -5,6 +5,7 @@ mod bench;
 mod frames;
 mod gate;
 mod redact;
+mod replay;
 mod report;
 mod samples;
 mod validate;

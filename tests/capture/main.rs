@@ -8,6 +8,7 @@ mod data;
 mod databases;
 mod gate;
 mod prefork;
+mod replay;
 mod servers;
 mod support;
 mod ticket;

@@ -11,9 +11,9 @@ pub struct ChurnArgs {
 }
 
 /// Transitions into CLOSE that mean an abort (RST sent or received), not a FIN exchange.
-const ABORT_FROM: [&str; 4] = ["ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT1", "SYN_RECV"];
+pub const ABORT_FROM: [&str; 4] = ["ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT1", "SYN_RECV"];
 /// Transitions into CLOSE of a connection that had been established.
-const CLOSED_FROM: [&str; 7] =
+pub const CLOSED_FROM: [&str; 7] =
     ["ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT"];
 
 fn one_of(column: &str, states: &[&str]) -> Expr {
