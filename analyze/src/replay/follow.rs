@@ -57,6 +57,8 @@ pub fn run(args: &ReplayArgs, dir: &Path, out: &mut dyn Write) -> Result<crate::
     }
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The first ends the follow after the segment in hand; a second, at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, interrupted.clone())?;
         signal_hook::flag::register(signal, interrupted.clone())?;
     }
     let mut seen: HashSet<PathBuf> = HashSet::new();

@@ -69,17 +69,10 @@ impl Sink for JsonLines {
             }
         }
         b.extend_from_slice(b"}\n");
-        if b.len() >= 1 << 16 {
-            out.write_all(b)?;
-            b.clear();
-        }
-        Ok(())
+        super::spill(b, out, false)
     }
 
     fn flush(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
-        out.write_all(&self.buf)?;
-        self.buf.clear();
-        out.flush()?;
-        Ok(())
+        super::spill(&mut self.buf, out, true)
     }
 }

@@ -46,6 +46,14 @@ fn endpoint(buf: &mut Vec<u8>, addr: Option<&str>, port: Option<u16>) {
     }
 }
 
+fn ppid(buf: &mut Vec<u8>, r: &Rows, i: usize) {
+    buf.extend_from_slice(b"ppid ");
+    match at(r.ppid, i) {
+        Some(p) => num(buf, p),
+        None => buf.push(b'-'),
+    }
+}
+
 /// 1.234 ms, 56.7 us, 812 ns: four significant digits at most.
 pub fn duration(buf: &mut Vec<u8>, ns: u64) {
     let (unit, scale) = match ns {
@@ -100,20 +108,12 @@ impl Lines {
                 }
             }
             "exec" => {
-                b.extend_from_slice(b"ppid ");
-                match at(r.ppid, i) {
-                    Some(p) => num(b, p),
-                    None => b.push(b'-'),
-                }
+                ppid(b, r, i);
                 b.push(b' ');
                 text(b, at(r.filename, i));
             }
             "exit" => {
-                b.extend_from_slice(b"ppid ");
-                match at(r.ppid, i) {
-                    Some(p) => num(b, p),
-                    None => b.push(b'-'),
-                }
+                ppid(b, r, i);
                 match at(r.exit_status, i) {
                     Some(s) if s & 0x7f != 0 => {
                         b.extend_from_slice(b" killed by signal ");
@@ -197,18 +197,11 @@ impl Sink for Lines {
             self.buf.pop();
         }
         self.buf.push(b'\n');
-        if self.buf.len() >= 1 << 16 {
-            out.write_all(&self.buf)?;
-            self.buf.clear();
-        }
-        Ok(())
+        super::spill(&mut self.buf, out, false)
     }
 
     fn flush(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
-        out.write_all(&self.buf)?;
-        self.buf.clear();
-        out.flush()?;
-        Ok(())
+        super::spill(&mut self.buf, out, true)
     }
 }
 

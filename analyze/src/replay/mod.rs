@@ -108,6 +108,18 @@ pub trait Sink {
     }
 }
 
+/// Writes `buf` out once it holds 64 KiB, or everything (and flushes) when `all`.
+fn spill(buf: &mut Vec<u8>, out: &mut dyn Write, all: bool) -> Result<()> {
+    if all || buf.len() >= 1 << 16 {
+        out.write_all(buf)?;
+        buf.clear();
+    }
+    if all {
+        out.flush()?;
+    }
+    Ok(())
+}
+
 /// Hands each chunk's rows to the sink, waiting for each at `--speed`.
 pub struct Player {
     sink: Box<dyn Sink>,
@@ -178,15 +190,18 @@ impl ReplayArgs {
         let sink: Box<dyn Sink> = match self.view {
             None if json => Box::new(json::JsonLines::new()),
             None => Box::new(line::Lines::new(self.local, hosts)),
-            Some(View::Netio) => Box::new(view::NetioView::new(self.local, json, settle_ns)),
-            Some(View::Churn) => Box::new(view::ChurnView::new(
-                self.local,
-                json,
-                settle_ns.max(SECOND),
-                self.short.as_nanos().min(i64::MAX as u128) as i64,
-                filters.pids.clone(),
-                filters.comms.clone(),
-            )),
+            Some(View::Netio) => Box::new(view::Printed { view: view::NetioView::new(self.local, json), settle_ns }),
+            Some(View::Churn) => Box::new(view::Printed {
+                view: view::ChurnView::new(
+                    self.local,
+                    json,
+                    self.short.as_nanos().min(i64::MAX as u128) as i64,
+                    filters.pids.clone(),
+                    filters.comms.clone(),
+                ),
+                // Handshake rows wait this long for their accept.
+                settle_ns: settle_ns.max(SECOND),
+            }),
         };
         Player { sink, pacer: pace::Pacer::new(self.speed), second: i64::MIN }
     }

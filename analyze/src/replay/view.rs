@@ -14,6 +14,42 @@ use crate::metrics::churn::{ABORT_FROM, CLOSED_FROM};
 
 const SECOND: i64 = 1_000_000_000;
 
+/// A view: rows added in time order, seconds printed once settled.
+pub trait PerSecond {
+    fn add(&mut self, r: &Rows, i: usize);
+    /// Prints every second before `end_second`.
+    fn print_until(&mut self, end_second: i64, out: &mut dyn Write) -> anyhow::Result<()>;
+}
+
+/// A view as a sink: a second is printed once trace time is `settle_ns` past its end.
+pub struct Printed<V> {
+    pub view: V,
+    pub settle_ns: i64,
+}
+
+impl<V: PerSecond> Sink for Printed<V> {
+    fn row(&mut self, r: &Rows, i: usize, _out: &mut dyn Write) -> anyhow::Result<()> {
+        self.view.add(r, i);
+        Ok(())
+    }
+
+    fn advance(&mut self, now_ns: i64, out: &mut dyn Write) -> anyhow::Result<()> {
+        self.view.print_until((now_ns - self.settle_ns).div_euclid(SECOND), out)?;
+        out.flush()?;
+        Ok(())
+    }
+
+    fn flush(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
+        out.flush()?;
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
+        self.view.print_until(i64::MAX, out)?;
+        self.flush(out)
+    }
+}
+
 /// A second as JSON writes it: RFC 3339 to the second, as `netio` and `churn` do.
 fn second_json(clock: &mut Clock, second: i64) -> String {
     clock.second_text(second)
@@ -24,14 +60,13 @@ fn second_json(clock: &mut Clock, second: i64) -> String {
 pub struct NetioView {
     clock: Clock,
     json: bool,
-    settle_ns: i64,
     header: bool,
     seconds: BTreeMap<i64, BTreeMap<u32, (String, u64, u64)>>,
 }
 
 impl NetioView {
-    pub fn new(local: bool, json: bool, settle_ns: i64) -> NetioView {
-        NetioView { clock: Clock::new(local), json, settle_ns, header: false, seconds: BTreeMap::new() }
+    pub fn new(local: bool, json: bool) -> NetioView {
+        NetioView { clock: Clock::new(local), json, header: false, seconds: BTreeMap::new() }
     }
 
     fn print_until(&mut self, end_second: i64, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -59,13 +94,17 @@ impl NetioView {
     }
 }
 
-impl Sink for NetioView {
-    fn row(&mut self, r: &Rows, i: usize, _out: &mut dyn Write) -> anyhow::Result<()> {
-        let Some(pid) = at(r.pid, i) else { return Ok(()) };
+impl PerSecond for NetioView {
+    fn print_until(&mut self, end_second: i64, out: &mut dyn Write) -> anyhow::Result<()> {
+        self.print_until(end_second, out)
+    }
+
+    fn add(&mut self, r: &Rows, i: usize) {
+        let Some(pid) = at(r.pid, i) else { return };
         let send = match at(r.kind, i) {
             Some("send") => true,
             Some("recv") => false,
-            _ => return Ok(()),
+            _ => return,
         };
         let bytes = at(r.bytes, i).unwrap_or(0);
         let entry = self.seconds.entry(r.ts[i].div_euclid(SECOND)).or_default().entry(pid).or_default();
@@ -77,23 +116,6 @@ impl Sink for NetioView {
         } else {
             entry.2 += bytes;
         }
-        Ok(())
-    }
-
-    fn advance(&mut self, now_ns: i64, out: &mut dyn Write) -> anyhow::Result<()> {
-        self.print_until((now_ns - self.settle_ns).div_euclid(SECOND), out)?;
-        out.flush()?;
-        Ok(())
-    }
-
-    fn flush(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
-        out.flush()?;
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
-        self.print_until(i64::MAX, out)?;
-        self.flush(out)
     }
 }
 
@@ -143,7 +165,6 @@ struct Conn {
 pub struct ChurnView {
     clock: Clock,
     json: bool,
-    settle_ns: i64,
     short_ns: i64,
     header: bool,
     /// Per second, per pid: its comm (the first seen) and counts.
@@ -156,18 +177,10 @@ pub struct ChurnView {
 }
 
 impl ChurnView {
-    pub fn new(
-        local: bool,
-        json: bool,
-        settle_ns: i64,
-        short_ns: i64,
-        pids: Vec<u32>,
-        comms: Vec<String>,
-    ) -> ChurnView {
+    pub fn new(local: bool, json: bool, short_ns: i64, pids: Vec<u32>, comms: Vec<String>) -> ChurnView {
         ChurnView {
             clock: Clock::new(local),
             json,
-            settle_ns,
             short_ns,
             header: false,
             seconds: BTreeMap::new(),
@@ -250,12 +263,16 @@ impl ChurnView {
     }
 }
 
-impl Sink for ChurnView {
-    fn row(&mut self, r: &Rows, i: usize, _out: &mut dyn Write) -> anyhow::Result<()> {
+impl PerSecond for ChurnView {
+    fn print_until(&mut self, end_second: i64, out: &mut dyn Write) -> anyhow::Result<()> {
+        self.print_until(end_second, out)
+    }
+
+    fn add(&mut self, r: &Rows, i: usize) {
         let kind = at(r.kind, i);
-        let Some(sock) = at(r.sock_id, i) else { return Ok(()) };
+        let Some(sock) = at(r.sock_id, i) else { return };
         if kind != Some("state") && kind != Some("accept") {
-            return Ok(());
+            return;
         }
         let ts = r.ts[i];
         let second = ts.div_euclid(SECOND);
@@ -274,7 +291,7 @@ impl Sink for ChurnView {
             for (s, c, _) in held {
                 self.count(s, owner.clone(), &c);
             }
-            return Ok(());
+            return;
         }
         let (old, new) = (at(r.old_state, i).unwrap_or(""), at(r.new_state, i).unwrap_or(""));
         let firsts = [
@@ -333,22 +350,5 @@ impl Sink for ChurnView {
                 }
             }
         }
-        Ok(())
-    }
-
-    fn advance(&mut self, now_ns: i64, out: &mut dyn Write) -> anyhow::Result<()> {
-        self.print_until((now_ns - self.settle_ns).div_euclid(SECOND), out)?;
-        out.flush()?;
-        Ok(())
-    }
-
-    fn flush(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
-        out.flush()?;
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
-        self.print_until(i64::MAX, out)?;
-        self.flush(out)
     }
 }
