@@ -48,6 +48,19 @@ pub struct PackArgs {
     pub keep: Vec<Name>,
 }
 
+/// Every file under `dir`, partition directories included.
+fn files_under(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            files_under(&p, found)?;
+        } else {
+            found.push(p);
+        }
+    }
+    Ok(())
+}
+
 fn add_file(tar: &mut tar::Builder<std::fs::File>, path: &Path, name: &str) -> Result<()> {
     tar.append_path_with_name(path, name).with_context(|| format!("adding {} to the archive", path.display()))
 }
@@ -76,8 +89,16 @@ pub fn run(args: &PackArgs, out: &mut dyn Write) -> Result<Outcome> {
             std::fs::create_dir(&segments_dir)?;
             let manifests =
                 crate::input::manifest::beside(&trace.segments.iter().map(|s| s.path.clone()).collect::<Vec<_>>())?;
+            // Where a manifest lists a segment (host=…/date=… under --layout hive), it stays there.
+            let listed = crate::input::manifest::listed(&manifests);
             for s in &trace.segments {
-                std::fs::copy(&s.path, segments_dir.join(s.path.file_name().expect("a file")))?;
+                let rel = match listed.get(&s.path) {
+                    Some((_, entry)) => PathBuf::from(&entry.file),
+                    None => PathBuf::from(s.path.file_name().expect("a file")),
+                };
+                let target = segments_dir.join(rel);
+                std::fs::create_dir_all(target.parent().expect("inside segments/"))?;
+                std::fs::copy(&s.path, target)?;
             }
             for m in &manifests {
                 std::fs::copy(&m.path, segments_dir.join(m.path.file_name().expect("a file")))?;
@@ -91,7 +112,8 @@ pub fn run(args: &PackArgs, out: &mut dyn Write) -> Result<Outcome> {
     crate::report::write(&ctx, 8, &report)?;
 
     let mut files = Vec::new();
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&segments_dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut names = Vec::new();
+    files_under(&segments_dir, &mut names)?;
     names.sort();
     for p in names.iter().chain([&report]) {
         let rel = p.strip_prefix(work.path()).expect("inside").to_string_lossy().to_string();

@@ -106,6 +106,15 @@ fn parse_data(s: &str) -> Result<Data, String> {
     Ok(Data::Aggregates(d))
 }
 
+/// Where segments go under --output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Layout {
+    /// All in the output directory
+    Flat,
+    /// host=<host>/date=<YYYY-MM-DD>/ below it: a partitioned dataset for Spark, Trino, DuckDB
+    Hive,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Attach {
     /// Best mechanism this kernel offers, probe by probe
@@ -150,6 +159,10 @@ pub struct Args {
     /// Start a new segment after this many seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub rotate_seconds: u64,
+
+    /// Segment directories: flat, or hive (host=<host>/date=<YYYY-MM-DD>/, the capture's manifest at the top)
+    #[arg(long, value_enum, default_value_t = Layout::Flat)]
+    pub layout: Layout,
 
     /// Start a new segment once the current one reaches this size (64MiB, 1GB)
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_bytes)]
@@ -260,6 +273,7 @@ pub struct Config {
     pub ports: Vec<u16>,
     pub cgroup: Option<PathBuf>,
     pub rotate_every: Duration,
+    pub layout: Layout,
     pub rotate_size: u64,
     pub max_disk: Option<u64>,
     pub max_segments: Option<usize>,
@@ -335,6 +349,7 @@ impl Config {
             ports: args.ports,
             cgroup: args.cgroup,
             rotate_every: Duration::from_secs(args.rotate_seconds),
+            layout: args.layout,
             rotate_size: args.rotate_size,
             max_disk: args.max_disk,
             max_segments: args.max_segments,

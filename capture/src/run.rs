@@ -5,6 +5,7 @@ use std::fs::DirBuilder;
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -16,7 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::RingBufferBuilder;
 
 use crate::budget::{Action, Budget, Switch};
-use crate::cli::{Config, Data};
+use crate::cli::{Config, Data, Layout};
 use crate::cost::{BpfStats, Meter};
 use crate::event::{decode, Record};
 use crate::live::Live;
@@ -63,8 +64,26 @@ struct WriterState {
 }
 
 impl WriterState {
+    /// The directory the next segment goes in (made if new).
+    fn segment_dir(&self) -> Result<PathBuf> {
+        let dir = match self.cfg.layout {
+            Layout::Flat => return Ok(self.cfg.output.clone()),
+            Layout::Hive => {
+                let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+                self.cfg.output.join(netrec_schema::files::partition_dir(&self.facts.hostname, &date))
+            }
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(dir)
+    }
+
     fn open_next(&mut self) -> Result<()> {
-        self.current = Some(SegmentWriter::create(&self.cfg.output, &self.stem, self.next_index, Encoding::default())?);
+        let dir = self.segment_dir()?;
+        self.current = Some(SegmentWriter::create(&dir, &self.stem, self.next_index, Encoding::default())?);
         self.next_index += 1;
         self.opened = Instant::now();
         Ok(())
@@ -79,7 +98,8 @@ impl WriterState {
         let closed = seg.finalize(&self.facts, &cost)?;
         let (path, size) = (closed.path.clone(), closed.size);
         self.manifest.add(netrec_schema::manifest::SegmentEntry {
-            file: path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string(),
+            // Relative to the manifest, which sits at the top of --output.
+            file: path.strip_prefix(&self.cfg.output).unwrap_or(&path).to_string_lossy().into_owned(),
             index: closed.index,
             bytes: closed.size,
             sha256: closed.sha256,

@@ -214,6 +214,33 @@ pub mod files {
     pub fn is_in_progress(name: &str) -> bool {
         name.ends_with(&format!("{EXTENSION}{IN_PROGRESS_SUFFIX}"))
     }
+
+    /// `--layout hive`: the directory of a segment under the output,
+    /// `host=<host>/date=<YYYY-MM-DD>` (the segment's UTC start date), so
+    /// Spark, Trino and DuckDB read a bucket of many hosts' segments as one
+    /// dataset partitioned by host and date. Characters a path or a
+    /// partition value cannot hold are %-escaped, as Hive escapes them.
+    pub fn partition_dir(host: &str, date: &str) -> String {
+        format!("host={}/date={date}", escape_partition_value(host))
+    }
+
+    fn escape_partition_value(v: &str) -> String {
+        let mut out = String::with_capacity(v.len());
+        for b in v.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    /// Whether a directory name is a partition (`key=value`): readers look
+    /// for a capture's manifest above them.
+    pub fn is_partition_dir(name: &str) -> bool {
+        name.split_once('=').is_some_and(|(k, _)| !k.is_empty())
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod calls;
 mod cgroups;
 mod data;
 mod databases;
+mod fleet;
 mod gate;
 mod prefork;
 mod replay;

@@ -35,9 +35,22 @@ pub fn read(path: &Path) -> Result<Found, InputError> {
     Ok(Found { path: path.to_path_buf(), manifest })
 }
 
-/// The manifests in the directories the segments are in.
+/// The directories a segment's manifest may be in: its own, and above
+/// partition directories (`host=…/date=…`, `--layout hive`) the one they are in.
+fn manifest_dirs(segment: &Path) -> Vec<&Path> {
+    let mut dirs = Vec::new();
+    let mut dir = segment.parent();
+    while let Some(d) = dir {
+        dirs.push(d);
+        let partition = d.file_name().and_then(|n| n.to_str()).is_some_and(netrec_schema::files::is_partition_dir);
+        dir = if partition { d.parent() } else { None };
+    }
+    dirs
+}
+
+/// The manifests in the directories the segments are in (or above their partitions).
 pub fn beside(segments: &[PathBuf]) -> Result<Vec<Found>, InputError> {
-    let mut dirs: Vec<&Path> = segments.iter().filter_map(|p| p.parent()).collect();
+    let mut dirs: Vec<&Path> = segments.iter().flat_map(|p| manifest_dirs(p)).collect();
     dirs.sort();
     dirs.dedup();
     let mut found = Vec::new();

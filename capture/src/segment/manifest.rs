@@ -41,7 +41,8 @@ impl ManifestWriter {
 
     /// A segment the capture deleted itself (retention).
     pub fn deleted(&mut self, path: &Path) -> Result<()> {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let dir = self.path.parent().unwrap_or(Path::new(""));
+        let name = path.strip_prefix(dir).unwrap_or(path).to_string_lossy();
         if let Some(i) = self.doc.segments.iter().position(|s| s.file == name) {
             let gone = self.doc.segments.remove(i);
             self.doc.deleted.push(gone.index);
