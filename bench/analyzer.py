@@ -2,12 +2,16 @@
 """netrec-analyze against DuckDB on the same synthetic traces (see BENCHMARKS.md).
 
 For each trace size and each of netio, churn and latency, runs netrec-analyze and
-the equivalent SQL (bench/duckdb.sql) in DuckDB's Python package as child
+the equivalent SQL (schemas/sql/duckdb.sql) in DuckDB's Python package as child
 processes, alternating (netrec, duckdb, netrec, …), and reports the median wall
 time and the peak RSS (wait4's ru_maxrss) of each, then checks that both computed
 the same numbers. Prints a Markdown section.
 
     python3 bench/analyzer.py --analyzer target/release/netrec-analyze --sizes 10M,50M --runs 3
+    python3 bench/analyzer.py --analyzer target/debug/netrec-analyze --check samples/nginx-keepalive
+
+--check TRACE... only compares the numbers (no timing) on existing traces of any
+number of hosts and captures (the tests run it on the samples).
 """
 import argparse
 import csv
@@ -28,19 +32,47 @@ METRICS = ["netio", "churn", "latency"]
 SHORT_NS = 100_000_000  # netrec-analyze churn's default --short 100ms
 
 
+SQL = os.path.join(HERE, "..", "schemas", "sql", "duckdb.sql")
+SCHEMA = json.load(open(os.path.join(HERE, "..", "schemas", "events.json")))
+DUCKDB_TYPES = {"utf8": "VARCHAR", "uint16": "USMALLINT", "uint32": "UINTEGER", "uint64": "UBIGINT", "int32": "INTEGER", "int64": "BIGINT"}
+
+
 def sql_blocks():
-    text = open(os.path.join(HERE, "duckdb.sql")).read()
+    text = open(SQL).read()
     parts = re.split(r"^-- name: (\w+)\n", text, flags=re.M)
     return dict(zip(parts[1::2], parts[2::2]))
 
 
-def duckdb_child(metric, segments, out):
-    """Runs one metric's SQL (the child process whose time and memory are measured)."""
+def duckdb_child(metric, segments, out, view="one"):
+    """Runs one metric's SQL (the child process whose time and memory are measured).
+
+    view "one": a generated trace, one capture, whose host and capture id are
+    constants; "any": segments of any hosts and captures, named from each
+    file's footer (schemas/sql/duckdb.sql's header)."""
     import duckdb
 
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW events AS SELECT *, epoch_ns(ts) AS ts_ns FROM read_parquet('{segments}/*.parquet')")
-    con.execute(sql_blocks()[metric].format(out=out, short_ns=SHORT_NS))
+    if view == "one":
+        con.execute(f"CREATE VIEW events AS SELECT *, epoch_ns(ts) AS ts_ns, 'bench-host' AS host, '' AS capture_id "
+                    f"FROM read_parquet('{segments}/*.parquet')")
+    else:
+        files = f"{segments}/**/*.parquet"
+        con.execute(f"""CREATE VIEW seg AS SELECT file_name AS segment_file,
+                            max(decode(value)) FILTER (decode(key) = 'netrec.hostname') AS host,
+                            max(decode(value)) FILTER (decode(key) = 'netrec.capture_id') AS capture_id
+                        FROM parquet_kv_metadata('{files}') GROUP BY ALL""")
+        # Columns added after version 1 are missing from older segments: a union by
+        # name with an empty relation of them reads them as nulls there.
+        later = ", ".join(f"NULL::{DUCKDB_TYPES[c['type']]} AS {c['name']}" for c in SCHEMA["columns"] if c.get("since", 1) > 1)
+        con.execute(f"""CREATE VIEW events AS SELECT e.*, epoch_ns(e.ts) AS ts_ns, seg.host, seg.capture_id
+                        FROM (SELECT {later} WHERE false UNION ALL BY NAME
+                              SELECT * FROM read_parquet('{files}', filename = 'segment_file', hive_partitioning = false,
+                                                         union_by_name = true)) e
+                        JOIN seg USING (segment_file)""")
+    blocks = sql_blocks()
+    if "state_rows" in blocks[metric] or "conns" in blocks[metric]:
+        con.execute(blocks["connections"])
+    con.execute(blocks[metric].format(out=out, short_ns=SHORT_NS))
 
 
 def timed(cmd, stdout=subprocess.DEVNULL):
@@ -156,8 +188,25 @@ def compare(what, a, b):
 CHECKS = {"netio": check_netio, "churn": check_churn, "latency": check_latency}
 
 
+def check_only(analyzer, traces, metrics, work):
+    """netrec-analyze and the SQL on existing traces: one line per trace and metric; exit 1 on a difference."""
+    failures = 0
+    for trace in traces:
+        for metric in metrics:
+            out = os.path.join(work, f"{os.path.basename(os.path.normpath(trace))}-{metric}")
+            os.makedirs(out, exist_ok=True)
+            netrec_out = os.path.join(out, "netrec.jsonl")
+            with open(netrec_out, "w") as f:
+                subprocess.run([analyzer, metric, trace, "--format", "json"], stdout=f, check=True)
+            duckdb_child(metric, trace, out, view="any")
+            ok, why = CHECKS[metric](netrec_out, out)
+            failures += not ok
+            print(f"{trace} {metric}: {'same' if ok else 'DIFFERENT'}: {why}")
+    sys.exit(1 if failures else 0)
+
+
 def main():
-    if len(sys.argv) == 5 and sys.argv[1] == "--duckdb-child":
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "--duckdb-child":
         return duckdb_child(*sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--analyzer", required=True, help="the netrec-analyze binary to measure")
@@ -167,10 +216,14 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--metrics", default=",".join(METRICS), help="which of netio,churn,latency to measure")
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--check", nargs="+", metavar="TRACE", help="only compare the numbers on these traces")
     a = p.parse_args()
     metrics = a.metrics.split(",")
     if unknown := [m for m in metrics if m not in METRICS]:
         p.error(f"--metrics: unknown {', '.join(unknown)} (expected some of {', '.join(METRICS)})")
+
+    if a.check:
+        return check_only(a.analyzer, a.check, metrics, a.work)
 
     import duckdb
 
@@ -179,7 +232,7 @@ def main():
         command = f"python3 bench/analyzer.py --sizes {a.sizes} --runs {a.runs} --metrics {a.metrics}"
     print(header("Analyzer against DuckDB", command))
     print(f"netrec-analyze `{a.analyzer}` against DuckDB {duckdb.__version__} (Python package) running "
-          f"bench/duckdb.sql; {a.runs} alternating runs each, medians; peak RSS from wait4.\n")
+          f"schemas/sql/duckdb.sql; {a.runs} alternating runs each, medians; peak RSS from wait4.\n")
     base_wall, base_rss = timed([sys.executable, "-c", "import duckdb; duckdb.connect().execute('select 1')"])
     print(f"Baseline of the DuckDB side (python3 + import duckdb, no query): {base_rss:.0f} MiB RSS, {base_wall:.2f} s.\n")
     print("| events | metric | netrec s | duckdb s | time netrec/duckdb | netrec MiB | duckdb MiB | memory netrec/duckdb | same numbers |")

@@ -264,7 +264,7 @@ class Trace:
         return pa.Table.from_arrays([cols[f.name].take(idx) for f in schema], schema=schema)
 
 
-def metadata(table, index, start_ns, end_ns, capture_id, argv):
+def metadata(table, index, start_ns, end_ns, capture_id, argv, host="bench-host"):
     kinds = table.column("kind").value_counts().to_pylist()
     by_kind = {k: 0 for k in KINDS}
     by_kind.update({d["values"]: d["counts"] for d in kinds})
@@ -273,7 +273,7 @@ def metadata(table, index, start_ns, end_ns, capture_id, argv):
         "netrec.schema_version": str(SCHEMA["version"]),
         "netrec.version": "synthetic",
         "netrec.capture_id": capture_id,
-        "netrec.hostname": "bench-host",
+        "netrec.hostname": host,
         "netrec.kernel_release": "synthetic",
         "netrec.boot_id": "00000000-0000-0000-0000-000000000000",
         "netrec.clock_offset_ns": str(start_ns - 86_400_000_000_000),
@@ -303,6 +303,7 @@ def main():
     p.add_argument("--out", required=True, help="directory for the segments (created; must be empty)")
     p.add_argument("--rate", type=count, default=20_000, help="events per second of trace time [20k]")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--host", default="bench-host", help="netrec.hostname of the segments [bench-host]")
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
     if os.listdir(a.out):
@@ -312,9 +313,10 @@ def main():
     dictionary = [c["name"] for c in SCHEMA["columns"] if c["name"] not in ("ts", "ts_kernel_ns")]
     total = 0
     for i, (start, end, table) in enumerate(trace.segments(60_000_000_000)):
-        meta = metadata(table, i, start, end, capture_id, ["gen_trace.py", "--events", str(a.events), "--seed", str(a.seed)])
+        meta = metadata(table, i, start, end, capture_id, ["gen_trace.py", "--events", str(a.events), "--seed", str(a.seed)],
+                        a.host)
         table = table.replace_schema_metadata(meta)
-        path = os.path.join(a.out, f"netrec-bench-{i:05d}.parquet")
+        path = os.path.join(a.out, f"netrec-{'bench' if a.host == 'bench-host' else a.host}-{i:05d}.parquet")
         pq.write_table(table, path, compression="zstd", compression_level=3, row_group_size=1 << 20,
                        use_dictionary=dictionary, column_encoding={"ts": "DELTA_BINARY_PACKED", "ts_kernel_ns": "DELTA_BINARY_PACKED"})
         total += table.num_rows

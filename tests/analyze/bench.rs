@@ -1,6 +1,6 @@
 //! bench/run's analyzer and replay parts, --smoke: each still runs end to end
 //! on a generated trace; netrec-analyze computes the same numbers as the
-//! DuckDB SQL of bench/duckdb.sql for netio, churn and latency, and replay
+//! DuckDB SQL of schemas/sql/duckdb.sql for netio, churn and latency, and replay
 //! writes one JSON line per row.
 
 use std::process::Command;

@@ -8,6 +8,7 @@ mod redact;
 mod replay;
 mod report;
 mod samples;
+mod sql;
 mod validate;
 
 use frames::*;

@@ -74,7 +74,9 @@ pub fn plan(state: LazyFrame, by: By) -> LazyFrame {
     for c in by.shown().into_iter().chain(["pid", "comm"]) {
         if !keys.contains(&c) && !carried.contains(&c) {
             carried.push(c);
-            aggs.push(col(c).first_non_null().alias(c));
+            // The owner of its earliest row that names one (file order is not time order).
+            let by_time = SortMultipleOptions::default().with_maintain_order(true);
+            aggs.push(col(c).sort_by([col("ts_ns")], by_time).drop_nulls().first().alias(c));
         }
     }
     state.group_by([col("host"), col("capture_id"), col("sock_id")]).agg(aggs)

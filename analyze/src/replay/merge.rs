@@ -5,9 +5,10 @@
 //! wrote, and aggregate rows (RTT counts, `--data`) carry the start of an
 //! interval already past, so no file is in time order. The unit of reading
 //! is a row group (at most 2^20 rows): its `ts` range comes from the
-//! footer's statistics, a unit is read and sorted when the merge reaches
-//! its first event, and rows are released once every unit that could hold
-//! an earlier one has been read.
+//! footer's statistics, a unit is read (and its time order computed) when
+//! the merge reaches its first event, and its rows are given out, gathered
+//! a chunk at a time, once every unit that could hold an earlier one has
+//! been read.
 
 use std::fs::File;
 use std::path::Path;
@@ -69,17 +70,52 @@ pub fn units(segments: &[SegmentInfo]) -> Result<Vec<Unit>> {
     Ok(all)
 }
 
+/// Rows given out per unit per chunk, at most (ties aside): a chunk is
+/// gathered from its unit, so memory holds the units and one chunk.
+const CHUNK: usize = 1 << 16;
+
+/// A unit read: its rows as read, and their order by time.
+struct Loaded {
+    df: DataFrame,
+    /// Row numbers in time order (ties in file order).
+    order: IdxCa,
+    /// `ts_ns` in that order.
+    ts: Vec<i64>,
+    /// How many of `order` have been given out.
+    pos: usize,
+}
+
+impl Loaded {
+    fn new(df: DataFrame) -> Result<Loaded> {
+        let ts_col = df.column("ts_ns")?.i64()?.rechunk();
+        let order = ts_col.arg_sort(SortOptions::default().with_maintain_order(true));
+        let raw = ts_col.cont_slice()?;
+        let ts = order.into_no_null_iter().map(|i| raw[i as usize]).collect();
+        Ok(Loaded { df, order, ts, pos: 0 })
+    }
+
+    /// Rows from `pos` up to the first at or after `cut`, gathered in time order.
+    fn take_until(&mut self, cut: i64) -> Result<Option<DataFrame>> {
+        let end = self.pos + self.ts[self.pos..].partition_point(|&t| t < cut);
+        if end == self.pos {
+            return Ok(None);
+        }
+        let rows = self.df.take(&self.order.slice(self.pos as i64, end - self.pos))?;
+        self.pos = end;
+        Ok(Some(rows))
+    }
+}
+
 /// The merge: [`Merge::next_chunk`] gives the next events in time order.
 pub struct Merge<L> {
     units: Vec<Unit>,
     next: usize,
-    /// Units read and sorted, and how far each has been given out.
-    loaded: Vec<(DataFrame, usize)>,
+    loaded: Vec<Loaded>,
     load: L,
 }
 
 impl<L: FnMut(&Unit) -> Result<DataFrame>> Merge<L> {
-    /// `load` reads one unit: its rows (filtered), sorted by `ts_ns`.
+    /// `load` reads one unit: its rows (filtered), in any order.
     pub fn new(mut units: Vec<Unit>, load: L) -> Merge<L> {
         units.sort_by_key(|u| (u.min_ts, u.seg, u.offset));
         Merge { units, next: 0, loaded: Vec::new(), load }
@@ -90,36 +126,43 @@ impl<L: FnMut(&Unit) -> Result<DataFrame>> Merge<L> {
         loop {
             // Rows before the next unit's first event can go: no unit read later holds an earlier one.
             let bound = self.units.get(self.next).map_or(i64::MAX, |u| u.min_ts);
-            let mut parts = Vec::new();
-            for (df, pos) in &mut self.loaded {
-                let ts = df.column("ts_ns")?.i64()?.cont_slice()?;
-                let end = if bound == i64::MAX { ts.len() } else { *pos + ts[*pos..].partition_point(|&t| t < bound) };
-                if end > *pos {
-                    parts.push(df.slice(*pos as i64, end - *pos));
-                    *pos = end;
-                }
-            }
-            self.loaded.retain(|(df, pos)| *pos < df.height());
-            if let Some(unit) = self.units.get(self.next) {
+            let ready = self.loaded.iter().any(|u| u.pos < u.ts.len() && u.ts[u.pos] < bound);
+            if !ready {
+                let Some(unit) = self.units.get(self.next) else { return Ok(None) };
                 let df = (self.load)(unit)?;
                 self.next += 1;
                 if df.height() > 0 {
-                    self.loaded.push((super::rows::single_chunk(df), 0));
+                    self.loaded.push(Loaded::new(df)?);
+                }
+                continue;
+            }
+            // At most CHUNK rows of any one unit: cut where the busiest would pass them.
+            let mut cut = bound;
+            for u in &self.loaded {
+                if let Some(&t) = u.ts.get(u.pos + CHUNK) {
+                    cut = cut.min(t);
                 }
             }
-            match parts.len() {
-                0 if self.loaded.is_empty() && self.next == self.units.len() => return Ok(None),
-                0 => continue,
-                1 => return Ok(parts.pop()),
-                _ => {
-                    let mut all = parts.remove(0);
-                    for p in &parts {
-                        all.vstack_mut(p)?;
-                    }
-                    let sorted = all.sort(["ts_ns"], SortMultipleOptions::default().with_maintain_order(true))?;
-                    return Ok(Some(super::rows::single_chunk(sorted)));
+            let mut parts = Vec::new();
+            for attempt in [cut, cut.saturating_add(1)] {
+                for u in &mut self.loaded {
+                    parts.extend(u.take_until(attempt)?);
+                }
+                // More than CHUNK rows share one time: take them all.
+                if !parts.is_empty() {
+                    break;
                 }
             }
+            self.loaded.retain(|u| u.pos < u.ts.len());
+            if parts.len() == 1 {
+                return Ok(Some(super::rows::single_chunk(parts.pop().expect("one"))));
+            }
+            let mut all = parts.remove(0);
+            for p in &parts {
+                all.vstack_mut(p)?;
+            }
+            let sorted = all.sort(["ts_ns"], SortMultipleOptions::default().with_maintain_order(true))?;
+            return Ok(Some(super::rows::single_chunk(sorted)));
         }
     }
 }

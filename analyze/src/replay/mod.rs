@@ -207,7 +207,7 @@ impl ReplayArgs {
     }
 }
 
-/// One unit's rows: read (only its row group), filtered, sorted by time.
+/// One unit's rows: read (only its row group) and filtered; the merge orders them.
 fn load(seg: &SegmentInfo, unit: &merge::Unit, plan: &Plan) -> Result<DataFrame> {
     let lf = crate::input::events_of(std::slice::from_ref(seg), &plan.columns)?
         .slice(unit.offset as i64, unit.rows as IdxSize);
@@ -217,8 +217,7 @@ fn load(seg: &SegmentInfo, unit: &merge::Unit, plan: &Plan) -> Result<DataFrame>
     }
     let mut keep: Vec<Expr> = plan.columns.iter().filter(|c| **c != "ts").map(|c| col(*c)).collect();
     keep.extend([col("host"), col("capture_id"), col("ts_ns")]);
-    let sorted = lf.select(keep).sort(["ts_ns"], SortMultipleOptions::default().with_maintain_order(true));
-    Ok(sorted.collect()?)
+    Ok(lf.select(keep).collect()?)
 }
 
 /// The units of `segments` that can hold selected rows.

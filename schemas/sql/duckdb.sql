@@ -1,14 +1,26 @@
--- What netrec-analyze computes, written as DuckDB SQL over the same segments:
--- the peer bench/analyzer.py times netrec-analyze against, and checks its numbers
--- with. Also a worked example for DuckDB users (schemas/README.md).
+-- What netrec-analyze computes, as DuckDB SQL over the same segments, defined
+-- once: schemas/README.md documents it for DuckDB users, bench/analyzer.py times
+-- netrec-analyze against it and checks its numbers with it, and the tests run it
+-- on the shipped samples and a trace of several hosts (tests/analyze/sql.rs).
 --
--- bench/analyzer.py first runs
---   CREATE VIEW events AS SELECT *, epoch_ns(ts) AS ts_ns FROM read_parquet('<dir>/*.parquet');
--- then the statements of one `-- name:` block; each COPY writes one result.
--- The trace is one capture (one host, one capture_id), so sock_id alone names a
--- connection; netrec-analyze keys connections by (host, capture_id, sock_id).
--- Percentiles are nearest-rank (quantile_disc), durations truncated to whole
--- microseconds, log2 buckets as BCC prints them: bucket k holds (2^(k-1), 2^k - 1].
+-- Each `-- name:` block reads a view `events`: the segments, with `ts_ns` (ns
+-- since the epoch) and `host` and `capture_id` (the segment's netrec.hostname and
+-- netrec.capture_id). For segments of any number of captures:
+--
+--   CREATE VIEW seg AS
+--       SELECT file_name AS segment_file,
+--              max(decode(value)) FILTER (decode(key) = 'netrec.hostname') AS host,
+--              max(decode(value)) FILTER (decode(key) = 'netrec.capture_id') AS capture_id
+--       FROM parquet_kv_metadata('<dir>/**/*.parquet') GROUP BY ALL;
+--   CREATE VIEW events AS
+--       SELECT e.*, epoch_ns(e.ts) AS ts_ns, seg.host, seg.capture_id
+--       FROM read_parquet('<dir>/**/*.parquet', filename = 'segment_file', hive_partitioning = false) e JOIN seg USING (segment_file);
+--
+-- For one capture (bench/analyzer.py's generated traces) the two are constants.
+-- Each COPY writes one result to {out}/<name>.csv. A connection is
+-- (host, capture_id, sock_id), as in netrec-analyze. Percentiles are nearest-rank
+-- (quantile_disc), durations truncated to whole microseconds, log2 buckets as
+-- BCC prints them: bucket k holds (2^(k-1), 2^k - 1].
 
 -- name: netio
 -- Bytes sent and consumed per second per process.
@@ -20,8 +32,35 @@ COPY (
     GROUP BY ALL
 ) TO '{out}/netio.csv';
 
+-- name: connections
+-- The state rows of every connection, a passive open's rows before its accept
+-- carrying the accepting process (a pre-fork server's worker, not its master) ...
+CREATE TEMP TABLE state_rows AS
+    WITH accepts AS (
+        SELECT host, capture_id, sock_id, min(ts_ns) AS accept_ns, arg_min(pid, ts_ns) AS accept_pid,
+               arg_min(comm, ts_ns) AS accept_comm
+        FROM events WHERE kind = 'accept' AND sock_id IS NOT NULL
+        GROUP BY ALL
+    )
+    SELECT s.host, s.capture_id, s.sock_id, s.ts_ns, s.old_state, s.new_state,
+           CASE WHEN s.ts_ns <= a.accept_ns THEN a.accept_pid ELSE s.pid END AS pid,
+           CASE WHEN s.ts_ns <= a.accept_ns THEN a.accept_comm ELSE s.comm END AS comm
+    FROM events s LEFT JOIN accepts a USING (host, capture_id, sock_id)
+    WHERE s.kind = 'state' AND s.sock_id IS NOT NULL;
+-- ... and one row per connection: its owner (of its earliest row that names one), its transitions' times.
+CREATE TEMP TABLE conns AS
+    SELECT host, capture_id, sock_id,
+           arg_min(pid, ts_ns) FILTER (pid IS NOT NULL) AS pid, arg_min(comm, ts_ns) FILTER (comm IS NOT NULL) AS comm,
+           min(ts_ns) FILTER (new_state = 'SYN_SENT') AS syn_sent_ns,
+           min(ts_ns) FILTER (new_state = 'SYN_RECV') AS syn_recv_ns,
+           min(ts_ns) FILTER (old_state = 'SYN_SENT' AND new_state = 'ESTABLISHED') AS active_est_ns,
+           min(ts_ns) FILTER (old_state = 'SYN_RECV' AND new_state = 'ESTABLISHED') AS passive_est_ns,
+           max(ts_ns) FILTER (new_state = 'CLOSE') AS close_ns
+    FROM state_rows
+    GROUP BY host, capture_id, sock_id;
+
 -- name: churn
--- Opens, closes, failures and resets per second per process ...
+-- (after connections) Opens, closes, failures and resets per second per process ...
 COPY (
     SELECT ts_ns // 1000000000 * 1000000000 AS second, pid, first(comm) FILTER (comm IS NOT NULL) AS comm,
            count(*) FILTER (old_state = 'SYN_SENT' AND new_state = 'ESTABLISHED') AS opened_active,
@@ -29,19 +68,10 @@ COPY (
            count(*) FILTER (new_state = 'CLOSE' AND old_state IN ('ESTABLISHED', 'FIN_WAIT1', 'FIN_WAIT2', 'CLOSE_WAIT', 'LAST_ACK', 'CLOSING', 'TIME_WAIT')) AS closed,
            count(*) FILTER (old_state = 'SYN_SENT' AND new_state = 'CLOSE') AS failed,
            count(*) FILTER (new_state = 'CLOSE' AND old_state IN ('ESTABLISHED', 'CLOSE_WAIT', 'FIN_WAIT1', 'SYN_RECV')) AS resets
-    FROM events WHERE kind = 'state' AND sock_id IS NOT NULL
+    FROM state_rows
     GROUP BY ALL
 ) TO '{out}/churn.csv';
--- ... one row per connection ...
-CREATE TEMP TABLE conns AS
-    SELECT sock_id, first(pid) FILTER (pid IS NOT NULL) AS pid, first(comm) FILTER (comm IS NOT NULL) AS comm,
-           min(ts_ns) FILTER (new_state = 'SYN_SENT') AS syn_sent_ns,
-           min(ts_ns) FILTER (new_state = 'SYN_RECV') AS syn_recv_ns,
-           min(ts_ns) FILTER (old_state = 'SYN_SENT' AND new_state = 'ESTABLISHED') AS active_est_ns,
-           min(ts_ns) FILTER (old_state = 'SYN_RECV' AND new_state = 'ESTABLISHED') AS passive_est_ns,
-           max(ts_ns) FILTER (new_state = 'CLOSE') AS close_ns
-    FROM events WHERE kind = 'state' AND sock_id IS NOT NULL
-    GROUP BY sock_id;
+-- ... lifetimes of the connections ever established ...
 CREATE TEMP TABLE lifetimes AS
     SELECT pid, comm, close_ns,
            close_ns - coalesce(syn_sent_ns, syn_recv_ns, active_est_ns, passive_est_ns) AS life_ns
@@ -65,17 +95,8 @@ COPY (
 ) TO '{out}/churn_buckets.csv';
 
 -- name: latency
--- connect, handshake, rtt and call:<probe> samples per process, in microseconds ...
+-- (after connections) connect, handshake, rtt and call:<probe> samples per process, in microseconds ...
 CREATE TEMP TABLE samples AS
-    WITH conns AS (
-        SELECT sock_id, first(pid) FILTER (pid IS NOT NULL) AS pid, first(comm) FILTER (comm IS NOT NULL) AS comm,
-               min(ts_ns) FILTER (new_state = 'SYN_SENT') AS syn_sent_ns,
-               min(ts_ns) FILTER (new_state = 'SYN_RECV') AS syn_recv_ns,
-               min(ts_ns) FILTER (old_state = 'SYN_SENT' AND new_state = 'ESTABLISHED') AS active_est_ns,
-               min(ts_ns) FILTER (old_state = 'SYN_RECV' AND new_state = 'ESTABLISHED') AS passive_est_ns
-        FROM events WHERE kind = 'state' AND sock_id IS NOT NULL
-        GROUP BY sock_id
-    )
     SELECT 'connect' AS metric, pid, comm, (active_est_ns - syn_sent_ns) // 1000 AS us FROM conns WHERE active_est_ns >= syn_sent_ns
     UNION ALL
     SELECT 'handshake', pid, comm, (passive_est_ns - syn_recv_ns) // 1000 FROM conns WHERE passive_est_ns >= syn_recv_ns
