@@ -188,20 +188,33 @@ def compare(what, a, b):
 CHECKS = {"netio": check_netio, "churn": check_churn, "latency": check_latency}
 
 
-def check_only(analyzer, traces, metrics, work):
-    """netrec-analyze and the SQL on existing traces: one line per trace and metric; exit 1 on a difference."""
-    failures = 0
+def check_only(analyzer, traces, metrics, work, engines):
+    """netrec-analyze and the SQL (DuckDB's, Spark's) on existing traces: one line
+    per trace, metric and engine; exit 1 on a difference."""
+    jobs = []
     for trace in traces:
         for metric in metrics:
-            out = os.path.join(work, f"{os.path.basename(os.path.normpath(trace))}-{metric}")
-            os.makedirs(out, exist_ok=True)
-            netrec_out = os.path.join(out, "netrec.jsonl")
+            base = os.path.join(work, f"{os.path.basename(os.path.normpath(trace))}-{metric}")
+            os.makedirs(base, exist_ok=True)
+            netrec_out = os.path.join(base, "netrec.jsonl")
             with open(netrec_out, "w") as f:
                 subprocess.run([analyzer, metric, trace, "--format", "json"], stdout=f, check=True)
+            for engine in engines:
+                out = os.path.join(base, engine)
+                os.makedirs(out, exist_ok=True)
+                jobs.append((trace, metric, engine, netrec_out, out))
+    for trace, metric, engine, _, out in jobs:
+        if engine == "duckdb":
             duckdb_child(metric, trace, out, view="any")
-            ok, why = CHECKS[metric](netrec_out, out)
-            failures += not ok
-            print(f"{trace} {metric}: {'same' if ok else 'DIFFERENT'}: {why}")
+    if "spark" in engines:
+        import spark
+
+        spark.run([(m, t, o) for t, m, e, _, o in jobs if e == "spark"], SHORT_NS)
+    failures = 0
+    for trace, metric, engine, netrec_out, out in jobs:
+        ok, why = CHECKS[metric](netrec_out, out)
+        failures += not ok
+        print(f"{trace} {metric} {engine}: {'same' if ok else 'DIFFERENT'}: {why}")
     sys.exit(1 if failures else 0)
 
 
@@ -217,13 +230,14 @@ def main():
     p.add_argument("--metrics", default=",".join(METRICS), help="which of netio,churn,latency to measure")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--check", nargs="+", metavar="TRACE", help="only compare the numbers on these traces")
+    p.add_argument("--engines", default="duckdb", help="--check: duckdb, spark or duckdb,spark")
     a = p.parse_args()
     metrics = a.metrics.split(",")
     if unknown := [m for m in metrics if m not in METRICS]:
         p.error(f"--metrics: unknown {', '.join(unknown)} (expected some of {', '.join(METRICS)})")
 
     if a.check:
-        return check_only(a.analyzer, a.check, metrics, a.work)
+        return check_only(a.analyzer, a.check, metrics, a.work, a.engines.split(","))
 
     import duckdb
 

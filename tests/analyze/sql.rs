@@ -1,4 +1,4 @@
-//! schemas/sql/duckdb.sql, run by DuckDB on the shipped samples and on a
+//! schemas/sql/duckdb.sql and spark.sql, run by DuckDB and by Spark (local mode) on the shipped samples and on a
 //! trace of three hosts (two of them with the same socket ids and capture
 //! id, so a connection not keyed by host would merge), gives netrec-analyze's
 //! numbers row by row (bench/analyzer.py --check compares them).
@@ -9,7 +9,7 @@ use std::process::Command;
 use super::frames::ANALYZE;
 
 #[test]
-fn duckdb_sql_gives_the_analyzers_numbers_on_samples_and_several_hosts() {
+fn duckdb_and_spark_sql_give_the_analyzers_numbers_on_samples_and_several_hosts() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let work = tempfile::tempdir().unwrap();
     let fleet = work.path().join("fleet");
@@ -29,13 +29,13 @@ fn duckdb_sql_gives_the_analyzers_numbers_on_samples_and_several_hosts() {
     traces.push(fleet.to_string_lossy().into_owned());
     let check = Command::new("python3")
         .arg(root.join("bench/analyzer.py"))
-        .args(["--analyzer", ANALYZE, "--work", work.path().to_str().unwrap(), "--check"])
+        .args(["--analyzer", ANALYZE, "--work", work.path().to_str().unwrap(), "--engines", "duckdb,spark", "--check"])
         .args(&traces)
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{report}{}", String::from_utf8_lossy(&check.stderr));
-    assert_eq!(report.lines().filter(|l| l.contains(": same: ")).count(), traces.len() * 3, "{report}");
-    let fleet_churn = report.lines().find(|l| l.contains("fleet churn")).unwrap();
+    assert_eq!(report.lines().filter(|l| l.contains(": same: ")).count(), traces.len() * 3 * 2, "{report}");
+    let fleet_churn = report.lines().find(|l| l.contains("fleet churn spark")).unwrap();
     assert!(fleet_churn.contains("lifetime of "), "{fleet_churn}");
 }
