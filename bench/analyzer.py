@@ -185,7 +185,14 @@ def compare(what, a, b):
                    + (f" (e.g. {example}: netrec {a[example]} duckdb {b[example]})" if example else ""))
 
 
-CHECKS = {"netio": check_netio, "churn": check_churn, "latency": check_latency}
+def check_calls(netrec_out, duck):
+    cols = ["calls", "unfinished", "tcp_opens"]
+    a = {(rfc3339_ns(r["time"]), r["probe"]): tuple(r[c] for c in cols) for r in netrec_rows(netrec_out, "time")}
+    b = {(int(r["second"]), r["probe"] or None): tuple(int(r[c]) for c in cols) for r in rows_csv(f"{duck}/calls.csv")}
+    return compare("calls rows (second, probe)", a, b)
+
+
+CHECKS = {"netio": check_netio, "churn": check_churn, "latency": check_latency, "calls": check_calls}
 
 
 def check_only(analyzer, traces, metrics, work, engines):
@@ -227,14 +234,14 @@ def main():
     p.add_argument("--work", required=True, help="a scratch directory for outputs")
     p.add_argument("--sizes", default="10M,50M")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--metrics", default=",".join(METRICS), help="which of netio,churn,latency to measure")
+    p.add_argument("--metrics", default=None, help="which of netio,churn,latency to measure (--check: and calls)")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--check", nargs="+", metavar="TRACE", help="only compare the numbers on these traces")
     p.add_argument("--engines", default="duckdb", help="--check: duckdb, spark or duckdb,spark")
     a = p.parse_args()
-    metrics = a.metrics.split(",")
-    if unknown := [m for m in metrics if m not in METRICS]:
-        p.error(f"--metrics: unknown {', '.join(unknown)} (expected some of {', '.join(METRICS)})")
+    metrics = a.metrics.split(",") if a.metrics else list(CHECKS) if a.check else METRICS
+    if unknown := [m for m in metrics if m not in CHECKS]:
+        p.error(f"--metrics: unknown {', '.join(unknown)} (expected some of {', '.join(CHECKS)})")
 
     if a.check:
         return check_only(a.analyzer, a.check, metrics, a.work, a.engines.split(","))

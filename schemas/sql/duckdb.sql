@@ -116,3 +116,29 @@ COPY (
     SELECT metric, pid, comm, CASE WHEN us <= 1 THEN 1 ELSE floor(log2(us))::INT + 1 END AS bucket, count(*) AS count
     FROM samples GROUP BY ALL
 ) TO '{out}/latency_buckets.csv';
+
+-- name: calls
+-- Application calls per second per probe, with the TCP connections opened in that
+-- second by the processes that ever made calls of the probe ...
+CREATE TEMP TABLE call_rows AS
+    SELECT ts_ns // 1000000000 * 1000000000 AS second, probe, host, pid, count(*) AS calls,
+           count(*) FILTER (kind = 'call' AND duration_ns IS NULL) AS unfinished
+    FROM events WHERE kind IN ('call', 'usdt')
+    GROUP BY ALL;
+COPY (
+    WITH per_probe AS (
+        SELECT second, probe, sum(calls) AS calls, sum(unfinished) AS unfinished FROM call_rows GROUP BY ALL
+    ), procs AS (
+        SELECT DISTINCT probe, host, pid FROM call_rows WHERE pid IS NOT NULL
+    ), opens AS (
+        SELECT ts_ns // 1000000000 * 1000000000 AS second, host, pid, count(*) AS opens
+        FROM events
+        WHERE kind = 'state' AND new_state = 'ESTABLISHED' AND old_state IN ('SYN_SENT', 'SYN_RECV') AND pid IS NOT NULL
+        GROUP BY ALL
+    ), tcp AS (
+        SELECT o.second, p.probe, sum(o.opens) AS tcp_opens FROM procs p JOIN opens o USING (host, pid) GROUP BY ALL
+    )
+    SELECT second, probe, coalesce(calls, 0) AS calls, coalesce(unfinished, 0) AS unfinished,
+           coalesce(tcp_opens, 0) AS tcp_opens
+    FROM per_probe FULL JOIN tcp USING (second, probe)
+) TO '{out}/calls.csv';

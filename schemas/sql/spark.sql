@@ -112,3 +112,26 @@ FROM samples GROUP BY metric, pid;
 -- out: latency_buckets
 SELECT metric, pid, first(comm, true) AS comm, CASE WHEN us <= 1 THEN 1 ELSE length(bin(us)) END AS bucket, count(*) AS count
 FROM samples GROUP BY metric, pid, 4;
+
+-- name: calls
+-- Application calls per second per probe, with the TCP connections opened in that
+-- second by the processes that ever made calls of the probe ...
+CREATE OR REPLACE TEMP VIEW call_rows AS
+    SELECT div(ts_ns, 1000000000) * 1000000000 AS second, probe, host, pid, count(*) AS calls,
+           count(*) FILTER (WHERE kind = 'call' AND duration_ns IS NULL) AS unfinished
+    FROM events WHERE kind IN ('call', 'usdt')
+    GROUP BY div(ts_ns, 1000000000) * 1000000000, probe, host, pid;
+CREATE OR REPLACE TEMP VIEW call_opens AS
+    SELECT o.second, p.probe, sum(o.opens) AS tcp_opens
+    FROM (SELECT DISTINCT probe, host, pid FROM call_rows WHERE pid IS NOT NULL) p
+    JOIN (SELECT div(ts_ns, 1000000000) * 1000000000 AS second, host, pid, count(*) AS opens
+          FROM events
+          WHERE kind = 'state' AND new_state = 'ESTABLISHED' AND old_state IN ('SYN_SENT', 'SYN_RECV') AND pid IS NOT NULL
+          GROUP BY div(ts_ns, 1000000000) * 1000000000, host, pid) o
+      ON p.host = o.host AND p.pid = o.pid
+    GROUP BY o.second, p.probe;
+-- out: calls
+SELECT coalesce(c.second, t.second) AS second, coalesce(c.probe, t.probe) AS probe,
+       coalesce(c.calls, 0) AS calls, coalesce(c.unfinished, 0) AS unfinished, coalesce(t.tcp_opens, 0) AS tcp_opens
+FROM (SELECT second, probe, sum(calls) AS calls, sum(unfinished) AS unfinished FROM call_rows GROUP BY second, probe) c
+FULL JOIN call_opens t ON c.second = t.second AND c.probe = t.probe;

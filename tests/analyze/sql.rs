@@ -35,7 +35,7 @@ fn duckdb_and_spark_sql_give_the_analyzers_numbers_on_samples_and_several_hosts(
         .unwrap();
     let report = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{report}{}", String::from_utf8_lossy(&check.stderr));
-    assert_eq!(report.lines().filter(|l| l.contains(": same: ")).count(), traces.len() * 3 * 2, "{report}");
+    assert_eq!(report.lines().filter(|l| l.contains(": same: ")).count(), traces.len() * 4 * 2, "{report}");
     let fleet_churn = report.lines().find(|l| l.contains("fleet churn spark")).unwrap();
     assert!(fleet_churn.contains("lifetime of "), "{fleet_churn}");
 }
