@@ -232,7 +232,7 @@ mod tests {
                 let name = format!("seg-{sample}-{i}.parquet");
                 let seg = dir.path().join(&name);
                 std::fs::write(&seg, &bytes).unwrap();
-                let cmd = ["netio", "churn", "latency", "calls", "info", "diff"][i % 6];
+                let cmd = ["netio", "churn", "latency", "calls", "info", "diff", "replay"][i % 7];
                 let path = seg.to_str().unwrap().to_string();
                 let path = path.as_str();
                 let args = match cmd {

@@ -34,13 +34,15 @@ pub fn state_rows(events: LazyFrame, ctx: &Ctx) -> LazyFrame {
     firsts.extend(owner.iter().map(|c| col(*c).first().alias(format!("accept_{c}"))));
     let accepts = rows.clone().filter(kind("accept")).group_by(conn.clone()).agg(firsts);
     let before_accept = col("ts_ns").lt_eq(col("accept_ns"));
-    let owned =
-        rows.filter(kind("state")).join(accepts, conn.clone(), conn, JoinArgs::new(JoinType::Left)).with_columns(
-            owner
-                .iter()
-                .map(|c| when(before_accept.clone()).then(col(format!("accept_{c}"))).otherwise(col(*c)).alias(*c))
-                .collect::<Vec<_>>(),
-        );
+    // The rows stay in time order (a join may reorder them otherwise): a
+    // connection's owner is its earliest row's.
+    let in_order = JoinArgs { maintain_order: MaintainOrderJoin::Left, ..JoinArgs::new(JoinType::Left) };
+    let owned = rows.filter(kind("state")).join(accepts, conn.clone(), conn, in_order).with_columns(
+        owner
+            .iter()
+            .map(|c| when(before_accept.clone()).then(col(format!("accept_{c}"))).otherwise(col(*c)).alias(*c))
+            .collect::<Vec<_>>(),
+    );
     ctx.filters.without_time().apply(owned)
 }
 
@@ -74,9 +76,8 @@ pub fn plan(state: LazyFrame, by: By) -> LazyFrame {
     for c in by.shown().into_iter().chain(["pid", "comm"]) {
         if !keys.contains(&c) && !carried.contains(&c) {
             carried.push(c);
-            // The owner of its earliest row that names one (file order is not time order).
-            let by_time = SortMultipleOptions::default().with_maintain_order(true);
-            aggs.push(col(c).sort_by([col("ts_ns")], by_time).drop_nulls().first().alias(c));
+            // The owner of its earliest row that names one: the rows are in time order (state_rows).
+            aggs.push(col(c).first_non_null().alias(c));
         }
     }
     state.group_by([col("host"), col("capture_id"), col("sock_id")]).agg(aggs)

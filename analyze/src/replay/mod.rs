@@ -231,14 +231,29 @@ fn selected_units(segments: &[SegmentInfo], filters: &Filters) -> Result<Vec<mer
     Ok(units)
 }
 
-/// Plays `segments` through `player`, in time order.
+/// Plays `segments` through `player`, in time order. The merge (reading,
+/// ordering, gathering) runs on a thread of its own, a couple of chunks
+/// ahead of the printing.
 fn play_segments(segments: &[SegmentInfo], plan: &Plan, player: &mut Player, out: &mut dyn Write) -> Result<()> {
     let units = selected_units(segments, &plan.scan_filters)?;
-    let mut merge = merge::Merge::new(units, |u: &merge::Unit| load(&segments[u.seg], u, plan));
-    while let Some(chunk) = merge.next_chunk()? {
-        player.play(&chunk, out)?;
-    }
-    Ok(())
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<DataFrame>>(2);
+        s.spawn(move || {
+            let mut merge = merge::Merge::new(units, |u: &merge::Unit| load(&segments[u.seg], u, plan));
+            loop {
+                let next = merge.next_chunk().transpose();
+                let last = !matches!(next, Some(Ok(_)));
+                // The printer gone (an error, a closed pipe): stop reading.
+                if next.is_some_and(|n| tx.send(n).is_err()) || last {
+                    break;
+                }
+            }
+        });
+        for chunk in rx {
+            player.play(&chunk?, out)?;
+        }
+        Ok(())
+    })
 }
 
 pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> Result<crate::Outcome> {
