@@ -32,13 +32,13 @@ METRICS = ["netio", "churn", "latency"]
 SHORT_NS = 100_000_000  # netrec-analyze churn's default --short 100ms
 
 
-SQL = os.path.join(HERE, "..", "schemas", "sql", "duckdb.sql")
 SCHEMA = json.load(open(os.path.join(HERE, "..", "schemas", "events.json")))
 DUCKDB_TYPES = {"utf8": "VARCHAR", "uint16": "USMALLINT", "uint32": "UINTEGER", "uint64": "UBIGINT", "int32": "INTEGER", "int64": "BIGINT"}
 
 
-def sql_blocks():
-    text = open(SQL).read()
+def sql_blocks(dialect="duckdb"):
+    """The `-- name:` blocks of schemas/sql/<dialect>.sql."""
+    text = open(os.path.join(HERE, "..", "schemas", "sql", f"{dialect}.sql")).read()
     parts = re.split(r"^-- name: (\w+)\n", text, flags=re.M)
     return dict(zip(parts[1::2], parts[2::2]))
 

@@ -4,20 +4,12 @@ CSV files with duckdb.sql's columns, for bench/analyzer.py --check to compare
 with netrec-analyze's. One Spark session for all the traces and metrics asked."""
 import csv
 import glob
-import json
 import os
 import re
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SQL = os.path.join(HERE, "..", "schemas", "sql", "spark.sql")
-SCHEMA = json.load(open(os.path.join(HERE, "..", "schemas", "events.json")))
+from analyzer import SCHEMA, sql_blocks
+
 SPARK_TYPES = {"utf8": "string", "uint16": "int", "uint32": "bigint", "uint64": "decimal(20,0)", "int32": "int", "int64": "bigint"}
-
-
-def blocks():
-    text = open(SQL).read()
-    parts = re.split(r"^-- name: (\w+)\n", text, flags=re.M)
-    return dict(zip(parts[1::2], parts[2::2]))
 
 
 def statements(block):
@@ -82,7 +74,7 @@ def run(jobs, short_ns):
     """jobs: (metric, segments dir, output dir) each."""
     spark = session()
     spark.sparkContext.setLogLevel("ERROR")
-    sql = blocks()
+    sql = sql_blocks("spark")
     try:
         for metric, segments, out in jobs:
             events_view(spark, segments)
