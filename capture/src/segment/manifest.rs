@@ -41,8 +41,12 @@ impl ManifestWriter {
 
     /// A segment the capture deleted itself (retention).
     pub fn deleted(&mut self, path: &Path) -> Result<()> {
+        // As listed: relative to the manifest's directory (partitions included).
         let dir = self.path.parent().unwrap_or(Path::new(""));
-        let name = path.strip_prefix(dir).unwrap_or(path).to_string_lossy();
+        let name = match path.strip_prefix(dir) {
+            Ok(rel) => rel.to_string_lossy(),
+            Err(_) => path.file_name().unwrap_or_default().to_string_lossy(),
+        };
         if let Some(i) = self.doc.segments.iter().position(|s| s.file == name) {
             let gone = self.doc.segments.remove(i);
             self.doc.deleted.push(gone.index);
@@ -95,7 +99,7 @@ mod tests {
         };
         m.add(entry(0)).unwrap();
         m.add(entry(1)).unwrap();
-        m.deleted(Path::new("/x/s0.parquet")).unwrap();
+        m.deleted(&dir.path().join("s0.parquet")).unwrap();
         m.finish("2026-01-01T00:01:00Z").unwrap();
         let read: Manifest =
             serde_json::from_slice(&std::fs::read(dir.path().join("netrec-h-x-1.manifest.json")).unwrap()).unwrap();
@@ -104,5 +108,27 @@ mod tests {
         assert_eq!(read.finished.as_deref(), Some("2026-01-01T00:01:00Z"));
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+    }
+
+    /// --layout hive: entries are paths below the manifest's directory.
+    #[test]
+    fn a_partitioned_segment_is_deleted_by_its_relative_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = ManifestWriter::new(dir.path(), "netrec-h-x-1", "1", "h", "2026-01-01T00:00:00Z");
+        let rel = "host=h/date=2026-01-01/netrec-h-x-1-00000.parquet";
+        let entry = SegmentEntry {
+            file: rel.into(),
+            index: 0,
+            bytes: 1,
+            sha256: "00".into(),
+            start: "a".into(),
+            end: "b".into(),
+            events: 0,
+            lost_events: 0,
+        };
+        m.add(entry).unwrap();
+        m.deleted(&dir.path().join(rel)).unwrap();
+        assert!(m.doc.segments.is_empty());
+        assert_eq!(m.doc.deleted, vec![0]);
     }
 }
