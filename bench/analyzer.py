@@ -130,23 +130,32 @@ def pcts(text):
     return [int(x) for x in text.strip("[]").split(",")]
 
 
+def proc_key(netrec_out):
+    """A process's key in both sides' rows: (host, pid) where netrec-analyze
+    splits by host (a trace of several hosts), else (None, pid)."""
+    multi = any("host" in r for r in netrec_rows(netrec_out, "pid"))
+    return lambda r: (r["host"] if multi else None, num(r["pid"]) if isinstance(r["pid"], str) else r["pid"])
+
+
 def check_netio(netrec_out, duck):
-    a = {(rfc3339_ns(r["time"]), r["pid"]): (r["comm"], r["sent_bytes"], r["recv_bytes"]) for r in netrec_rows(netrec_out, "time")}
-    b = {(int(r["second"]), num(r["pid"])): (r["comm"] or None, int(r["sent_bytes"]), int(r["recv_bytes"])) for r in rows_csv(f"{duck}/netio.csv")}
-    return compare("netio rows (second, pid)", a, b)
+    p = proc_key(netrec_out)
+    a = {(rfc3339_ns(r["time"]), p(r)): (r["comm"], r["sent_bytes"], r["recv_bytes"]) for r in netrec_rows(netrec_out, "time")}
+    b = {(int(r["second"]), p(r)): (r["comm"] or None, int(r["sent_bytes"]), int(r["recv_bytes"])) for r in rows_csv(f"{duck}/netio.csv")}
+    return compare("netio rows (second, process)", a, b)
 
 
 def check_churn(netrec_out, duck):
     cols = ["opened_active", "opened_passive", "closed", "failed", "resets"]
-    a = {(rfc3339_ns(r["time"]), r["pid"]): tuple(r[c] for c in cols) + (r["short_lived"],) for r in netrec_rows(netrec_out, "time")}
-    short = {(int(r["second"]), num(r["pid"])): int(r["short_lived"]) for r in rows_csv(f"{duck}/churn_short.csv")}
+    p = proc_key(netrec_out)
+    a = {(rfc3339_ns(r["time"]), p(r)): tuple(r[c] for c in cols) + (r["short_lived"],) for r in netrec_rows(netrec_out, "time")}
+    short = {(int(r["second"]), p(r)): int(r["short_lived"]) for r in rows_csv(f"{duck}/churn_short.csv")}
     b = {}
     for r in rows_csv(f"{duck}/churn.csv"):
-        key = (int(r["second"]), num(r["pid"]))
+        key = (int(r["second"]), p(r))
         b[key] = tuple(int(r[c]) for c in cols) + (short.pop(key, 0),)
     for key, n in short.items():  # short-lived closes in a second with no other transition
         b[key] = (0, 0, 0, 0, 0, n)
-    ok, why = compare("churn rows (second, pid)", a, b)
+    ok, why = compare("churn rows (second, process)", a, b)
     life = [r for r in netrec_rows(netrec_out, "metric") if r["metric"] == "lifetime"][0]
     lt = rows_csv(f"{duck}/churn_lifetime.csv")[0]
     mine = (life["count"], life["still_open"], [life[k] for k in ("p50_us", "p90_us", "p99_us", "p999_us")], life["max_us"],
@@ -159,19 +168,20 @@ def check_churn(netrec_out, duck):
 
 
 def check_latency(netrec_out, duck):
+    p = proc_key(netrec_out)
     a = {}
     for r in netrec_rows(netrec_out, "metric"):
-        a[(r["metric"], r["pid"])] = (r["count"], [r[k] for k in ("p50_us", "p90_us", "p99_us", "p999_us")], r["max_us"],
-                                      {b["le_us"]: b["count"] for b in r["buckets"] if b["count"]})
+        a[(r["metric"], p(r))] = (r["count"], [r[k] for k in ("p50_us", "p90_us", "p99_us", "p999_us")], r["max_us"],
+                                  {b["le_us"]: b["count"] for b in r["buckets"] if b["count"]})
     b = {}
     buckets = {}
     for r in rows_csv(f"{duck}/latency_buckets.csv"):
-        buckets.setdefault((r["metric"], num(r["pid"])), {})[(1 << int(r["bucket"])) - 1] = int(r["count"])
+        buckets.setdefault((r["metric"], p(r)), {})[(1 << int(r["bucket"])) - 1] = int(r["count"])
     for r in rows_csv(f"{duck}/latency.csv"):
-        key = (r["metric"], num(r["pid"]))
+        key = (r["metric"], p(r))
         b[key] = (int(r["count"]), pcts(r["percentiles_us"]), int(r["max_us"]), buckets[key])
     samples = sum(v[0] for v in a.values())
-    ok, why = compare("latency rows (metric, pid)", a, b)
+    ok, why = compare("latency rows (metric, process)", a, b)
     return ok, f"{why}, {samples} samples"
 
 

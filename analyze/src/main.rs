@@ -54,6 +54,8 @@ pub fn open(inputs: &[std::path::PathBuf], selection: &Selection, by: By) -> Res
             hosts.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
+    // A pid names one process only on its host.
+    let by = by.for_hosts(hosts.len());
     Ok(Ctx { trace: std::sync::Arc::new(trace), filters, by })
 }
 

@@ -17,7 +17,7 @@
 --       FROM read_parquet('<dir>/**/*.parquet', filename = 'segment_file', hive_partitioning = false) e JOIN seg USING (segment_file);
 --
 -- For one capture (bench/analyzer.py's generated traces) the two are constants.
--- Each COPY writes one result to {out}/<name>.csv. A connection is
+-- Each COPY writes one result to {out}/<name>.csv. A process is (host, pid): pids are per host. A connection is
 -- (host, capture_id, sock_id), as in netrec-analyze. Percentiles are nearest-rank
 -- (quantile_disc), durations truncated to whole microseconds, log2 buckets as
 -- BCC prints them: bucket k holds (2^(k-1), 2^k - 1].
@@ -25,7 +25,7 @@
 -- name: netio
 -- Bytes sent and consumed per second per process.
 COPY (
-    SELECT ts_ns // 1000000000 * 1000000000 AS second, pid, first(comm) FILTER (comm IS NOT NULL) AS comm,
+    SELECT ts_ns // 1000000000 * 1000000000 AS second, host, pid, first(comm) FILTER (comm IS NOT NULL) AS comm,
            coalesce(sum(bytes) FILTER (kind = 'send'), 0) AS sent_bytes,
            coalesce(sum(bytes) FILTER (kind = 'recv'), 0) AS recv_bytes
     FROM events WHERE kind IN ('send', 'recv')
@@ -62,7 +62,7 @@ CREATE TEMP TABLE conns AS
 -- name: churn
 -- (after connections) Opens, closes, failures and resets per second per process ...
 COPY (
-    SELECT ts_ns // 1000000000 * 1000000000 AS second, pid, first(comm) FILTER (comm IS NOT NULL) AS comm,
+    SELECT ts_ns // 1000000000 * 1000000000 AS second, host, pid, first(comm) FILTER (comm IS NOT NULL) AS comm,
            count(*) FILTER (old_state = 'SYN_SENT' AND new_state = 'ESTABLISHED') AS opened_active,
            count(*) FILTER (old_state = 'SYN_RECV' AND new_state = 'ESTABLISHED') AS opened_passive,
            count(*) FILTER (new_state = 'CLOSE' AND old_state IN ('ESTABLISHED', 'FIN_WAIT1', 'FIN_WAIT2', 'CLOSE_WAIT', 'LAST_ACK', 'CLOSING', 'TIME_WAIT')) AS closed,
@@ -73,12 +73,12 @@ COPY (
 ) TO '{out}/churn.csv';
 -- ... lifetimes of the connections ever established ...
 CREATE TEMP TABLE lifetimes AS
-    SELECT pid, comm, close_ns,
+    SELECT host, pid, comm, close_ns,
            close_ns - coalesce(syn_sent_ns, syn_recv_ns, active_est_ns, passive_est_ns) AS life_ns
     FROM conns WHERE coalesce(active_est_ns, passive_est_ns) IS NOT NULL;
 -- ... short-lived connections (closed within {short_ns} ns of opening) per second of their close ...
 COPY (
-    SELECT close_ns // 1000000000 * 1000000000 AS second, pid, comm, count(*) AS short_lived
+    SELECT close_ns // 1000000000 * 1000000000 AS second, host, pid, comm, count(*) AS short_lived
     FROM lifetimes WHERE life_ns < {short_ns}
     GROUP BY ALL
 ) TO '{out}/churn_short.csv';
@@ -97,23 +97,23 @@ COPY (
 -- name: latency
 -- (after connections) connect, handshake, rtt and call:<probe> samples per process, in microseconds ...
 CREATE TEMP TABLE samples AS
-    SELECT 'connect' AS metric, pid, comm, (active_est_ns - syn_sent_ns) // 1000 AS us FROM conns WHERE active_est_ns >= syn_sent_ns
+    SELECT 'connect' AS metric, host, pid, comm, (active_est_ns - syn_sent_ns) // 1000 AS us FROM conns WHERE active_est_ns >= syn_sent_ns
     UNION ALL
-    SELECT 'handshake', pid, comm, (passive_est_ns - syn_recv_ns) // 1000 FROM conns WHERE passive_est_ns >= syn_recv_ns
+    SELECT 'handshake', host, pid, comm, (passive_est_ns - syn_recv_ns) // 1000 FROM conns WHERE passive_est_ns >= syn_recv_ns
     UNION ALL
     -- an rtt row stands for `samples` srtt changes of that value
-    SELECT 'rtt', pid, comm, srtt_us FROM (
-        SELECT pid, comm, srtt_us, unnest(range(coalesce(samples, 1))) FROM events WHERE kind = 'rtt' AND srtt_us IS NOT NULL)
+    SELECT 'rtt', host, pid, comm, srtt_us FROM (
+        SELECT host, pid, comm, srtt_us, unnest(range(coalesce(samples, 1))) FROM events WHERE kind = 'rtt' AND srtt_us IS NOT NULL)
     UNION ALL
-    SELECT 'call:' || probe, pid, comm, duration_ns // 1000 FROM events WHERE kind = 'call' AND duration_ns IS NOT NULL;
+    SELECT 'call:' || probe, host, pid, comm, duration_ns // 1000 FROM events WHERE kind = 'call' AND duration_ns IS NOT NULL;
 -- ... their percentiles ...
 COPY (
-    SELECT metric, pid, comm, count(*) AS count, quantile_disc(us, [0.5, 0.9, 0.99, 0.999]) AS percentiles_us, max(us) AS max_us
+    SELECT metric, host, pid, comm, count(*) AS count, quantile_disc(us, [0.5, 0.9, 0.99, 0.999]) AS percentiles_us, max(us) AS max_us
     FROM samples GROUP BY ALL
 ) TO '{out}/latency.csv';
 -- ... and log2 histograms.
 COPY (
-    SELECT metric, pid, comm, CASE WHEN us <= 1 THEN 1 ELSE floor(log2(us))::INT + 1 END AS bucket, count(*) AS count
+    SELECT metric, host, pid, comm, CASE WHEN us <= 1 THEN 1 ELSE floor(log2(us))::INT + 1 END AS bucket, count(*) AS count
     FROM samples GROUP BY ALL
 ) TO '{out}/latency_buckets.csv';
 

@@ -11,7 +11,7 @@
 -- footer's values, read with pyarrow (bench/spark.py does). uint64 columns read
 -- as decimal(20,0), uint32 as bigint.
 --
--- Statements end with `;`. A statement after a `-- out: <name>` line is a
+-- A process is (host, pid): pids are per host. Statements end with `;`. A statement after a `-- out: <name>` line is a
 -- result, written to <name>.csv with duckdb.sql's columns.
 -- Percentiles are nearest-rank (percentile_disc, a double in Spark: cast back), durations truncated to whole
 -- microseconds, log2 buckets as BCC prints them (bucket k holds (2^(k-1), 2^k - 1],
@@ -20,11 +20,11 @@
 -- name: netio
 -- Bytes sent and consumed per second per process.
 -- out: netio
-SELECT div(ts_ns, 1000000000) * 1000000000 AS second, pid, first(comm, true) AS comm,
+SELECT div(ts_ns, 1000000000) * 1000000000 AS second, host, pid, first(comm, true) AS comm,
        coalesce(sum(bytes) FILTER (WHERE kind = 'send'), 0) AS sent_bytes,
        coalesce(sum(bytes) FILTER (WHERE kind = 'recv'), 0) AS recv_bytes
 FROM events WHERE kind IN ('send', 'recv')
-GROUP BY div(ts_ns, 1000000000) * 1000000000, pid;
+GROUP BY div(ts_ns, 1000000000) * 1000000000, host, pid;
 
 -- name: connections
 -- The state rows of every connection, a passive open's rows before its accept
@@ -56,24 +56,24 @@ CREATE OR REPLACE TEMP VIEW conns AS
 -- name: churn
 -- (after connections) Opens, closes, failures and resets per second per process ...
 -- out: churn
-SELECT div(ts_ns, 1000000000) * 1000000000 AS second, pid, first(comm, true) AS comm,
+SELECT div(ts_ns, 1000000000) * 1000000000 AS second, host, pid, first(comm, true) AS comm,
        count(*) FILTER (WHERE old_state = 'SYN_SENT' AND new_state = 'ESTABLISHED') AS opened_active,
        count(*) FILTER (WHERE old_state = 'SYN_RECV' AND new_state = 'ESTABLISHED') AS opened_passive,
        count(*) FILTER (WHERE new_state = 'CLOSE' AND old_state IN ('ESTABLISHED', 'FIN_WAIT1', 'FIN_WAIT2', 'CLOSE_WAIT', 'LAST_ACK', 'CLOSING', 'TIME_WAIT')) AS closed,
        count(*) FILTER (WHERE old_state = 'SYN_SENT' AND new_state = 'CLOSE') AS failed,
        count(*) FILTER (WHERE new_state = 'CLOSE' AND old_state IN ('ESTABLISHED', 'CLOSE_WAIT', 'FIN_WAIT1', 'SYN_RECV')) AS resets
 FROM state_rows
-GROUP BY div(ts_ns, 1000000000) * 1000000000, pid;
+GROUP BY div(ts_ns, 1000000000) * 1000000000, host, pid;
 -- ... lifetimes of the connections ever established ...
 CREATE OR REPLACE TEMP VIEW lifetimes AS
-    SELECT pid, comm, close_ns,
+    SELECT host, pid, comm, close_ns,
            close_ns - coalesce(syn_sent_ns, syn_recv_ns, active_est_ns, passive_est_ns) AS life_ns
     FROM conns WHERE coalesce(active_est_ns, passive_est_ns) IS NOT NULL;
 -- ... short-lived connections (closed within {short_ns} ns of opening) per second of their close ...
 -- out: churn_short
-SELECT div(close_ns, 1000000000) * 1000000000 AS second, pid, comm, count(*) AS short_lived
+SELECT div(close_ns, 1000000000) * 1000000000 AS second, host, pid, comm, count(*) AS short_lived
 FROM lifetimes WHERE life_ns < {short_ns}
-GROUP BY div(close_ns, 1000000000) * 1000000000, pid, comm;
+GROUP BY div(close_ns, 1000000000) * 1000000000, host, pid, comm;
 -- ... and the lifetime distribution of closed connections.
 -- out: churn_lifetime
 SELECT count(close_ns) AS count, count(*) - count(close_ns) AS still_open,
@@ -91,27 +91,27 @@ GROUP BY 1;
 -- name: latency
 -- (after connections) connect, handshake, rtt and call:<probe> samples per process, in microseconds ...
 CREATE OR REPLACE TEMP VIEW samples AS
-    SELECT 'connect' AS metric, pid, comm, div(active_est_ns - syn_sent_ns, 1000) AS us FROM conns WHERE active_est_ns >= syn_sent_ns
+    SELECT 'connect' AS metric, host, pid, comm, div(active_est_ns - syn_sent_ns, 1000) AS us FROM conns WHERE active_est_ns >= syn_sent_ns
     UNION ALL
-    SELECT 'handshake', pid, comm, div(passive_est_ns - syn_recv_ns, 1000) FROM conns WHERE passive_est_ns >= syn_recv_ns
+    SELECT 'handshake', host, pid, comm, div(passive_est_ns - syn_recv_ns, 1000) FROM conns WHERE passive_est_ns >= syn_recv_ns
     UNION ALL
     -- an rtt row stands for `samples` srtt changes of that value
-    SELECT 'rtt', pid, comm, srtt_us FROM events
+    SELECT 'rtt', host, pid, comm, srtt_us FROM events
         LATERAL VIEW explode(sequence(1, CAST(coalesce(samples, 1) AS INT))) n AS i
         WHERE kind = 'rtt' AND srtt_us IS NOT NULL
     UNION ALL
-    SELECT concat('call:', probe), pid, comm, div(duration_ns, 1000) FROM events WHERE kind = 'call' AND duration_ns IS NOT NULL;
+    SELECT concat('call:', probe), host, pid, comm, div(duration_ns, 1000) FROM events WHERE kind = 'call' AND duration_ns IS NOT NULL;
 -- ... their percentiles ...
 -- out: latency
-SELECT metric, pid, first(comm, true) AS comm, count(*) AS count,
+SELECT metric, host, pid, first(comm, true) AS comm, count(*) AS count,
        array(CAST(percentile_disc(0.5) WITHIN GROUP (ORDER BY us) AS BIGINT), CAST(percentile_disc(0.9) WITHIN GROUP (ORDER BY us) AS BIGINT),
              CAST(percentile_disc(0.99) WITHIN GROUP (ORDER BY us) AS BIGINT), CAST(percentile_disc(0.999) WITHIN GROUP (ORDER BY us) AS BIGINT)) AS percentiles_us,
        max(us) AS max_us
-FROM samples GROUP BY metric, pid;
+FROM samples GROUP BY metric, host, pid;
 -- ... and log2 histograms.
 -- out: latency_buckets
-SELECT metric, pid, first(comm, true) AS comm, CASE WHEN us <= 1 THEN 1 ELSE length(bin(us)) END AS bucket, count(*) AS count
-FROM samples GROUP BY metric, pid, 4;
+SELECT metric, host, pid, first(comm, true) AS comm, CASE WHEN us <= 1 THEN 1 ELSE length(bin(us)) END AS bucket, count(*) AS count
+FROM samples GROUP BY metric, host, pid, 5;
 
 -- name: calls
 -- Application calls per second per probe, with the TCP connections opened in that

@@ -717,3 +717,31 @@ fn netio_shows_the_protocol_and_selects_by_it() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("--protocol") && r.stderr.contains("sctp"), "{}", r.stderr);
 }
+
+/// Pids are per host: in a trace of two hosts, pid 10 of each is its own
+/// process (`--by pid` shows the host); one host's trace shows no host column.
+#[test]
+fn the_same_pid_on_two_hosts_is_two_processes() {
+    let d = dir();
+    for host in ["db1", "db2"] {
+        let spec = SegmentSpec { host, capture_id: if host == "db1" { "aaaa" } else { "bbbb" }, ..Default::default() };
+        write_segment(d.path(), &spec, &[io("send", T0, 10, "api", if host == "db1" { 100 } else { 7 })]);
+    }
+    let rows = json_rows(&["netio", s(d.path())]);
+    let per: Vec<(String, u64)> = rows
+        .iter()
+        .filter(|r| r.get("time").is_some())
+        .map(|r| (r["host"].as_str().unwrap().to_string(), r["sent_bytes"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(per, [("db1".to_string(), 100), ("db2".to_string(), 7)]);
+    let one = json_rows(&["netio", s(&d.path().join(files_of(d.path(), "db1")))]);
+    assert!(one.iter().all(|r| r.get("host").is_none()), "{one:?}");
+}
+
+fn files_of(dir: &std::path::Path, host: &str) -> String {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.contains(host))
+        .unwrap()
+}

@@ -27,6 +27,10 @@ pub enum By {
     Pod,
     /// Application probe (calls only)
     Probe,
+    /// Process on its host: what `pid` means in a trace of several hosts
+    /// (pids are per host). Not a flag value: `--by pid` becomes it there.
+    #[value(skip)]
+    HostPid,
 }
 
 impl By {
@@ -44,6 +48,15 @@ impl By {
             By::Container => vec!["container"],
             By::Pod => vec!["pod"],
             By::Probe => vec!["probe"],
+            By::HostPid => vec!["host", "pid"],
+        }
+    }
+
+    /// This key for a trace of `hosts` hosts: a pid is one process only on its host.
+    pub fn for_hosts(self, hosts: usize) -> By {
+        match self {
+            By::Pid if hosts > 1 => By::HostPid,
+            other => other,
         }
     }
 
@@ -51,6 +64,7 @@ impl By {
     pub fn shown(self) -> Vec<&'static str> {
         match self {
             By::Pid => vec!["pid", "comm"],
+            By::HostPid => vec!["host", "pid", "comm"],
             By::Conn => vec!["sock_id", "pid", "comm", "laddr", "lport", "raddr", "rport"],
             other => other.keys(),
         }

@@ -13,6 +13,7 @@ pub fn shown(by: By) -> Vec<&'static str> {
     match by {
         By::Probe => vec!["probe"],
         By::Pid => vec!["probe", "pid", "comm"],
+        By::HostPid => vec!["probe", "host", "pid", "comm"],
         By::Comm => vec!["probe", "comm"],
         _ => vec!["probe", "host"],
     }

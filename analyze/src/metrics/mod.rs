@@ -43,6 +43,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Hosts the trace was recorded on.
+    pub fn hosts(&self) -> usize {
+        self.trace.segments.iter().map(|s| s.host.as_str()).collect::<std::collections::BTreeSet<_>>().len()
+    }
+
     pub fn by_label(&self) -> &'static str {
         match self.by {
             By::Pid => "pid",
@@ -56,6 +61,7 @@ impl Ctx {
             By::Container => "container",
             By::Pod => "pod",
             By::Probe => "probe",
+            By::HostPid => "pid (per host)",
         }
     }
 

@@ -115,7 +115,7 @@ fn render(ctx: &Ctx, top: usize) -> Result<String> {
 
     // NetIO per process.
     let keep = Some(top);
-    let io = Ctx { by: By::Pid, ..ctx.clone() };
+    let io = Ctx { by: By::Pid.for_hosts(ctx.hosts()), ..ctx.clone() };
     let mut net = netio::run(&io, &netio::NetioArgs { interval_ns: interval, top: keep })?;
     let totals = collect(net.frames.remove(1).data)?;
     let per_second = collect(net.frames.remove(0).data)?;
