@@ -102,6 +102,25 @@ def generate(traces, size, smoke):
     return path
 
 
+def generate_fleet(traces, spec, smoke):
+    """`HOSTSxSIZE` (10x2M): that many hosts' traces of SIZE events each, in one
+    tree (a directory per host), each host its own seed, kept like generate's."""
+    hosts, size = spec.split("x")
+    gen = os.path.join(HERE, "gen_trace.py")
+    digest = hashlib.sha256(open(gen, "rb").read()).hexdigest()[:12]
+    path = os.path.join(traces, f"fleet-{spec}-{digest}")
+    if not os.path.exists(os.path.join(path, ".complete")):
+        shutil.rmtree(path, ignore_errors=True)
+        t0 = time.perf_counter()
+        for i in range(int(hosts)):
+            subprocess.run([sys.executable, gen, "--events", size, "--seed", str(i + 1), "--host", f"host-{i:02d}",
+                            "--out", os.path.join(path, f"host-{i:02d}")], check=True, stdout=subprocess.DEVNULL)
+        open(os.path.join(path, ".complete"), "w").close()
+        if not smoke:
+            print(f"<!-- generated {hosts} hosts x {size} events in {time.perf_counter() - t0:.0f} s: {path} -->")
+    return path
+
+
 # --- the two sides' results, as comparable Python values -------------------------
 
 def rfc3339_ns(text):
@@ -243,6 +262,7 @@ def main():
     p.add_argument("--traces", default="/var/tmp/netrec-bench-traces", help="where generated traces are kept between runs")
     p.add_argument("--work", required=True, help="a scratch directory for outputs")
     p.add_argument("--sizes", default="10M,50M")
+    p.add_argument("--fleet", default="", help="also a fleet of HOSTSxSIZE (10x2M): netrec-analyze by (host, pid), the SQL over every footer")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--metrics", default=None, help="which of netio,churn,latency to measure (--check: and calls)")
     p.add_argument("--smoke", action="store_true")
@@ -269,8 +289,9 @@ def main():
     print("| events | metric | netrec s | duckdb s | time netrec/duckdb | netrec MiB | duckdb MiB | memory netrec/duckdb | same numbers |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
     failures = []
-    for size in a.sizes.split(","):
-        trace = generate(a.traces, size, a.smoke)
+    cases = [(size, generate(a.traces, size, a.smoke), "one") for size in a.sizes.split(",") if size]
+    cases += [(spec, generate_fleet(a.traces, spec, a.smoke), "any") for spec in a.fleet.split(",") if spec]
+    for size, trace, view in cases:
         for metric in metrics:
             mine, theirs = [], []
             out = os.path.join(a.work, f"{size}-{metric}")
@@ -279,7 +300,7 @@ def main():
             for _ in range(a.runs):
                 with open(netrec_out, "w") as f:
                     mine.append(timed([a.analyzer, metric, trace, "--format", "json"], stdout=f))
-                theirs.append(timed([sys.executable, os.path.abspath(__file__), "--duckdb-child", metric, trace, out]))
+                theirs.append(timed([sys.executable, os.path.abspath(__file__), "--duckdb-child", metric, trace, out, view]))
             ok, why = CHECKS[metric](netrec_out, out)
             if not ok:
                 failures.append(f"{size} {metric}: {why}")
