@@ -279,8 +279,8 @@ def main():
     import duckdb
 
     command = f"bash bench/run analyzer{' --smoke' if a.smoke else ''}"
-    if metrics != METRICS:  # a partial run by hand
-        command = f"python3 bench/analyzer.py --sizes {a.sizes} --runs {a.runs} --metrics {a.metrics}"
+    if metrics != METRICS or (not a.smoke and (a.sizes, a.fleet) != ("10M,50M", "10x5M")):  # a partial run by hand
+        command = f"python3 bench/analyzer.py --sizes '{a.sizes}' --fleet '{a.fleet}' --runs {a.runs} --metrics {','.join(metrics)}"
     print(header("Analyzer against DuckDB", command))
     print(f"netrec-analyze `{a.analyzer}` against DuckDB {duckdb.__version__} (Python package) running "
           f"schemas/sql/duckdb.sql; {a.runs} alternating runs each, medians; peak RSS from wait4.\n")
