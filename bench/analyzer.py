@@ -87,38 +87,40 @@ def timed(cmd, stdout=subprocess.DEVNULL):
     return wall, usage.ru_maxrss / 1024
 
 
-def generate(traces, size, smoke):
-    """The trace of `size` events, made once and kept (keyed by the generator's hash)."""
+def kept(traces, name, what, smoke, make):
+    """A generated trace, made once by `make(path)` and kept, keyed by the generator's hash."""
     gen = os.path.join(HERE, "gen_trace.py")
     digest = hashlib.sha256(open(gen, "rb").read()).hexdigest()[:12]
-    path = os.path.join(traces, f"{size}-{digest}")
+    path = os.path.join(traces, f"{name}-{digest}")
     if not os.path.exists(os.path.join(path, ".complete")):
         shutil.rmtree(path, ignore_errors=True)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, gen, "--events", size, "--out", path], check=True, stdout=subprocess.DEVNULL)
+        make(gen, path)
         open(os.path.join(path, ".complete"), "w").close()
         if not smoke:
-            print(f"<!-- generated {size} events in {time.perf_counter() - t0:.0f} s: {path} -->")
+            print(f"<!-- generated {what} in {time.perf_counter() - t0:.0f} s: {path} -->")
     return path
+
+
+def generate(traces, size, smoke):
+    """The trace of `size` events."""
+    def make(gen, path):
+        subprocess.run([sys.executable, gen, "--events", size, "--out", path], check=True, stdout=subprocess.DEVNULL)
+
+    return kept(traces, size, f"{size} events", smoke, make)
 
 
 def generate_fleet(traces, spec, smoke):
     """`HOSTSxSIZE` (10x2M): that many hosts' traces of SIZE events each, in one
-    tree (a directory per host), each host its own seed, kept like generate's."""
+    tree (a directory per host), each host its own seed."""
     hosts, size = spec.split("x")
-    gen = os.path.join(HERE, "gen_trace.py")
-    digest = hashlib.sha256(open(gen, "rb").read()).hexdigest()[:12]
-    path = os.path.join(traces, f"fleet-{spec}-{digest}")
-    if not os.path.exists(os.path.join(path, ".complete")):
-        shutil.rmtree(path, ignore_errors=True)
-        t0 = time.perf_counter()
+
+    def make(gen, path):
         for i in range(int(hosts)):
             subprocess.run([sys.executable, gen, "--events", size, "--seed", str(i + 1), "--host", f"host-{i:02d}",
                             "--out", os.path.join(path, f"host-{i:02d}")], check=True, stdout=subprocess.DEVNULL)
-        open(os.path.join(path, ".complete"), "w").close()
-        if not smoke:
-            print(f"<!-- generated {hosts} hosts x {size} events in {time.perf_counter() - t0:.0f} s: {path} -->")
-    return path
+
+    return kept(traces, f"fleet-{spec}", f"{hosts} hosts x {size} events", smoke, make)
 
 
 # --- the two sides' results, as comparable Python values -------------------------
