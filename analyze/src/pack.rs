@@ -48,19 +48,6 @@ pub struct PackArgs {
     pub keep: Vec<Name>,
 }
 
-/// Every file under `dir`, partition directories included.
-fn files_under(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if p.is_dir() {
-            files_under(&p, found)?;
-        } else {
-            found.push(p);
-        }
-    }
-    Ok(())
-}
-
 fn add_file(tar: &mut tar::Builder<std::fs::File>, path: &Path, name: &str) -> Result<()> {
     tar.append_path_with_name(path, name).with_context(|| format!("adding {} to the archive", path.display()))
 }
@@ -112,8 +99,8 @@ pub fn run(args: &PackArgs, out: &mut dyn Write) -> Result<Outcome> {
     crate::report::write(&ctx, 8, &report)?;
 
     let mut files = Vec::new();
-    let mut names = Vec::new();
-    files_under(&segments_dir, &mut names)?;
+    // Every file, partition directories included.
+    let mut names = crate::input::discover::files_under(&segments_dir, &|_| true)?;
     names.sort();
     for p in names.iter().chain([&report]) {
         let rel = p.strip_prefix(work.path()).expect("inside").to_string_lossy().to_string();

@@ -81,6 +81,22 @@ impl Filters {
 
     /// Columns these filters read beyond every metric's own (ts, pid, comm, host):
     /// ports only for --port (two columns fewer to decode otherwise).
+    /// `base` and the columns the filters read, each once.
+    pub fn with_columns(&self, base: &[&'static str]) -> Vec<&'static str> {
+        let mut cols = base.to_vec();
+        for c in self.columns() {
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        }
+        cols
+    }
+
+    /// Whether rows of `host` are selected (`--host`).
+    pub fn host_selected(&self, host: &str) -> bool {
+        self.hosts.is_empty() || self.hosts.iter().any(|h| h == host)
+    }
+
     pub fn columns(&self) -> Vec<&'static str> {
         let mut cols = Vec::new();
         if !self.ports.is_empty() {

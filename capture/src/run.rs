@@ -73,11 +73,7 @@ impl WriterState {
                 self.cfg.output.join(netrec_schema::files::partition_dir(&self.facts.hostname, &date))
             }
         };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(dir)
     }
 
@@ -175,11 +171,12 @@ fn create_output_dir(cfg: &Config) -> Result<()> {
         }
         return Ok(());
     }
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(out)
-        .with_context(|| format!("--output {}: cannot create directory", out.display()))
+    private_dir(out).with_context(|| format!("--output {}: cannot create directory", out.display()))
+}
+
+/// A directory only the capture's user reads (0700), with its parents.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 /// Runs a capture until --duration, SIGINT or SIGTERM.

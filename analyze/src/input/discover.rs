@@ -28,20 +28,31 @@ fn push_file(found: &mut Found, path: PathBuf) {
     }
 }
 
-fn walk(dir: &Path, found: &mut Found) -> Result<(), InputError> {
+/// Files under `dir`, each directory's entries in name order, whose names pass `keep`.
+pub fn files_under(dir: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Vec<PathBuf>, InputError> {
+    let mut found = Vec::new();
+    collect_under(dir, keep, &mut found)?;
+    Ok(found)
+}
+
+fn collect_under(dir: &Path, keep: &dyn Fn(&str) -> bool, found: &mut Vec<PathBuf>) -> Result<(), InputError> {
     let entries = std::fs::read_dir(dir).map_err(|e| InputError::Io(dir.to_path_buf(), e))?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths {
         if p.is_dir() {
-            walk(&p, found)?;
-        } else {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            // In a directory, only segments count; other files are none of ours.
-            if files::is_segment(name) || files::is_in_progress(name) {
-                push_file(found, p);
-            }
+            collect_under(&p, keep, found)?;
+        } else if p.file_name().and_then(|n| n.to_str()).is_some_and(keep) {
+            found.push(p);
         }
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path, found: &mut Found) -> Result<(), InputError> {
+    // In a directory, only segments count; other files are none of ours.
+    for p in files_under(dir, &|n| files::is_segment(n) || files::is_in_progress(n))? {
+        push_file(found, p);
     }
     Ok(())
 }

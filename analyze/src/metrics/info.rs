@@ -92,7 +92,7 @@ fn record_column(name: &str, rows: &[BTreeMap<String, String>]) -> PolarsResult<
 pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let mut by_host: BTreeMap<&str, Vec<&SegmentInfo>> = BTreeMap::new();
     for s in &ctx.trace.segments {
-        if ctx.filters.hosts.is_empty() || ctx.filters.hosts.contains(&s.host) {
+        if ctx.filters.host_selected(&s.host) {
             by_host.entry(&s.host).or_default().push(s);
         }
     }

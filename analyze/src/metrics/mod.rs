@@ -80,13 +80,7 @@ impl Ctx {
 
     /// `columns` and those the filters read.
     pub fn columns(&self, columns: &[&'static str]) -> Vec<&'static str> {
-        let mut cols = columns.to_vec();
-        for c in self.filters.columns() {
-            if !cols.contains(&c) {
-                cols.push(c);
-            }
-        }
-        cols
+        self.filters.with_columns(columns)
     }
 
     /// Events the capture lost in segments overlapping the selected range.
@@ -95,8 +89,7 @@ impl Ctx {
         let mut where_ = Vec::new();
         for s in &self.trace.segments {
             let (a, b) = (s.start.timestamp_nanos_opt().unwrap_or(0), s.end.timestamp_nanos_opt().unwrap_or(i64::MAX));
-            let host_ok = self.filters.hosts.is_empty() || self.filters.hosts.contains(&s.host);
-            if s.lost > 0 && host_ok && self.filters.overlaps(a, b) {
+            if s.lost > 0 && self.filters.host_selected(&s.host) && self.filters.overlaps(a, b) {
                 total += s.lost;
                 where_.push(format!("{} ({} lost)", s.path.display(), s.lost));
             }

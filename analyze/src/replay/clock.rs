@@ -1,8 +1,6 @@
 //! Event times as RFC 3339 text, nanoseconds included: the date and time of
 //! day formatted once per second, the fraction appended per event.
 
-use chrono::{DateTime, Local, SecondsFormat, Utc};
-
 pub struct Clock {
     local: bool,
     second: i64,
@@ -22,12 +20,7 @@ impl Clock {
         let (second, nanos) = (ts_ns.div_euclid(1_000_000_000), ts_ns.rem_euclid(1_000_000_000));
         if second != self.second {
             self.second = second;
-            let utc = DateTime::<Utc>::from_timestamp(second, 0).unwrap_or_default();
-            let text = if self.local {
-                utc.with_timezone(&Local).to_rfc3339_opts(SecondsFormat::Secs, true)
-            } else {
-                utc.to_rfc3339_opts(SecondsFormat::Secs, true)
-            };
+            let text = self.second_text(second);
             // 2026-12-03T10:57:00Z or 2026-12-03T11:57:00+01:00: the seconds end at 19.
             self.prefix = text[..19].to_string();
             self.suffix = text[19..].to_string();
@@ -44,24 +37,14 @@ impl Clock {
         out.extend_from_slice(self.suffix.as_bytes());
     }
 
-    /// A second as RFC 3339 (`2026-12-03T10:57:00Z`).
+    /// A second as RFC 3339 (`2026-12-03T10:57:00Z`), as every metric's `time` prints.
     pub fn second_text(&self, second: i64) -> String {
-        let utc = DateTime::<Utc>::from_timestamp(second, 0).unwrap_or_default();
-        if self.local {
-            utc.with_timezone(&Local).to_rfc3339_opts(SecondsFormat::Secs, true)
-        } else {
-            utc.to_rfc3339_opts(SecondsFormat::Secs, true)
-        }
+        crate::output::cells::time_text(second.saturating_mul(1_000_000_000), self.local)
     }
 
     /// HH:MM:SS of a second, as `netrec-capture --live` labels it.
     pub fn label(&self, second: i64) -> String {
-        let utc = DateTime::<Utc>::from_timestamp(second, 0).unwrap_or_default();
-        if self.local {
-            utc.with_timezone(&Local).format("%H:%M:%S").to_string()
-        } else {
-            utc.format("%H:%M:%S").to_string()
-        }
+        self.second_text(second)[11..19].to_string()
     }
 }
 

@@ -25,24 +25,12 @@ use crate::input::{manifest, segment, InputError};
 /// How often the directory is looked at.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Files under `dir` whose names pass `keep`, sorted.
-fn files_under(dir: &Path, keep: &dyn Fn(&str) -> bool, found: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files_under(&p, keep, found);
-        } else if p.file_name().and_then(|n| n.to_str()).is_some_and(keep) {
-            found.push(p);
-        }
+/// Files under `dir` whose names pass `keep`; none while it does not exist yet.
+fn sorted_files(dir: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Vec<PathBuf>, InputError> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
     }
-}
-
-fn sorted_files(dir: &Path, keep: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    files_under(dir, keep, &mut found);
-    found.sort();
-    found
+    crate::input::discover::files_under(dir, keep)
 }
 
 /// The manifest's stem: its segments are `<stem>-<index>.parquet`.
@@ -62,17 +50,17 @@ pub fn run(args: &ReplayArgs, dir: &Path, out: &mut dyn Write) -> Result<crate::
         signal_hook::flag::register(signal, interrupted.clone())?;
     }
     let mut seen: HashSet<PathBuf> = HashSet::new();
-    let mut state: Option<(super::Plan, Player, crate::query::Filters)> = None;
+    let mut state: Option<(super::Plan, Player)> = None;
     let mut waiting_said = false;
     loop {
         // Manifests first: a segment renamed after this look waits for the next.
-        let manifests = sorted_files(dir, &|n| names::is_manifest(n))
+        let manifests = sorted_files(dir, &|n| names::is_manifest(n))?
             .iter()
             .map(|p| manifest::read(p))
             .collect::<Result<Vec<_>, InputError>>()?;
         let listed = manifest::listed(&manifests);
         let stems: Vec<String> = manifests.iter().map(|m| format!("{}-", stem(&m.path))).collect();
-        for path in sorted_files(dir, &|n| files::is_segment(n)) {
+        for path in sorted_files(dir, &|n| files::is_segment(n))? {
             if seen.contains(&path) {
                 continue;
             }
@@ -101,9 +89,9 @@ pub fn run(args: &ReplayArgs, dir: &Path, out: &mut dyn Write) -> Result<crate::
                 let late = info.data.as_ref().map_or(0, |d| d.interval_ns as i64);
                 let plan = args.plan(&filters);
                 let player = args.player(&filters, false, 2 * SECOND + late);
-                state = Some((plan, player, filters));
+                state = Some((plan, player));
             }
-            let (plan, player, _) = state.as_mut().expect("set above");
+            let (plan, player) = state.as_mut().expect("set above");
             play_segments(std::slice::from_ref(&info), plan, player, out)?;
             seen.insert(path);
         }
@@ -119,7 +107,7 @@ pub fn run(args: &ReplayArgs, dir: &Path, out: &mut dyn Write) -> Result<crate::
         }
         std::thread::sleep(POLL);
     }
-    if let Some((_, player, _)) = state.as_mut() {
+    if let Some((_, player)) = state.as_mut() {
         player.sink.finish(out)?;
     }
     Ok(crate::Outcome::Ok)

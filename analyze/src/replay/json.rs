@@ -7,7 +7,7 @@ use std::io::Write;
 
 use super::clock::Clock;
 use super::rows::{Col, Rows};
-use super::Sink;
+use super::{num, Sink};
 
 pub struct JsonLines {
     clock: Clock,
@@ -35,10 +35,6 @@ fn string(buf: &mut Vec<u8>, s: &str) {
     } else {
         serde_json::to_writer(&mut *buf, s).expect("a string serializes");
     }
-}
-
-fn num(buf: &mut Vec<u8>, n: impl itoa::Integer) {
-    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 impl Sink for JsonLines {

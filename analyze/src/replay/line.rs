@@ -6,7 +6,7 @@ use std::io::Write;
 
 use super::clock::Clock;
 use super::rows::{at, Rows};
-use super::Sink;
+use super::{num, Sink};
 
 pub struct Lines {
     clock: Clock,
@@ -21,8 +21,12 @@ impl Lines {
     }
 }
 
-fn num(buf: &mut Vec<u8>, n: impl itoa::Integer) {
-    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+/// A number, or `-` where it is null.
+fn opt_num(buf: &mut Vec<u8>, n: Option<impl itoa::Integer>) {
+    match n {
+        Some(n) => num(buf, n),
+        None => buf.push(b'-'),
+    }
 }
 
 fn text(buf: &mut Vec<u8>, s: Option<&str>) {
@@ -48,10 +52,7 @@ fn endpoint(buf: &mut Vec<u8>, addr: Option<&str>, port: Option<u16>) {
 
 fn ppid(buf: &mut Vec<u8>, r: &Rows, i: usize) {
     buf.extend_from_slice(b"ppid ");
-    match at(r.ppid, i) {
-        Some(p) => num(buf, p),
-        None => buf.push(b'-'),
-    }
+    opt_num(buf, at(r.ppid, i));
 }
 
 /// 1.234 ms, 56.7 us, 812 ns: four significant digits at most.
@@ -144,10 +145,7 @@ impl Lines {
                     b.extend_from_slice(b" args");
                     for a in args {
                         b.push(b' ');
-                        match a {
-                            Some(v) => num(b, v),
-                            None => b.push(b'-'),
-                        }
+                        opt_num(b, a);
                     }
                 }
                 if let Some(v) = at(r.retval, i) {
@@ -172,10 +170,7 @@ impl Sink for Lines {
         b.push(b' ');
         b.extend_from_slice(kind.as_bytes());
         b.push(b' ');
-        match at(r.pid, i) {
-            Some(p) => num(b, p),
-            None => b.push(b'-'),
-        }
+        opt_num(b, at(r.pid, i));
         b.push(b' ');
         text(b, at(r.comm, i));
         if let Some(proto) = at(r.protocol, i) {

@@ -60,13 +60,12 @@ pub fn units_of(seg_index: usize, path: &Path) -> Result<Vec<Unit>> {
     Ok(units)
 }
 
-/// Every unit of the segments, in the order their first events come.
+/// Every unit of the segments ([`Merge::new`] puts them in the order their first events come).
 pub fn units(segments: &[SegmentInfo]) -> Result<Vec<Unit>> {
     let mut all = Vec::new();
     for (i, s) in segments.iter().enumerate() {
         all.extend(units_of(i, &s.path)?);
     }
-    all.sort_by_key(|u| (u.min_ts, u.seg, u.offset));
     Ok(all)
 }
 

@@ -108,6 +108,11 @@ pub trait Sink {
     }
 }
 
+/// An integer's digits appended to `buf` (the printers' hot path: no formatter).
+fn num(buf: &mut Vec<u8>, n: impl itoa::Integer) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
 /// Writes `buf` out once it holds 64 KiB, or everything (and flushes) when `all`.
 fn spill(buf: &mut Vec<u8>, out: &mut dyn Write, all: bool) -> Result<()> {
     if all || buf.len() >= 1 << 16 {
@@ -137,7 +142,7 @@ impl Player {
                 let sink = &mut self.sink;
                 self.pacer.wait(ts, &mut |t| sink.advance(t, out))?;
             }
-            let second = ts.div_euclid(1_000_000_000);
+            let second = ts.div_euclid(SECOND);
             if second != self.second {
                 self.second = second;
                 self.sink.advance(ts, out)?;
@@ -162,16 +167,12 @@ const SECOND: i64 = 1_000_000_000;
 
 impl ReplayArgs {
     fn plan(&self, filters: &Filters) -> Plan {
-        let mut columns: Vec<&'static str> = match self.view {
+        let base: Vec<&'static str> = match self.view {
             None => netrec_schema::definition().columns.iter().map(|c| c.name.as_str()).collect(),
             Some(View::Netio) => vec!["kind", "ts", "pid", "comm", "bytes"],
             Some(View::Churn) => vec!["kind", "ts", "pid", "comm", "sock_id", "old_state", "new_state"],
         };
-        for c in filters.columns() {
-            if !columns.contains(&c) {
-                columns.push(c);
-            }
-        }
+        let columns = filters.with_columns(&base);
         let kinds = match self.view {
             None => self.kinds.clone(),
             Some(View::Netio) => vec!["send".into(), "recv".into()],
@@ -224,9 +225,7 @@ fn load(seg: &SegmentInfo, unit: &merge::Unit, plan: &Plan) -> Result<DataFrame>
 fn selected_units(segments: &[SegmentInfo], filters: &Filters) -> Result<Vec<merge::Unit>> {
     let mut units = merge::units(segments)?;
     units.retain(|u| {
-        let host = &segments[u.seg].host;
-        (filters.hosts.is_empty() || filters.hosts.contains(host))
-            && filters.overlaps(u.min_ts, u.max_ts.saturating_add(1))
+        filters.host_selected(&segments[u.seg].host) && filters.overlaps(u.min_ts, u.max_ts.saturating_add(1))
     });
     Ok(units)
 }
@@ -240,11 +239,10 @@ fn play_segments(segments: &[SegmentInfo], plan: &Plan, player: &mut Player, out
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<DataFrame>>(2);
         s.spawn(move || {
             let mut merge = merge::Merge::new(units, |u: &merge::Unit| load(&segments[u.seg], u, plan));
-            loop {
-                let next = merge.next_chunk().transpose();
-                let last = !matches!(next, Some(Ok(_)));
-                // The printer gone (an error, a closed pipe): stop reading.
-                if next.is_some_and(|n| tx.send(n).is_err()) || last {
+            while let Some(chunk) = merge.next_chunk().transpose() {
+                let failed = chunk.is_err();
+                // An error ends the merge; so does the printer gone (an error, a closed pipe).
+                if tx.send(chunk).is_err() || failed {
                     break;
                 }
             }
@@ -268,11 +266,10 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> Result<crate::Outcome> {
             where_.join(", ")
         );
     }
-    let hosts: std::collections::BTreeSet<&str> = ctx.trace.segments.iter().map(|s| s.host.as_str()).collect();
     let plan = args.plan(&ctx.filters);
     // Unpaced, a view can wait long for late rows at no cost; paced, a second is due when it ends.
     let settle = if args.speed.is_some() { 0 } else { 60 * SECOND };
-    let mut player = args.player(&ctx.filters, hosts.len() > 1, settle);
+    let mut player = args.player(&ctx.filters, ctx.hosts() > 1, settle);
     play_segments(&ctx.trace.segments, &plan, &mut player, out)?;
     player.sink.finish(out)?;
     Ok(crate::Outcome::Ok)

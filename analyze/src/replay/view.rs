@@ -12,7 +12,7 @@ use super::rows::{at, Rows};
 use super::Sink;
 use crate::metrics::churn::{ABORT_FROM, CLOSED_FROM};
 
-const SECOND: i64 = 1_000_000_000;
+use super::SECOND;
 
 /// A view: rows added in time order, seconds printed once settled.
 pub trait PerSecond {
@@ -50,11 +50,6 @@ impl<V: PerSecond> Sink for Printed<V> {
     }
 }
 
-/// A second as JSON writes it: RFC 3339 to the second, as `netio` and `churn` do.
-fn second_json(clock: &mut Clock, second: i64) -> String {
-    clock.second_text(second)
-}
-
 /// The printout of `netrec-capture --live`: bytes sent and consumed per
 /// process per second. Rows of an unknown owner are left out, as there.
 pub struct NetioView {
@@ -68,13 +63,15 @@ impl NetioView {
     pub fn new(local: bool, json: bool) -> NetioView {
         NetioView { clock: Clock::new(local), json, header: false, seconds: BTreeMap::new() }
     }
+}
 
+impl PerSecond for NetioView {
     fn print_until(&mut self, end_second: i64, out: &mut dyn Write) -> anyhow::Result<()> {
         let later = self.seconds.split_off(&end_second);
         let done = std::mem::replace(&mut self.seconds, later);
         for (second, per_pid) in done {
             if self.json {
-                let time = second_json(&mut self.clock, second);
+                let time = self.clock.second_text(second);
                 for (pid, (comm, sent, recv)) in per_pid {
                     let row = serde_json::json!({"time": time, "pid": pid, "comm": comm, "sent_bytes": sent, "recv_bytes": recv});
                     writeln!(out, "{row}")?;
@@ -91,12 +88,6 @@ impl NetioView {
             printout::netio_second(&mut *out, &self.clock.label(second), &mut rows)?;
         }
         Ok(())
-    }
-}
-
-impl PerSecond for NetioView {
-    fn print_until(&mut self, end_second: i64, out: &mut dyn Write) -> anyhow::Result<()> {
-        self.print_until(end_second, out)
     }
 
     fn add(&mut self, r: &Rows, i: usize) {
@@ -153,8 +144,14 @@ struct Conn {
     /// A passive open's rows before its accept, held to be counted for the
     /// accepting process: (second, counts, the row's own owner).
     held: Vec<(i64, Counts, Owner)>,
-    passive: bool,
     accepted: Option<Owner>,
+}
+
+impl Conn {
+    /// A passive open: it went through SYN_RECV.
+    fn passive(&self) -> bool {
+        self.firsts[1].is_some()
+    }
 }
 
 /// Connections opened, closed, failed, reset and short-lived per process
@@ -218,13 +215,15 @@ impl ChurnView {
             }
         }
     }
+}
 
+impl PerSecond for ChurnView {
     fn print_until(&mut self, end_second: i64, out: &mut dyn Write) -> anyhow::Result<()> {
         self.release_held(end_second);
         let later = self.seconds.split_off(&end_second);
         let done = std::mem::replace(&mut self.seconds, later);
         for (second, per_owner) in done {
-            let time = if self.json { second_json(&mut self.clock, second) } else { self.clock.label(second) };
+            let time = if self.json { self.clock.second_text(second) } else { self.clock.label(second) };
             for (pid, (comm, c)) in per_owner {
                 let shown = (self.pids.is_empty() || pid.is_some_and(|p| self.pids.contains(&p)))
                     && (self.comms.is_empty() || comm.as_ref().is_some_and(|c| self.comms.contains(c)));
@@ -261,12 +260,6 @@ impl ChurnView {
         }
         Ok(())
     }
-}
-
-impl PerSecond for ChurnView {
-    fn print_until(&mut self, end_second: i64, out: &mut dyn Write) -> anyhow::Result<()> {
-        self.print_until(end_second, out)
-    }
 
     fn add(&mut self, r: &Rows, i: usize) {
         let kind = at(r.kind, i);
@@ -283,7 +276,7 @@ impl PerSecond for ChurnView {
         if kind == Some("accept") {
             // The handshake's rows, written before accept, are the acceptor's.
             conn.accepted = Some(owner.clone());
-            if conn.owner.is_none() || conn.passive {
+            if conn.owner.is_none() || conn.passive() {
                 conn.owner = Some(owner.clone()).filter(|o| o.0.is_some()).or(conn.owner.take());
             }
             let held = std::mem::take(&mut conn.held);
@@ -305,9 +298,8 @@ impl PerSecond for ChurnView {
                 *slot = Some(ts);
             }
         }
-        conn.passive |= new == "SYN_RECV";
         let closing = new == "CLOSE";
-        let mut c = Counts {
+        let c = Counts {
             opened_active: firsts[2] as u64,
             opened_passive: firsts[3] as u64,
             closed: (closing && CLOSED_FROM.contains(&old)) as u64,
@@ -315,11 +307,8 @@ impl PerSecond for ChurnView {
             resets: (closing && ABORT_FROM.contains(&old)) as u64,
             short_lived: 0,
         };
-        // A row counts for its own owner, but a passive open's rows before
-        // its accept are the acceptor's: held until the accept comes.
-        let row_owner = owner.clone();
-        if conn.owner.is_none() && row_owner.0.is_some() {
-            conn.owner = Some(row_owner.clone());
+        if conn.owner.is_none() && owner.0.is_some() {
+            conn.owner = Some(owner.clone());
         }
         let established = conn.firsts[2].is_some() || conn.firsts[3].is_some();
         if closing && established {
@@ -332,13 +321,13 @@ impl PerSecond for ChurnView {
         }
         let conn = self.conns.get_mut(&key).expect("inserted above");
         if c != Counts::default() {
-            if conn.passive && conn.accepted.is_none() && !closing {
+            // A row counts for its own owner, but a passive open's rows before
+            // its accept are the acceptor's: held until the accept comes.
+            if conn.passive() && conn.accepted.is_none() && !closing {
                 conn.held.push((second, c, owner));
                 self.holding.insert(key.clone());
-                c = Counts::default();
-            }
-            if c != Counts::default() {
-                self.count(second, row_owner, &c);
+            } else {
+                self.count(second, owner, &c);
             }
         }
         if closing {
