@@ -18,6 +18,7 @@ import csv
 import hashlib
 import json
 import os
+import resource
 import re
 import shutil
 import statistics
@@ -43,7 +44,11 @@ def sql_blocks(dialect="duckdb"):
     return dict(zip(parts[1::2], parts[2::2]))
 
 
-def duckdb_child(metric, segments, out, view="one"):
+# What {by} in schemas/sql/duckdb.sql stands for, per netrec-analyze --by.
+BY_SQL = {"pid": "host, pid, first(comm) FILTER (comm IS NOT NULL) AS comm", "host": "host", "comm": "comm"}
+
+
+def duckdb_child(metric, segments, out, view="one", by="pid"):
     """Runs one metric's SQL (the child process whose time and memory are measured).
 
     view "one": a generated trace, one capture, whose host and capture id are
@@ -72,7 +77,7 @@ def duckdb_child(metric, segments, out, view="one"):
     blocks = sql_blocks()
     if "state_rows" in blocks[metric] or "conns" in blocks[metric]:
         con.execute(blocks["connections"])
-    con.execute(blocks[metric].format(out=out, short_ns=SHORT_NS))
+    con.execute(blocks[metric].format(out=out, short_ns=SHORT_NS, by=BY_SQL[by]))
 
 
 def timed(cmd, stdout=subprocess.DEVNULL):
@@ -151,23 +156,27 @@ def pcts(text):
     return [int(x) for x in text.strip("[]").split(",")]
 
 
-def proc_key(netrec_out):
-    """A process's key in both sides' rows: (host, pid) where netrec-analyze
-    splits by host (a trace of several hosts), else (None, pid)."""
+def row_key(netrec_out, by):
+    """A row's key in both sides' rows: for --by pid (host, pid) where
+    netrec-analyze splits by host (a trace of several hosts), else (None, pid);
+    the host or the comm for --by host and --by comm."""
+    if by != "pid":
+        return lambda r: r.get(by) or None
     multi = any("host" in r for r in netrec_rows(netrec_out, "pid"))
     return lambda r: (r["host"] if multi else None, num(r["pid"]) if isinstance(r["pid"], str) else r["pid"])
 
 
-def check_netio(netrec_out, duck):
-    p = proc_key(netrec_out)
-    a = {(rfc3339_ns(r["time"]), p(r)): (r["comm"], r["sent_bytes"], r["recv_bytes"]) for r in netrec_rows(netrec_out, "time")}
-    b = {(int(r["second"]), p(r)): (r["comm"] or None, int(r["sent_bytes"]), int(r["recv_bytes"])) for r in rows_csv(f"{duck}/netio.csv")}
-    return compare("netio rows (second, process)", a, b)
+def check_netio(netrec_out, duck, by="pid"):
+    p = row_key(netrec_out, by)
+    comm = (lambda r: r.get("comm") or None) if by == "pid" else (lambda r: None)
+    a = {(rfc3339_ns(r["time"]), p(r)): (comm(r), r["sent_bytes"], r["recv_bytes"]) for r in netrec_rows(netrec_out, "time")}
+    b = {(int(r["second"]), p(r)): (comm(r), int(r["sent_bytes"]), int(r["recv_bytes"])) for r in rows_csv(f"{duck}/netio.csv")}
+    return compare(f"netio rows (second, {KEY_NAME[by]})", a, b)
 
 
-def check_churn(netrec_out, duck):
+def check_churn(netrec_out, duck, by="pid"):
     cols = ["opened_active", "opened_passive", "closed", "failed", "resets"]
-    p = proc_key(netrec_out)
+    p = row_key(netrec_out, by)
     a = {(rfc3339_ns(r["time"]), p(r)): tuple(r[c] for c in cols) + (r["short_lived"],) for r in netrec_rows(netrec_out, "time")}
     short = {(int(r["second"]), p(r)): int(r["short_lived"]) for r in rows_csv(f"{duck}/churn_short.csv")}
     b = {}
@@ -176,7 +185,7 @@ def check_churn(netrec_out, duck):
         b[key] = tuple(int(r[c]) for c in cols) + (short.pop(key, 0),)
     for key, n in short.items():  # short-lived closes in a second with no other transition
         b[key] = (0, 0, 0, 0, 0, n)
-    ok, why = compare("churn rows (second, process)", a, b)
+    ok, why = compare(f"churn rows (second, {KEY_NAME[by]})", a, b)
     life = [r for r in netrec_rows(netrec_out, "metric") if r["metric"] == "lifetime"][0]
     lt = rows_csv(f"{duck}/churn_lifetime.csv")[0]
     mine = (life["count"], life["still_open"], [life[k] for k in ("p50_us", "p90_us", "p99_us", "p999_us")], life["max_us"],
@@ -188,8 +197,8 @@ def check_churn(netrec_out, duck):
     return ok, f"{why}; lifetime of {mine[0]} connections: same percentiles and buckets"
 
 
-def check_latency(netrec_out, duck):
-    p = proc_key(netrec_out)
+def check_latency(netrec_out, duck, by="pid"):
+    p = row_key(netrec_out, by)
     a = {}
     for r in netrec_rows(netrec_out, "metric"):
         a[(r["metric"], p(r))] = (r["count"], [r[k] for k in ("p50_us", "p90_us", "p99_us", "p999_us")], r["max_us"],
@@ -202,8 +211,11 @@ def check_latency(netrec_out, duck):
         key = (r["metric"], p(r))
         b[key] = (int(r["count"]), pcts(r["percentiles_us"]), int(r["max_us"]), buckets[key])
     samples = sum(v[0] for v in a.values())
-    ok, why = compare("latency rows (metric, process)", a, b)
+    ok, why = compare(f"latency rows (metric, {KEY_NAME[by]})", a, b)
     return ok, f"{why}, {samples} samples"
+
+
+KEY_NAME = {"pid": "process", "host": "host", "comm": "comm"}
 
 
 def compare(what, a, b):
@@ -216,7 +228,7 @@ def compare(what, a, b):
                    + (f" (e.g. {example}: netrec {a[example]} duckdb {b[example]})" if example else ""))
 
 
-def check_calls(netrec_out, duck):
+def check_calls(netrec_out, duck, by="probe"):
     cols = ["calls", "unfinished", "tcp_opens"]
     a = {(rfc3339_ns(r["time"]), r["probe"]): tuple(r[c] for c in cols) for r in netrec_rows(netrec_out, "time")}
     b = {(int(r["second"]), r["probe"] or None): tuple(int(r[c]) for c in cols) for r in rows_csv(f"{duck}/calls.csv")}
@@ -257,14 +269,18 @@ def check_only(analyzer, traces, metrics, work, engines):
 
 
 def main():
-    if len(sys.argv) in (5, 6) and sys.argv[1] == "--duckdb-child":
+    if len(sys.argv) in (5, 6, 7) and sys.argv[1] == "--duckdb-child":
         return duckdb_child(*sys.argv[2:])
+    if len(sys.argv) == 6 and sys.argv[1] == "--check-child":
+        metric, netrec_out, out, by = sys.argv[2:]
+        return print(json.dumps(CHECKS[metric](netrec_out, out, by)))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--analyzer", required=True, help="the netrec-analyze binary to measure")
     p.add_argument("--traces", default="/var/tmp/netrec-bench-traces", help="where generated traces are kept between runs")
     p.add_argument("--work", required=True, help="a scratch directory for outputs")
     p.add_argument("--sizes", default="10M,50M")
-    p.add_argument("--fleet", default="", help="also a fleet of HOSTSxSIZE (10x2M): netrec-analyze by (host, pid), the SQL over every footer")
+    p.add_argument("--fleet", default="", help="also a fleet of HOSTSxSIZE (10x2M): the SQL over every footer")
+    p.add_argument("--fleet-by", default="pid,host,comm", help="the fleet's splits: pid (per process of each host), host, comm (across hosts)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--metrics", default=None, help="which of netio,churn,latency to measure (--check: and calls)")
     p.add_argument("--smoke", action="store_true")
@@ -278,34 +294,44 @@ def main():
     if a.check:
         return check_only(a.analyzer, a.check, metrics, a.work, a.engines.split(","))
 
-    import duckdb
+    # This process stays small: a child started by vfork and exec (as
+    # subprocess does) starts with its parent's peak RSS as its own (Linux
+    # keeps the old address space's high-water mark across exec). The checks,
+    # which load whole outputs, and DuckDB itself run in children.
+    duckdb_version = subprocess.check_output([sys.executable, "-c", "import duckdb; print(duckdb.__version__)"], text=True).strip()
 
     command = f"bash bench/run analyzer{' --smoke' if a.smoke else ''}"
-    if metrics != METRICS or (not a.smoke and (a.sizes, a.fleet) != ("10M,50M", "10x5M")):  # a partial run by hand
-        command = f"python3 bench/analyzer.py --sizes '{a.sizes}' --fleet '{a.fleet}' --runs {a.runs} --metrics {','.join(metrics)}"
+    if metrics != METRICS or (not a.smoke and (a.sizes, a.fleet, a.fleet_by) != ("10M,50M", "10x20M", "pid,host,comm")):
+        command = (f"python3 bench/analyzer.py --sizes '{a.sizes}' --fleet '{a.fleet}' --fleet-by '{a.fleet_by}' "
+                   f"--runs {a.runs} --metrics {','.join(metrics)}")  # a partial run by hand
     print(header("Analyzer against DuckDB", command))
-    print(f"netrec-analyze `{a.analyzer}` against DuckDB {duckdb.__version__} (Python package) running "
+    print(f"netrec-analyze `{a.analyzer}` against DuckDB {duckdb_version} (Python package) running "
           f"schemas/sql/duckdb.sql; {a.runs} alternating runs each, medians; peak RSS from wait4.\n")
     base_wall, base_rss = timed([sys.executable, "-c", "import duckdb; duckdb.connect().execute('select 1')"])
-    print(f"Baseline of the DuckDB side (python3 + import duckdb, no query): {base_rss:.0f} MiB RSS, {base_wall:.2f} s.\n")
+    print(f"Baseline of the DuckDB side (python3 + import duckdb, no query): {base_rss:.0f} MiB RSS, {base_wall:.2f} s; "
+          f"this runner's own peak RSS, a floor under every child's: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB.\n")
     print("| events | metric | netrec s | duckdb s | time netrec/duckdb | netrec MiB | duckdb MiB | memory netrec/duckdb | same numbers |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
     failures = []
-    cases = [(size, generate(a.traces, size, a.smoke), "one") for size in a.sizes.split(",") if size]
-    cases += [(spec, generate_fleet(a.traces, spec, a.smoke), "any") for spec in a.fleet.split(",") if spec]
-    for size, trace, view in cases:
-        for metric in metrics:
+    cases = [(size, generate(a.traces, size, a.smoke), "one", ["pid"]) for size in a.sizes.split(",") if size]
+    cases += [(spec, generate_fleet(a.traces, spec, a.smoke), "any", a.fleet_by.split(",")) for spec in a.fleet.split(",") if spec]
+    for size, trace, view, bys in cases:
+        for metric, by in [(m, b) for b in bys for m in metrics]:
             mine, theirs = [], []
-            out = os.path.join(a.work, f"{size}-{metric}")
+            out = os.path.join(a.work, f"{size}-{metric}-{by}")
             os.makedirs(out, exist_ok=True)
             netrec_out = os.path.join(out, "netrec.jsonl")
             for _ in range(a.runs):
                 with open(netrec_out, "w") as f:
-                    mine.append(timed([a.analyzer, metric, trace, "--format", "json"], stdout=f))
-                theirs.append(timed([sys.executable, os.path.abspath(__file__), "--duckdb-child", metric, trace, out, view]))
-            ok, why = CHECKS[metric](netrec_out, out)
+                    mine.append(timed([a.analyzer, metric, trace, "--by", by, "--format", "json"], stdout=f))
+                theirs.append(timed([sys.executable, os.path.abspath(__file__), "--duckdb-child", metric, trace, out, view, by]))
+            ok, why = json.loads(subprocess.check_output(
+                [sys.executable, os.path.abspath(__file__), "--check-child", metric, netrec_out, out, by]))
             if not ok:
-                failures.append(f"{size} {metric}: {why}")
+                failures.append(f"{size} {metric} --by {by}: {why}")
+            if by != "pid":
+                metric = f"{metric} --by {by}"
             tm, td = statistics.median(w for w, _ in mine), statistics.median(w for w, _ in theirs)
             mm, md = statistics.median(r for _, r in mine), statistics.median(r for _, r in theirs)
             print(f"| {size} | {metric} | {tm:.2f} | {td:.2f} | {tm / td:.2f} | {mm:.0f} | {md:.0f} | {mm / md:.2f} | "

@@ -50,23 +50,32 @@ def session():
 
 
 def events_view(spark, segments):
-    """The `events` view of spark.sql: the segments, ts_ns, and host and capture_id from each footer."""
+    """The `events` view of spark.sql: the segments, ts_ns, host and capture_id.
+    capture_id comes from each footer; host too, but in a tree of
+    host=<h>/date=<d>/ directories (netrec-capture --layout hive) from the
+    partition, as Spark reads a fleet's bucket (and skips hosts by it)."""
     import pyarrow.parquet as pq
     from pyspark.sql import functions as F
 
     files = sorted(glob.glob(os.path.join(segments, "**", "*.parquet"), recursive=True))
+    hive = bool(files) and all(re.search(r"/host=[^/]+/date=[^/]+/[^/]+$", f) for f in files)
     meta = []
     for f in files:
         kv = pq.ParquetFile(f).metadata.metadata
         meta.append((os.path.abspath(f), kv[b"netrec.hostname"].decode(), kv[b"netrec.capture_id"].decode()))
-    df = spark.read.option("mergeSchema", "true").parquet(*files)
+    if hive:
+        df = spark.read.option("mergeSchema", "true").parquet(segments)
+        assert {"host", "date"} <= set(df.columns), f"{segments}: Spark found no host/date partitions"
+    else:
+        df = spark.read.option("mergeSchema", "true").parquet(*files)
     for c in SCHEMA["columns"]:  # columns newer than every segment here read as nulls
         if c["name"] not in df.columns:
             df = df.withColumn(c["name"], F.lit(None).cast(SPARK_TYPES[c["type"]]))
     # input_file_name() is a URI (file:///…); the footer table is keyed the same way.
-    files_df = spark.createDataFrame([(f"file://{p}", h, cid) for p, h, cid in meta], ["segment_file", "host", "capture_id"])
+    footers = spark.createDataFrame([(f"file://{p}", h, cid) for p, h, cid in meta], ["segment_file", "footer_host", "capture_id"])
     df = (df.withColumn("segment_file", F.input_file_name()).withColumn("ts_ns", F.col("ts"))
-          .join(F.broadcast(files_df), "segment_file"))
+          .join(F.broadcast(footers), "segment_file"))
+    df = df.drop("footer_host") if hive else df.withColumnRenamed("footer_host", "host")
     df.createOrReplaceTempView("events")
 
 

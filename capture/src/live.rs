@@ -42,7 +42,7 @@ impl Live {
     /// Prints the totals of every second before `settled` (a wall-clock second).
     pub fn tick(&mut self, settled: i64, out: &mut impl Write) -> std::io::Result<()> {
         if !std::mem::replace(&mut self.header, true) {
-            printout::netio_header(out)?;
+            printout::netio_header(out, false)?;
         }
         let later = self.seconds.split_off(&settled);
         let done = std::mem::replace(&mut self.seconds, later);
@@ -53,7 +53,7 @@ impl Live {
             let label =
                 DateTime::from_timestamp(second, 0).map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default();
             let mut rows: Vec<NetioRow> =
-                per_pid.iter().map(|(&pid, t)| NetioRow { pid, comm: &t.comm, sent: t.sent, recv: t.recv }).collect();
+                per_pid.iter().map(|(&pid, t)| NetioRow { host: None, pid, comm: &t.comm, sent: t.sent, recv: t.recv }).collect();
             printout::netio_second(out, &label, &mut rows)?;
         }
         out.flush()

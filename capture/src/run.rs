@@ -64,12 +64,13 @@ struct WriterState {
 }
 
 impl WriterState {
-    /// The directory the next segment goes in (made if new).
-    fn segment_dir(&self) -> Result<PathBuf> {
+    /// The directory of a segment opened at `opened` (made if new): its
+    /// date partition is the day the segment starts, by the same clock reading.
+    fn segment_dir(&self, opened: chrono::DateTime<chrono::Utc>) -> Result<PathBuf> {
         let dir = match self.cfg.layout {
             Layout::Flat => return Ok(self.cfg.output.clone()),
             Layout::Hive => {
-                let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+                let date = opened.format("%Y-%m-%d").to_string();
                 self.cfg.output.join(netrec_schema::files::partition_dir(&self.facts.hostname, &date))
             }
         };
@@ -78,8 +79,9 @@ impl WriterState {
     }
 
     fn open_next(&mut self) -> Result<()> {
-        let dir = self.segment_dir()?;
-        self.current = Some(SegmentWriter::create(&dir, &self.stem, self.next_index, Encoding::default())?);
+        let opened = chrono::Utc::now();
+        let dir = self.segment_dir(opened)?;
+        self.current = Some(SegmentWriter::create(&dir, &self.stem, self.next_index, Encoding::default(), opened)?);
         self.next_index += 1;
         self.opened = Instant::now();
         Ok(())

@@ -17,7 +17,9 @@
 --       FROM read_parquet('<dir>/**/*.parquet', filename = 'segment_file', hive_partitioning = false) e JOIN seg USING (segment_file);
 --
 -- For one capture (bench/analyzer.py's generated traces) the two are constants.
--- Each COPY writes one result to {out}/<name>.csv. A process is (host, pid): pids are per host. A connection is
+-- Each COPY writes one result to {out}/<name>.csv. Rows are keyed by {by}: per process,
+-- `host, pid, first(comm) FILTER (comm IS NOT NULL) AS comm` (pids are per host); per host, `host`; per command name
+-- across the fleet, `comm`. A connection is
 -- (host, capture_id, sock_id), as in netrec-analyze. Percentiles are nearest-rank
 -- (quantile_disc), durations truncated to whole microseconds, log2 buckets as
 -- BCC prints them: bucket k holds (2^(k-1), 2^k - 1].
@@ -25,7 +27,7 @@
 -- name: netio
 -- Bytes sent and consumed per second per process.
 COPY (
-    SELECT ts_ns // 1000000000 * 1000000000 AS second, host, pid, first(comm) FILTER (comm IS NOT NULL) AS comm,
+    SELECT ts_ns // 1000000000 * 1000000000 AS second, {by},
            coalesce(sum(bytes) FILTER (kind = 'send'), 0) AS sent_bytes,
            coalesce(sum(bytes) FILTER (kind = 'recv'), 0) AS recv_bytes
     FROM events WHERE kind IN ('send', 'recv')
@@ -62,7 +64,7 @@ CREATE TEMP TABLE conns AS
 -- name: churn
 -- (after connections) Opens, closes, failures and resets per second per process ...
 COPY (
-    SELECT ts_ns // 1000000000 * 1000000000 AS second, host, pid, first(comm) FILTER (comm IS NOT NULL) AS comm,
+    SELECT ts_ns // 1000000000 * 1000000000 AS second, {by},
            count(*) FILTER (old_state = 'SYN_SENT' AND new_state = 'ESTABLISHED') AS opened_active,
            count(*) FILTER (old_state = 'SYN_RECV' AND new_state = 'ESTABLISHED') AS opened_passive,
            count(*) FILTER (new_state = 'CLOSE' AND old_state IN ('ESTABLISHED', 'FIN_WAIT1', 'FIN_WAIT2', 'CLOSE_WAIT', 'LAST_ACK', 'CLOSING', 'TIME_WAIT')) AS closed,
@@ -78,7 +80,7 @@ CREATE TEMP TABLE lifetimes AS
     FROM conns WHERE coalesce(active_est_ns, passive_est_ns) IS NOT NULL;
 -- ... short-lived connections (closed within {short_ns} ns of opening) per second of their close ...
 COPY (
-    SELECT close_ns // 1000000000 * 1000000000 AS second, host, pid, comm, count(*) AS short_lived
+    SELECT close_ns // 1000000000 * 1000000000 AS second, {by}, count(*) AS short_lived
     FROM lifetimes WHERE life_ns < {short_ns}
     GROUP BY ALL
 ) TO '{out}/churn_short.csv';
@@ -108,12 +110,12 @@ CREATE TEMP TABLE samples AS
     SELECT 'call:' || probe, host, pid, comm, duration_ns // 1000 FROM events WHERE kind = 'call' AND duration_ns IS NOT NULL;
 -- ... their percentiles ...
 COPY (
-    SELECT metric, host, pid, comm, count(*) AS count, quantile_disc(us, [0.5, 0.9, 0.99, 0.999]) AS percentiles_us, max(us) AS max_us
+    SELECT metric, {by}, count(*) AS count, quantile_disc(us, [0.5, 0.9, 0.99, 0.999]) AS percentiles_us, max(us) AS max_us
     FROM samples GROUP BY ALL
 ) TO '{out}/latency.csv';
 -- ... and log2 histograms.
 COPY (
-    SELECT metric, host, pid, comm, CASE WHEN us <= 1 THEN 1 ELSE floor(log2(us))::INT + 1 END AS bucket, count(*) AS count
+    SELECT metric, {by}, CASE WHEN us <= 1 THEN 1 ELSE floor(log2(us))::INT + 1 END AS bucket, count(*) AS count
     FROM samples GROUP BY ALL
 ) TO '{out}/latency_buckets.csv';
 

@@ -7,22 +7,27 @@ use std::io::{self, Write};
 /// One process's bytes in one second.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetioRow<'a> {
+    /// Its host, on a printout of several hosts' processes (pids are per host).
+    pub host: Option<&'a str>,
     pub pid: u32,
     pub comm: &'a str,
     pub sent: u64,
     pub recv: u64,
 }
 
-pub fn netio_header(out: &mut (impl Write + ?Sized)) -> io::Result<()> {
-    writeln!(out, "{:<10} {:>8} {:<16} {:>14} {:>14}", "TIME", "PID", "COMM", "SENT_BYTES", "RECV_BYTES")
+/// The column names; a HOST column after TIME when `hosts`.
+pub fn netio_header(out: &mut (impl Write + ?Sized), hosts: bool) -> io::Result<()> {
+    let host = if hosts { format!("{:<16} ", "HOST") } else { String::new() };
+    writeln!(out, "{:<10} {host}{:>8} {:<16} {:>14} {:>14}", "TIME", "PID", "COMM", "SENT_BYTES", "RECV_BYTES")
 }
 
-/// One second's rows, busiest process first (ties by pid); `label` is the
-/// second as HH:MM:SS.
+/// One second's rows, busiest process first (ties by host, then pid);
+/// `label` is the second as HH:MM:SS.
 pub fn netio_second(out: &mut (impl Write + ?Sized), label: &str, rows: &mut [NetioRow<'_>]) -> io::Result<()> {
-    rows.sort_by(|a, b| (b.sent + b.recv).cmp(&(a.sent + a.recv)).then(a.pid.cmp(&b.pid)));
+    rows.sort_by(|a, b| (b.sent + b.recv).cmp(&(a.sent + a.recv)).then(a.host.cmp(&b.host)).then(a.pid.cmp(&b.pid)));
     for r in rows.iter() {
-        writeln!(out, "{label:<10} {:>8} {:<16} {:>14} {:>14}", r.pid, r.comm, r.sent, r.recv)?;
+        let host = r.host.map(|h| format!("{h:<16} ")).unwrap_or_default();
+        writeln!(out, "{label:<10} {host}{:>8} {:<16} {:>14} {:>14}", r.pid, r.comm, r.sent, r.recv)?;
     }
     Ok(())
 }

@@ -12,7 +12,8 @@ use super::{churn_frame, dir, s};
 
 /// Two hosts; host db1's rows grouped by kind within two row groups per
 /// segment (as the capture writes them), its second segment starting with
-/// an aggregate row of an interval that began in the first.
+/// an aggregate row of an interval that began in the first. Pid 1 and
+/// socket 9 are on both hosts: two processes, two connections.
 fn two_hosts(d: &Path) -> Vec<(i64, &'static str)> {
     let v4 = |host, capture_id, index, start| SegmentSpec {
         host,
@@ -35,6 +36,8 @@ fn two_hosts(d: &Path) -> Vec<(i64, &'static str)> {
     let aggregate = Ev { samples: Some(12), ..io("send", T0 + SEC, 2, "batch", 4096) };
     let a1 = [aggregate, io("send", T0 + 2 * SEC + 3, 1, "api", 300), rtt(T0 + 2 * SEC + 1, 9, 1, 55)];
     let b0 = [
+        io("send", T0 + 12, 1, "nginx", 50),
+        state(T0 + 25, 9, Some(1), "SYN_SENT", "ESTABLISHED"),
         io("recv", T0 + 15, 5, "web", 1),
         io("recv", T0 + SEC + 2, 5, "web", 2),
         io("send", T0 + 2 * SEC + 2, 5, "web", 3),
@@ -103,14 +106,15 @@ fn events_come_in_time_order_across_segments_row_groups_and_hosts() {
     let text = analyze(&["replay", s(d.path()), "--to", "+1s"]);
     assert_eq!(text.code, 0, "{}", text.stderr);
     let lines: Vec<&str> = text.stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{}", text.stdout);
+    assert_eq!(lines.len(), 7, "{}", text.stdout);
     assert_eq!(
         lines[0],
         "2026-01-01T00:00:00.000000010Z db1 send 1 api tcp 127.0.0.1:3306 > 127.0.0.2:40000 100 bytes"
     );
-    assert_eq!(lines[1], "2026-01-01T00:00:00.000000015Z web1 recv 5 web tcp 127.0.0.1:3306 < 127.0.0.2:40000 1 bytes");
+    assert_eq!(lines[1], "2026-01-01T00:00:00.000000012Z web1 send 1 nginx tcp 127.0.0.1:3306 > 127.0.0.2:40000 50 bytes");
+    assert_eq!(lines[2], "2026-01-01T00:00:00.000000015Z web1 recv 5 web tcp 127.0.0.1:3306 < 127.0.0.2:40000 1 bytes");
     assert_eq!(
-        lines[2],
+        lines[3],
         "2026-01-01T00:00:00.000000020Z db1 state 1 app tcp 127.0.0.1:5009 - 127.0.0.2:3306 CLOSE -> SYN_SENT"
     );
     let all = analyze(&["replay", s(d.path()), "--from", "+1s"]).stdout;
@@ -150,7 +154,9 @@ fn netio_view_is_netio_per_process_per_second() {
     two_hosts(d.path());
     let view = view_rows(&[s(d.path()), "--view", "netio"]);
     let netio = json_rows(&["netio", s(d.path()), "--by", "pid"]);
-    let key = |r: &Value| (r["time"].as_str().unwrap().to_string(), r["pid"].as_u64().unwrap());
+    let key = |r: &Value| {
+        (r["time"].as_str().unwrap().to_string(), r["host"].as_str().unwrap().to_string(), r["pid"].as_u64().unwrap())
+    };
     let mut a: Vec<_> = view.iter().map(|r| (key(r), r["sent_bytes"].clone(), r["recv_bytes"].clone())).collect();
     let mut b: Vec<_> = netio
         .iter()
@@ -160,16 +166,51 @@ fn netio_view_is_netio_per_process_per_second() {
     a.sort_by(|x, y| x.0.cmp(&y.0));
     b.sort_by(|x, y| x.0.cmp(&y.0));
     assert_eq!(a, b);
-    assert_eq!(a.len(), 7, "{a:?}");
+    assert_eq!(a.len(), 8, "{a:?}");
 
-    // The text is netrec-capture --live's printout.
+    // The text is netrec-capture --live's printout, with the host: pid 1 is
+    // a process on each.
     let text = analyze(&["replay", s(d.path()), "--view", "netio"]).stdout;
     let lines: Vec<&str> = text.lines().collect();
+    let live = |a: &str, h: &str, b: &str, c: &str, d: &str, e: &str| {
+        format!("{a:<10} {h:<16} {b:>8} {c:<16} {d:>14} {e:>14}")
+    };
+    assert_eq!(lines[0], live("TIME", "HOST", "PID", "COMM", "SENT_BYTES", "RECV_BYTES"));
+    assert_eq!(lines[1], live("00:00:00", "db1", "1", "api", "100", "7"));
+    assert_eq!(lines[2], live("00:00:00", "web1", "1", "nginx", "50", "0"));
+    assert_eq!(lines[3], live("00:00:00", "web1", "5", "web", "0", "1"));
+    assert_eq!(lines[4], live("00:00:01", "db1", "2", "batch", "4096", "0"));
+
+    // One host's: the printout of its capture, no host column.
+    let one = analyze(&["replay", s(d.path()), "--view", "netio", "--host", "web1"]).stdout;
+    let lines: Vec<&str> = one.lines().collect();
     let live = |a: &str, b: &str, c: &str, d: &str, e: &str| format!("{a:<10} {b:>8} {c:<16} {d:>14} {e:>14}");
     assert_eq!(lines[0], live("TIME", "PID", "COMM", "SENT_BYTES", "RECV_BYTES"));
-    assert_eq!(lines[1], live("00:00:00", "1", "api", "100", "7"));
-    assert_eq!(lines[2], live("00:00:00", "5", "web", "0", "1"));
-    assert_eq!(lines[3], live("00:00:01", "2", "batch", "4096", "0"));
+    assert_eq!(lines[1], live("00:00:00", "1", "nginx", "50", "0"));
+}
+
+/// Socket 9 of pid 1 opens on both hosts in the same second: two
+/// processes' opens, as churn counts them, not one process's two.
+#[test]
+fn churn_view_keeps_hosts_apart() {
+    let d = dir();
+    two_hosts(d.path());
+    let pick = |rows: Vec<Value>| {
+        let mut v: Vec<(String, String, u64, u64)> = rows
+            .iter()
+            .filter(|r| r.get("time").is_some() && r["opened_active"].as_u64() > Some(0))
+            .map(|r| {
+                let text = |c: &str| r[c].as_str().unwrap().to_string();
+                (text("time"), text("host"), r["pid"].as_u64().unwrap(), r["opened_active"].as_u64().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let view = pick(view_rows(&[s(d.path()), "--view", "churn"]));
+    assert_eq!(view, pick(json_rows(&["churn", s(d.path()), "--by", "pid"])));
+    let second = "2026-01-01T00:00:00Z".to_string();
+    assert_eq!(view, [(second.clone(), "db1".into(), 1, 1), (second, "web1".into(), 1, 1)]);
 }
 
 /// A pre-fork server: the master (pid 1) owns the handshake's rows, the

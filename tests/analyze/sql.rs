@@ -1,6 +1,6 @@
 //! schemas/sql/duckdb.sql and spark.sql, run by DuckDB and by Spark (local mode) on the shipped samples and on a
-//! trace of three hosts (two of them with the same socket ids and capture
-//! id, so a connection not keyed by host would merge), gives netrec-analyze's
+//! trace of three hosts in a hive layout (two of them with the same socket
+//! ids and capture id, so a connection not keyed by host would merge), gives netrec-analyze's
 //! numbers row by row (bench/analyzer.py --check compares them).
 
 use std::path::Path;
@@ -13,8 +13,10 @@ fn duckdb_and_spark_sql_give_the_analyzers_numbers_on_samples_and_several_hosts(
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let work = tempfile::tempdir().unwrap();
     let fleet = work.path().join("fleet");
+    // As `netrec-capture --layout hive` lays a fleet out: Spark takes the
+    // host from the partition, the analyzer and DuckDB from the footers.
     for (host, seed) in [("db-1", "1"), ("db-2", "1"), ("web-1", "2")] {
-        let out = fleet.join(host);
+        let out = fleet.join(format!("host={host}")).join("date=2026-11-18");
         let gen = Command::new("python3")
             .arg(root.join("bench/gen_trace.py"))
             .args(["--events", "30k", "--host", host, "--seed", seed, "--out", out.to_str().unwrap()])

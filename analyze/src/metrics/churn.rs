@@ -104,22 +104,49 @@ fn closed_in_range(ctx: &Ctx, conns: LazyFrame) -> LazyFrame {
     ctx.filters.time_only().apply(closed)
 }
 
-/// Lifetimes of the connections closed in range, open to close, with the
-/// count of those still open at the end.
-pub fn lifetimes(ctx: &Ctx, conns: LazyFrame) -> LazyFrame {
-    let metric = || lit("lifetime").alias("metric");
+/// Lifetimes of the connections closed in range, open to close, as value
+/// counts (metric, us, n), with `still_open`: those open at the end.
+fn lifetime_counts(ctx: &Ctx, conns: LazyFrame) -> anyhow::Result<(LazyFrame, u64)> {
     let samples = closed_in_range(ctx, conns.clone()).select([
-        metric(),
+        lit("lifetime").alias("metric"),
         (col("life_ns") / lit(1000)).cast(DataType::UInt64).alias("us"),
         lit(1u32).alias("n"),
     ]);
-    let summary = distribution::summarize(distribution::value_counts(samples, &["metric"]), &["metric"]);
-    let still_open =
-        conns.filter(col("close_ns").is_null()).select([metric(), len().cast(DataType::UInt64).alias("still_open")]);
+    let counts = collect(distribution::value_counts(samples, &["metric"]))?;
+    let open = collect(conns.filter(col("close_ns").is_null()).select([len().cast(DataType::UInt64)]))?;
+    let open = open.columns()[0].u64()?.get(0).unwrap_or(0);
+    Ok((counts.lazy(), open))
+}
+
+/// The lifetime summary of value counts (several hosts' added up), with
+/// the count of connections still open.
+fn lifetimes(counts: LazyFrame, still_open: u64) -> LazyFrame {
+    let summary = distribution::summarize(distribution::value_counts(counts, &["metric"]), &["metric"]);
+    let open = df!("metric" => ["lifetime"], "still_open" => [still_open]).expect("one row").lazy();
     let mut select = vec![col("metric"), col("count").fill_null(lit(0u64)), col("still_open")];
     select.extend(distribution::PERCENTILES.iter().map(|(_, c)| col(*c)));
     select.extend([col("max_us"), col("buckets")]);
-    super::join(still_open, summary, &["metric"], JoinType::Left).select(select)
+    super::join(open, summary, &["metric"], JoinType::Left).select(select)
+}
+
+/// Per-interval rows of several hosts as one: a key without the host may
+/// have rows on several, added up.
+fn merged(ctx: &Ctx, parts: Vec<LazyFrame>) -> anyhow::Result<LazyFrame> {
+    let all = concat(parts, UnionArgs { rechunk: false, parallel: false, ..Default::default() })?;
+    let shown = ctx.by.shown();
+    let mut order: Vec<Expr> = vec![col(TIME)];
+    order.extend(shown.iter().map(|c| col(*c)));
+    if ctx.keyed_by_host() {
+        return Ok(all.sort_by_exprs(order, SortMultipleOptions::default()));
+    }
+    let mut group = vec![col(TIME)];
+    group.extend(ctx.by.keys().iter().map(|c| col(*c)));
+    let mut aggs: Vec<Expr> = COUNTERS.iter().map(|c| col(*c).sum()).collect();
+    aggs.extend(ctx.by.descriptions());
+    let mut select = vec![col(TIME)];
+    select.extend(shown.iter().map(|c| col(*c)));
+    select.extend(COUNTERS.iter().map(|c| col(*c)));
+    Ok(all.group_by(group).agg(aggs).select(select).sort_by_exprs(order, SortMultipleOptions::default()))
 }
 
 /// The state rows of the selected connections, read once: the per-interval
@@ -131,20 +158,28 @@ pub fn state(ctx: &Ctx) -> anyhow::Result<LazyFrame> {
 }
 
 pub fn run(ctx: &Ctx, args: &ChurnArgs) -> anyhow::Result<Report> {
-    let state = state(ctx)?;
-    let conns = connections(ctx, state.clone())?.lazy();
+    let (mut rows, mut lifetime, mut still_open) = (Vec::new(), Vec::new(), 0);
+    for host in ctx.host_by_host() {
+        let state = state(&host)?;
+        let conns = connections(&host, state.clone())?.lazy();
+        // Collected here, on the streaming engine: the counts group every state row.
+        rows.push(collect(per_interval(&host, args, state, conns.clone())?)?.lazy());
+        let (counts, open) = lifetime_counts(&host, conns)?;
+        lifetime.push(counts);
+        still_open += open;
+    }
+    let rows = collect(merged(ctx, rows)?)?;
+    let lifetime = concat(lifetime, UnionArgs { rechunk: false, parallel: false, ..Default::default() })?;
     let short = humantime::format_duration(std::time::Duration::from_nanos(args.short_ns as u64));
     let title = format!(
         "Connections per {} by {} (short-lived: under {short})",
         ctx.interval_label(args.interval_ns),
         ctx.by_label()
     );
-    // Collected here, on the streaming engine: the counts group every state row.
-    let rows = collect(per_interval(ctx, args, state, conns.clone())?)?;
     Ok(Report {
         frames: vec![
             Frame::new(title, rows.lazy()),
-            Frame::new("Lifetime of closed connections (open to close)", lifetimes(ctx, conns)),
+            Frame::new("Lifetime of closed connections (open to close)", lifetimes(lifetime, still_open)),
         ],
         ..Default::default()
     })

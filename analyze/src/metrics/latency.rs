@@ -92,8 +92,19 @@ pub fn summaries(ctx: &Ctx, counts: LazyFrame) -> LazyFrame {
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     // Collected once: the summaries read it twice (percentiles, buckets),
-    // and a lazy input would be scanned twice.
-    let counts = collect(distribution::value_counts(samples(ctx)?, &key_columns(ctx)))?.lazy();
+    // and a lazy input would be scanned twice. Host by host, then added up.
+    let keys = key_columns(ctx);
+    let mut parts = Vec::new();
+    for host in ctx.host_by_host() {
+        parts.push(collect(distribution::value_counts(samples(&host)?, &keys))?.lazy());
+    }
+    let counts = match parts.len() {
+        1 => parts.remove(0),
+        _ => {
+            let all = concat(parts, UnionArgs { rechunk: false, parallel: false, ..Default::default() })?;
+            collect(distribution::value_counts(all, &keys))?.lazy()
+        }
+    };
     Ok(Report {
         frames: vec![Frame::new(format!("Latency by {} (microseconds)", ctx.by_label()), summaries(ctx, counts))],
         ..Default::default()

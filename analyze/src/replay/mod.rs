@@ -191,11 +191,12 @@ impl ReplayArgs {
         let sink: Box<dyn Sink> = match self.view {
             None if json => Box::new(json::JsonLines::new()),
             None => Box::new(line::Lines::new(self.local, hosts)),
-            Some(View::Netio) => Box::new(view::Printed { view: view::NetioView::new(self.local, json), settle_ns }),
+            Some(View::Netio) => Box::new(view::Printed { view: view::NetioView::new(self.local, json, hosts), settle_ns }),
             Some(View::Churn) => Box::new(view::Printed {
                 view: view::ChurnView::new(
                     self.local,
                     json,
+                    hosts,
                     self.short.as_nanos().min(i64::MAX as u128) as i64,
                     filters.pids.clone(),
                     filters.comms.clone(),

@@ -52,16 +52,18 @@ impl<V: PerSecond> Sink for Printed<V> {
 
 /// The printout of `netrec-capture --live`: bytes sent and consumed per
 /// process per second. Rows of an unknown owner are left out, as there.
+/// A process is (host, pid); `hosts` shows the host (a trace of several).
 pub struct NetioView {
     clock: Clock,
     json: bool,
+    hosts: bool,
     header: bool,
-    seconds: BTreeMap<i64, BTreeMap<u32, (String, u64, u64)>>,
+    seconds: BTreeMap<i64, BTreeMap<(String, u32), (String, u64, u64)>>,
 }
 
 impl NetioView {
-    pub fn new(local: bool, json: bool) -> NetioView {
-        NetioView { clock: Clock::new(local), json, header: false, seconds: BTreeMap::new() }
+    pub fn new(local: bool, json: bool, hosts: bool) -> NetioView {
+        NetioView { clock: Clock::new(local), json, hosts, header: false, seconds: BTreeMap::new() }
     }
 }
 
@@ -72,18 +74,27 @@ impl PerSecond for NetioView {
         for (second, per_pid) in done {
             if self.json {
                 let time = self.clock.second_text(second);
-                for (pid, (comm, sent, recv)) in per_pid {
-                    let row = serde_json::json!({"time": time, "pid": pid, "comm": comm, "sent_bytes": sent, "recv_bytes": recv});
+                for ((host, pid), (comm, sent, recv)) in per_pid {
+                    let mut row = serde_json::json!({"time": time, "pid": pid, "comm": comm, "sent_bytes": sent, "recv_bytes": recv});
+                    if self.hosts {
+                        row["host"] = host.into();
+                    }
                     writeln!(out, "{row}")?;
                 }
                 continue;
             }
             if !std::mem::replace(&mut self.header, true) {
-                printout::netio_header(&mut *out)?;
+                printout::netio_header(&mut *out, self.hosts)?;
             }
             let mut rows: Vec<NetioRow> = per_pid
                 .iter()
-                .map(|(&pid, (comm, sent, recv))| NetioRow { pid, comm, sent: *sent, recv: *recv })
+                .map(|((host, pid), (comm, sent, recv))| NetioRow {
+                    host: self.hosts.then_some(host.as_str()),
+                    pid: *pid,
+                    comm,
+                    sent: *sent,
+                    recv: *recv,
+                })
                 .collect();
             printout::netio_second(&mut *out, &self.clock.label(second), &mut rows)?;
         }
@@ -98,7 +109,8 @@ impl PerSecond for NetioView {
             _ => return,
         };
         let bytes = at(r.bytes, i).unwrap_or(0);
-        let entry = self.seconds.entry(r.ts[i].div_euclid(SECOND)).or_default().entry(pid).or_default();
+        let process = (at(r.host, i).unwrap_or_default().to_string(), pid);
+        let entry = self.seconds.entry(r.ts[i].div_euclid(SECOND)).or_default().entry(process).or_default();
         if entry.0.is_empty() {
             entry.0 = at(r.comm, i).unwrap_or_default().to_string();
         }
@@ -162,10 +174,12 @@ impl Conn {
 pub struct ChurnView {
     clock: Clock,
     json: bool,
+    /// Show the host (a trace of several: pids are per host).
+    hosts: bool,
     short_ns: i64,
     header: bool,
-    /// Per second, per pid: its comm (the first seen) and counts.
-    seconds: BTreeMap<i64, BTreeMap<Option<u32>, (Option<String>, Counts)>>,
+    /// Per second, per (host, pid): its comm (the first seen) and counts.
+    seconds: BTreeMap<i64, BTreeMap<(String, Option<u32>), (Option<String>, Counts)>>,
     conns: HashMap<(String, String, u64), Conn>,
     holding: HashSet<(String, String, u64)>,
     /// --pid, --comm: owners shown.
@@ -174,10 +188,11 @@ pub struct ChurnView {
 }
 
 impl ChurnView {
-    pub fn new(local: bool, json: bool, short_ns: i64, pids: Vec<u32>, comms: Vec<String>) -> ChurnView {
+    pub fn new(local: bool, json: bool, hosts: bool, short_ns: i64, pids: Vec<u32>, comms: Vec<String>) -> ChurnView {
         ChurnView {
             clock: Clock::new(local),
             json,
+            hosts,
             short_ns,
             header: false,
             seconds: BTreeMap::new(),
@@ -188,9 +203,10 @@ impl ChurnView {
         }
     }
 
-    fn count(&mut self, second: i64, owner: Owner, c: &Counts) {
+    fn count(&mut self, second: i64, host: &str, owner: Owner, c: &Counts) {
         let (pid, comm) = owner;
-        let entry = self.seconds.entry(second).or_default().entry(pid).or_insert((None, Counts::default()));
+        let entry =
+            self.seconds.entry(second).or_default().entry((host.to_string(), pid)).or_insert((None, Counts::default()));
         if entry.0.is_none() {
             entry.0 = comm;
         }
@@ -211,7 +227,7 @@ impl ChurnView {
                 self.holding.remove(&key);
             }
             for (s, c, owner) in due {
-                self.count(s, owner, &c);
+                self.count(s, &key.0, owner, &c);
             }
         }
     }
@@ -224,30 +240,35 @@ impl PerSecond for ChurnView {
         let done = std::mem::replace(&mut self.seconds, later);
         for (second, per_owner) in done {
             let time = if self.json { self.clock.second_text(second) } else { self.clock.label(second) };
-            for (pid, (comm, c)) in per_owner {
+            for ((host, pid), (comm, c)) in per_owner {
                 let shown = (self.pids.is_empty() || pid.is_some_and(|p| self.pids.contains(&p)))
                     && (self.comms.is_empty() || comm.as_ref().is_some_and(|c| self.comms.contains(c)));
                 if !shown {
                     continue;
                 }
                 if self.json {
-                    let row = serde_json::json!({"time": time, "pid": pid, "comm": comm,
+                    let mut row = serde_json::json!({"time": time, "pid": pid, "comm": comm,
                         "opened_active": c.opened_active, "opened_passive": c.opened_passive, "closed": c.closed,
                         "failed": c.failed, "resets": c.resets, "short_lived": c.short_lived});
+                    if self.hosts {
+                        row["host"] = host.into();
+                    }
                     writeln!(out, "{row}")?;
                     continue;
                 }
                 if !std::mem::replace(&mut self.header, true) {
+                    let host = if self.hosts { format!("{:<16} ", "HOST") } else { String::new() };
                     writeln!(
                         out,
-                        "{:<10} {:>8} {:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                        "{:<10} {host}{:>8} {:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
                         "TIME", "PID", "COMM", "ACTIVE", "PASSIVE", "CLOSED", "FAILED", "RESETS", "SHORT"
                     )?;
                 }
                 let pid = pid.map_or("-".to_string(), |p| p.to_string());
+                let host = if self.hosts { format!("{host:<16} ") } else { String::new() };
                 writeln!(
                     out,
-                    "{time:<10} {pid:>8} {:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                    "{time:<10} {host}{pid:>8} {:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
                     comm.as_deref().unwrap_or("-"),
                     c.opened_active,
                     c.opened_passive,
@@ -282,7 +303,7 @@ impl PerSecond for ChurnView {
             let held = std::mem::take(&mut conn.held);
             self.holding.remove(&key);
             for (s, c, _) in held {
-                self.count(s, owner.clone(), &c);
+                self.count(s, &key.0, owner.clone(), &c);
             }
             return;
         }
@@ -316,7 +337,7 @@ impl PerSecond for ChurnView {
             if ts - start < self.short_ns {
                 // A connection's own owner (its first known), at its close.
                 let conn_owner = conn.owner.clone().unwrap_or((None, None));
-                self.count(second, conn_owner, &Counts { short_lived: 1, ..Counts::default() });
+                self.count(second, &key.0, conn_owner, &Counts { short_lived: 1, ..Counts::default() });
             }
         }
         let conn = self.conns.get_mut(&key).expect("inserted above");
@@ -327,7 +348,7 @@ impl PerSecond for ChurnView {
                 conn.held.push((second, c, owner));
                 self.holding.insert(key.clone());
             } else {
-                self.count(second, owner, &c);
+                self.count(second, &key.0, owner, &c);
             }
         }
         if closing {
@@ -335,7 +356,7 @@ impl PerSecond for ChurnView {
             if let Some(conn) = self.conns.remove(&key) {
                 self.holding.remove(&key);
                 for (s, c, o) in conn.held {
-                    self.count(s, o, &c);
+                    self.count(s, &key.0, o, &c);
                 }
             }
         }

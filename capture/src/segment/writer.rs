@@ -89,8 +89,9 @@ pub struct SegmentWriter {
 }
 
 impl SegmentWriter {
-    /// Creates `<dir>/<stem>-<index>.parquet.inprogress` (mode 0600).
-    pub fn create(dir: &Path, stem: &str, index: u32, enc: Encoding) -> Result<SegmentWriter> {
+    /// Creates `<dir>/<stem>-<index>.parquet.inprogress` (mode 0600), the
+    /// segment's start `opened` (the time its directory was chosen by).
+    pub fn create(dir: &Path, stem: &str, index: u32, enc: Encoding, opened: DateTime<Utc>) -> Result<SegmentWriter> {
         let final_path = dir.join(files::segment_name(stem, index));
         let tmp_path = dir.join(files::in_progress_name(stem, index));
         let file = OpenOptions::new()
@@ -119,7 +120,7 @@ impl SegmentWriter {
             renamed: false,
             file: handle,
             index,
-            opened: Utc::now(),
+            opened,
             rows: 0,
             counts: PerKind::default(),
             events: PerKind::default(),
@@ -292,7 +293,7 @@ mod tests {
     /// batch builder into one segment; (CPU ns per event, bytes per event).
     fn encode(enc: Encoding, events: u64, sockets: u64, dir: &Path, index: u32) -> (f64, f64) {
         let mut b = BatchBuilder::new(0, 1_000_000_000, Arc::from(Vec::new()), 1 << 17);
-        let mut w = SegmentWriter::create(dir, "bench", index, enc).unwrap();
+        let mut w = SegmentWriter::create(dir, "bench", index, enc, Utc::now()).unwrap();
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = || {
             rng ^= rng << 13;
