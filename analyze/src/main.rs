@@ -54,9 +54,9 @@ pub fn open(inputs: &[std::path::PathBuf], selection: &Selection, by: By) -> Res
             hosts.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
+    let ctx = Ctx { trace: std::sync::Arc::new(trace), filters, by };
     // A pid names one process only on its host.
-    let by = by.for_hosts(hosts.len());
-    Ok(Ctx { trace: std::sync::Arc::new(trace), filters, by })
+    Ok(Ctx { by: by.for_hosts(ctx.hosts()), ..ctx })
 }
 
 /// Losses in range as a warning, and the report written.

@@ -31,7 +31,13 @@ pub fn value_counts(samples: LazyFrame, group: &[&str]) -> LazyFrame {
 /// time of a fleet's latency, most of it comparing strings.
 pub fn summarize(counts: LazyFrame, group: &[&str]) -> LazyFrame {
     let by: Vec<Expr> = group.iter().map(|c| col(*c)).collect();
-    let groups = counts.clone().select(by.clone()).unique(None, UniqueKeepStrategy::Any).with_row_index(GROUP, None);
+    // Sorted: the plan reads `groups` twice, and its numbers must agree.
+    let groups = counts
+        .clone()
+        .select(by.clone())
+        .unique(None, UniqueKeepStrategy::Any)
+        .sort_by_exprs(by.clone(), SortMultipleOptions::default())
+        .with_row_index(GROUP, None);
     let numbered = join(counts, groups.clone(), group, JoinType::Inner).select([col(GROUP), col("us"), col("n")]);
     let summary = summarize_numbered(numbered);
     let mut select = by;

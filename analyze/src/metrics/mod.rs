@@ -16,6 +16,14 @@ use crate::output::TIME;
 use crate::query::Filters;
 use by::By;
 
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's heap to the OS.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The `time` column, in ns: the start of the interval each event's ts_ns falls in.
 pub fn interval_start(interval_ns: i64) -> Expr {
     ((col("ts_ns") / lit(interval_ns)) * lit(interval_ns)).alias(TIME)
@@ -43,9 +51,10 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Hosts the trace was recorded on.
+    /// Hosts the trace was recorded on that --host selects.
     pub fn hosts(&self) -> usize {
-        self.trace.segments.iter().map(|s| s.host.as_str()).collect::<std::collections::BTreeSet<_>>().len()
+        let hosts = self.trace.segments.iter().map(|s| s.host.as_str()).filter(|h| self.filters.host_selected(h));
+        hosts.collect::<std::collections::BTreeSet<_>>().len()
     }
 
     /// The trace one host at a time: a Ctx per selected host over that
@@ -54,25 +63,35 @@ impl Ctx {
     /// their partial results merge exactly (counts add, value counts add):
     /// memory is then one host's, not the fleet's (churn took 872 MiB and
     /// latency 1,038 MiB over ten hosts of 5 M events in one pass).
-    pub fn host_by_host(&self) -> Vec<Ctx> {
+    ///
+    /// Before each host after the first, the heap the previous one freed goes
+    /// back to the OS: glibc keeps it, and over ten hosts of 20 M events
+    /// churn's peak RSS grew to 861 MiB where one host takes 424 (510 MiB
+    /// with glibc trimming at every free, at half again the time).
+    pub fn host_by_host(&self) -> impl Iterator<Item = Ctx> + '_ {
         let mut hosts: Vec<&str> = self.trace.segments.iter().map(|s| s.host.as_str()).collect();
         hosts.sort_unstable();
         hosts.dedup();
-        if hosts.len() < 2 {
-            return vec![self.clone()];
-        }
+        let all = hosts.len();
         hosts.retain(|h| self.filters.host_selected(h));
-        if hosts.is_empty() {
-            return vec![self.clone()];
-        }
-        hosts
-            .into_iter()
-            .map(|h| {
-                let segments = self.trace.segments.iter().filter(|s| s.host == h).cloned().collect();
-                let trace = Trace { segments, skipped_in_progress: Vec::new(), unpacked: Vec::new() };
-                Ctx { trace: std::sync::Arc::new(trace), ..self.clone() }
-            })
-            .collect()
+        let parts: Vec<Ctx> = if all < 2 || hosts.is_empty() {
+            vec![self.clone()]
+        } else {
+            hosts
+                .into_iter()
+                .map(|h| {
+                    let segments = self.trace.segments.iter().filter(|s| s.host == h).cloned().collect();
+                    let trace = Trace { segments, skipped_in_progress: Vec::new(), unpacked: Vec::new() };
+                    Ctx { trace: std::sync::Arc::new(trace), ..self.clone() }
+                })
+                .collect()
+        };
+        parts.into_iter().enumerate().map(|(i, ctx)| {
+            if i > 0 {
+                release_freed_heap();
+            }
+            ctx
+        })
     }
 
     /// Whether rows of different hosts never share a key.
