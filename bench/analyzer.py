@@ -169,9 +169,12 @@ def row_key(netrec_out, by):
 def check_netio(netrec_out, duck, by="pid"):
     p = row_key(netrec_out, by)
     comm = (lambda r: r.get("comm") or None) if by == "pid" else (lambda r: None)
-    a = {(rfc3339_ns(r["time"]), p(r)): (comm(r), r["sent_bytes"], r["recv_bytes"]) for r in netrec_rows(netrec_out, "time")}
-    b = {(int(r["second"]), p(r)): (comm(r), int(r["sent_bytes"]), int(r["recv_bytes"])) for r in rows_csv(f"{duck}/netio.csv")}
-    return compare(f"netio rows (second, {KEY_NAME[by]})", a, b)
+    proto = lambda r: r.get("protocol") or None  # noqa: E731
+    a = {(rfc3339_ns(r["time"]), p(r), proto(r)): (comm(r), r["sent_bytes"], r["recv_bytes"])
+         for r in netrec_rows(netrec_out, "time")}
+    b = {(int(r["second"]), p(r), proto(r)): (comm(r), int(r["sent_bytes"]), int(r["recv_bytes"]))
+         for r in rows_csv(f"{duck}/netio.csv")}
+    return compare(f"netio rows (second, {KEY_NAME[by]}, protocol)", a, b)
 
 
 def check_churn(netrec_out, duck, by="pid"):

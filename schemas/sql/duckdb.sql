@@ -25,9 +25,9 @@
 -- BCC prints them: bucket k holds (2^(k-1), 2^k - 1].
 
 -- name: netio
--- Bytes sent and consumed per second per process.
+-- Bytes sent and consumed per second per process and transport protocol (tcp, udp).
 COPY (
-    SELECT ts_ns // 1000000000 * 1000000000 AS second, {by},
+    SELECT ts_ns // 1000000000 * 1000000000 AS second, {by}, protocol,
            coalesce(sum(bytes) FILTER (kind = 'send'), 0) AS sent_bytes,
            coalesce(sum(bytes) FILTER (kind = 'recv'), 0) AS recv_bytes
     FROM events WHERE kind IN ('send', 'recv')

@@ -18,13 +18,13 @@
 -- k the bit length of the value).
 
 -- name: netio
--- Bytes sent and consumed per second per process.
+-- Bytes sent and consumed per second per process and transport protocol (tcp, udp).
 -- out: netio
-SELECT div(ts_ns, 1000000000) * 1000000000 AS second, host, pid, first(comm, true) AS comm,
+SELECT div(ts_ns, 1000000000) * 1000000000 AS second, host, pid, first(comm, true) AS comm, protocol,
        coalesce(sum(bytes) FILTER (WHERE kind = 'send'), 0) AS sent_bytes,
        coalesce(sum(bytes) FILTER (WHERE kind = 'recv'), 0) AS recv_bytes
 FROM events WHERE kind IN ('send', 'recv')
-GROUP BY div(ts_ns, 1000000000) * 1000000000, host, pid;
+GROUP BY div(ts_ns, 1000000000) * 1000000000, host, pid, protocol;
 
 -- name: connections
 -- The state rows of every connection, a passive open's rows before its accept

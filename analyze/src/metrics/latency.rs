@@ -79,34 +79,43 @@ pub fn key_columns(ctx: &Ctx) -> Vec<&'static str> {
 }
 
 /// connect, handshake, rtt, then the calls by name; within a metric, by key.
-pub fn summaries(ctx: &Ctx, counts: LazyFrame) -> LazyFrame {
-    let group = key_columns(ctx);
+fn in_order(ctx: &Ctx, summaries: LazyFrame) -> LazyFrame {
     let order = ["connect", "handshake", "rtt"]
         .iter()
         .enumerate()
         .fold(lit(9u32), |acc, (i, m)| when(col("metric").eq(lit(*m))).then(lit(i as u32)).otherwise(acc));
     let mut by = vec![order];
-    by.extend(group.iter().map(|c| col(*c)));
-    distribution::summarize(counts, &group).sort_by_exprs(by, SortMultipleOptions::default())
+    by.extend(key_columns(ctx).iter().map(|c| col(*c)));
+    summaries.sort_by_exprs(by, SortMultipleOptions::default())
 }
 
+/// Host by host. Where the key holds the host, a host's summaries are final
+/// and only they are kept; else each host's value counts are added to the
+/// sum so far, summarized at the end. (Summarizing all hosts' counts at
+/// once took twice one host's memory.) Value counts are collected: the
+/// summaries read them more than once.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
-    // Collected once: the summaries read it twice (percentiles, buckets),
-    // and a lazy input would be scanned twice. Host by host, then added up.
     let keys = key_columns(ctx);
-    let mut parts = Vec::new();
+    let one_pass = UnionArgs { rechunk: false, parallel: false, ..Default::default() };
+    let mut done = Vec::new();
+    let mut sum: Option<DataFrame> = None;
     for host in ctx.host_by_host() {
-        parts.push(collect(distribution::value_counts(samples(&host)?, &keys))?.lazy());
-    }
-    let counts = match parts.len() {
-        1 => parts.remove(0),
-        _ => {
-            let all = concat(parts, UnionArgs { rechunk: false, parallel: false, ..Default::default() })?;
-            collect(distribution::value_counts(all, &keys))?.lazy()
+        let counts = collect(distribution::value_counts(samples(&host)?, &keys))?;
+        if ctx.keyed_by_host() {
+            done.push(collect(distribution::summarize(counts.lazy(), &keys))?.lazy());
+            continue;
         }
-    };
+        sum = Some(match sum {
+            Some(sum) => collect(distribution::value_counts(concat([sum.lazy(), counts.lazy()], one_pass)?, &keys))?,
+            None => counts,
+        });
+    }
+    if let Some(sum) = sum {
+        done.push(distribution::summarize(sum.lazy(), &keys));
+    }
+    let all = in_order(ctx, concat(done, one_pass)?);
     Ok(Report {
-        frames: vec![Frame::new(format!("Latency by {} (microseconds)", ctx.by_label()), summaries(ctx, counts))],
+        frames: vec![Frame::new(format!("Latency by {} (microseconds)", ctx.by_label()), all)],
         ..Default::default()
     })
 }
