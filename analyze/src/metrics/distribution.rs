@@ -26,10 +26,15 @@ pub fn value_counts(samples: LazyFrame, group: &[&str]) -> LazyFrame {
 /// The running count comes from one sort of the distinct values; the
 /// smallest such value is a `min`, so no aggregation depends on row order.
 ///
-/// Groups are numbered first and the work done on (number, us, n): sorting
-/// and grouping by the group's strings (metric, host, comm) took half the
-/// time of a fleet's latency, most of it comparing strings.
+/// Groups of several columns are numbered first and the work done on
+/// (number, us, n): sorting and grouping by the group's strings (metric,
+/// host, comm) took half the time of a fleet's latency, most of it
+/// comparing strings. A group of one column is its own key (numbering the
+/// 2.4 M lifetimes of a fleet's one group cost memory and bought nothing).
 pub fn summarize(counts: LazyFrame, group: &[&str]) -> LazyFrame {
+    if let [key] = group {
+        return summarize_by(counts, key);
+    }
     let by: Vec<Expr> = group.iter().map(|c| col(*c)).collect();
     // Sorted: the plan reads `groups` twice, and its numbers must agree.
     let groups = counts
@@ -39,7 +44,7 @@ pub fn summarize(counts: LazyFrame, group: &[&str]) -> LazyFrame {
         .sort_by_exprs(by.clone(), SortMultipleOptions::default())
         .with_row_index(GROUP, None);
     let numbered = join(counts, groups.clone(), group, JoinType::Inner).select([col(GROUP), col("us"), col("n")]);
-    let summary = summarize_numbered(numbered);
+    let summary = summarize_by(numbered, GROUP);
     let mut select = by;
     select.push(col("count"));
     select.extend(PERCENTILES.iter().map(|(_, c)| col(*c)));
@@ -50,8 +55,9 @@ pub fn summarize(counts: LazyFrame, group: &[&str]) -> LazyFrame {
 /// A group's number in [`summarize`].
 const GROUP: &str = "group_id";
 
-fn summarize_numbered(counts: LazyFrame) -> LazyFrame {
-    let g = || col(GROUP);
+/// [`summarize`] of groups of one column, `key`.
+fn summarize_by(counts: LazyFrame, key: &str) -> LazyFrame {
+    let g = || col(key);
     let running = counts
         .clone()
         .sort_by_exprs([g(), col("us")], SortMultipleOptions::default().with_maintain_order(false))
@@ -81,13 +87,13 @@ fn summarize_numbered(counts: LazyFrame) -> LazyFrame {
         .select([g(), col("k").cast(DataType::UInt32)]);
     // Values are µs of u64 ns at most (< 2^55): k stays below 64, and 2^k is exact in f64.
     let le = (lit(2.0f64).pow(col("k").cast(DataType::Float64)).cast(DataType::UInt64) - lit(1u64)).alias("le_us");
-    let buckets = join(ks, filled, &[GROUP, "k"], JoinType::Left)
+    let buckets = join(ks, filled, &[key, "k"], JoinType::Left)
         .with_columns([le, col("count").fill_null(lit(0u64))])
         .group_by([g()])
         .agg([as_struct(vec![col("le_us"), col("count")])
             .sort_by([col("k")], SortMultipleOptions::default())
             .alias("buckets")]);
-    join(stats, buckets, &[GROUP], JoinType::Left)
+    join(stats, buckets, &[key], JoinType::Left)
 }
 
 #[cfg(test)]
