@@ -75,7 +75,13 @@ impl ManifestWriter {
             }
             Ok(())
         };
-        write().with_context(|| format!("writing the manifest {}", self.path.display()))
+        let written = write();
+        if written.is_err() {
+            // A full disk fails the write: the old manifest stands, and no
+            // half-written copy is left beside it.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.with_context(|| format!("writing the manifest {}", self.path.display()))
     }
 }
 
