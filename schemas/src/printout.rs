@@ -15,9 +15,15 @@ pub struct NetioRow<'a> {
     pub recv: u64,
 }
 
+/// The HOST cell of a per-process printout of several hosts, its separator
+/// included; empty without a host (one host's printout has no HOST column).
+pub fn host_cell(host: Option<&str>) -> String {
+    host.map(|h| format!("{h:<16} ")).unwrap_or_default()
+}
+
 /// The column names; a HOST column after TIME when `hosts`.
 pub fn netio_header(out: &mut (impl Write + ?Sized), hosts: bool) -> io::Result<()> {
-    let host = if hosts { format!("{:<16} ", "HOST") } else { String::new() };
+    let host = host_cell(hosts.then_some("HOST"));
     writeln!(out, "{:<10} {host}{:>8} {:<16} {:>14} {:>14}", "TIME", "PID", "COMM", "SENT_BYTES", "RECV_BYTES")
 }
 
@@ -26,7 +32,7 @@ pub fn netio_header(out: &mut (impl Write + ?Sized), hosts: bool) -> io::Result<
 pub fn netio_second(out: &mut (impl Write + ?Sized), label: &str, rows: &mut [NetioRow<'_>]) -> io::Result<()> {
     rows.sort_by(|a, b| (b.sent + b.recv).cmp(&(a.sent + a.recv)).then(a.host.cmp(&b.host)).then(a.pid.cmp(&b.pid)));
     for r in rows.iter() {
-        let host = r.host.map(|h| format!("{h:<16} ")).unwrap_or_default();
+        let host = host_cell(r.host);
         writeln!(out, "{label:<10} {host}{:>8} {:<16} {:>14} {:>14}", r.pid, r.comm, r.sent, r.recv)?;
     }
     Ok(())

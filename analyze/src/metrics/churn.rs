@@ -131,7 +131,11 @@ fn lifetimes(counts: LazyFrame, still_open: u64) -> LazyFrame {
 
 /// Per-interval rows of several hosts as one: a key without the host may
 /// have rows on several, added up.
-fn merged(ctx: &Ctx, parts: Vec<LazyFrame>) -> anyhow::Result<LazyFrame> {
+fn merged(ctx: &Ctx, mut parts: Vec<LazyFrame>) -> anyhow::Result<LazyFrame> {
+    if parts.len() == 1 {
+        // One host: per_interval's rows are already one per key and in order.
+        return Ok(parts.remove(0));
+    }
     let all = concat(parts, UnionArgs { rechunk: false, parallel: false, ..Default::default() })?;
     let shown = ctx.by.shown();
     let mut order: Vec<Expr> = vec![col(TIME)];

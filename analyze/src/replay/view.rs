@@ -257,7 +257,7 @@ impl PerSecond for ChurnView {
                     continue;
                 }
                 if !std::mem::replace(&mut self.header, true) {
-                    let host = if self.hosts { format!("{:<16} ", "HOST") } else { String::new() };
+                    let host = printout::host_cell(self.hosts.then_some("HOST"));
                     writeln!(
                         out,
                         "{:<10} {host}{:>8} {:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -265,7 +265,7 @@ impl PerSecond for ChurnView {
                     )?;
                 }
                 let pid = pid.map_or("-".to_string(), |p| p.to_string());
-                let host = if self.hosts { format!("{host:<16} ") } else { String::new() };
+                let host = printout::host_cell(self.hosts.then_some(host.as_str()));
                 writeln!(
                     out,
                     "{time:<10} {host}{pid:>8} {:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
