@@ -52,8 +52,10 @@ impl Live {
         for (second, per_pid) in done {
             let label =
                 DateTime::from_timestamp(second, 0).map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default();
-            let mut rows: Vec<NetioRow> =
-                per_pid.iter().map(|(&pid, t)| NetioRow { host: None, pid, comm: &t.comm, sent: t.sent, recv: t.recv }).collect();
+            let mut rows: Vec<NetioRow> = per_pid
+                .iter()
+                .map(|(&pid, t)| NetioRow { host: None, pid, comm: &t.comm, sent: t.sent, recv: t.recv })
+                .collect();
             printout::netio_second(out, &label, &mut rows)?;
         }
         out.flush()

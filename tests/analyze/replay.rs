@@ -111,7 +111,10 @@ fn events_come_in_time_order_across_segments_row_groups_and_hosts() {
         lines[0],
         "2026-01-01T00:00:00.000000010Z db1 send 1 api tcp 127.0.0.1:3306 > 127.0.0.2:40000 100 bytes"
     );
-    assert_eq!(lines[1], "2026-01-01T00:00:00.000000012Z web1 send 1 nginx tcp 127.0.0.1:3306 > 127.0.0.2:40000 50 bytes");
+    assert_eq!(
+        lines[1],
+        "2026-01-01T00:00:00.000000012Z web1 send 1 nginx tcp 127.0.0.1:3306 > 127.0.0.2:40000 50 bytes"
+    );
     assert_eq!(lines[2], "2026-01-01T00:00:00.000000015Z web1 recv 5 web tcp 127.0.0.1:3306 < 127.0.0.2:40000 1 bytes");
     assert_eq!(
         lines[3],

@@ -191,7 +191,9 @@ impl ReplayArgs {
         let sink: Box<dyn Sink> = match self.view {
             None if json => Box::new(json::JsonLines::new()),
             None => Box::new(line::Lines::new(self.local, hosts)),
-            Some(View::Netio) => Box::new(view::Printed { view: view::NetioView::new(self.local, json, hosts), settle_ns }),
+            Some(View::Netio) => {
+                Box::new(view::Printed { view: view::NetioView::new(self.local, json, hosts), settle_ns })
+            }
             Some(View::Churn) => Box::new(view::Printed {
                 view: view::ChurnView::new(
                     self.local,

@@ -14,6 +14,9 @@ use crate::metrics::churn::{ABORT_FROM, CLOSED_FROM};
 
 use super::SECOND;
 
+/// Per second, per key (a process: host and pid), what a view keeps of it.
+type Seconds<K, V> = BTreeMap<i64, BTreeMap<K, V>>;
+
 /// A view: rows added in time order, seconds printed once settled.
 pub trait PerSecond {
     fn add(&mut self, r: &Rows, i: usize);
@@ -58,7 +61,7 @@ pub struct NetioView {
     json: bool,
     hosts: bool,
     header: bool,
-    seconds: BTreeMap<i64, BTreeMap<(String, u32), (String, u64, u64)>>,
+    seconds: Seconds<(String, u32), (String, u64, u64)>,
 }
 
 impl NetioView {
@@ -179,7 +182,7 @@ pub struct ChurnView {
     short_ns: i64,
     header: bool,
     /// Per second, per (host, pid): its comm (the first seen) and counts.
-    seconds: BTreeMap<i64, BTreeMap<(String, Option<u32>), (Option<String>, Counts)>>,
+    seconds: Seconds<(String, Option<u32>), (Option<String>, Counts)>,
     conns: HashMap<(String, String, u64), Conn>,
     holding: HashSet<(String, String, u64)>,
     /// --pid, --comm: owners shown.
