@@ -17,7 +17,8 @@ What the trace looks like (a busy server host seen by one capture):
     connections up to the whole window; 1 % of connects fail, 2 % end in a reset;
   - per connection, a log-normal number of send/recv calls (median 8) spread
     over its lifetime, bytes log-normal around 400 B (1 B to 1 MiB);
-  - the kernel's state transitions per role, as a real capture shows them;
+  - the kernel's state transitions per role, as a real capture shows them,
+    and an accept row for each accepted connection;
   - an RTT row for every tenth data call (srtt log-normal around 250 us), each
     standing for 1 to 4 srtt changes (`samples`);
     a retransmit for 0.2 % of them;
@@ -129,6 +130,10 @@ class Trace:
         transitions(closing & ~reset & passive, CLOSE_FIN_PASSIVE, fin_ns, close_ns)
         transitions(closing & ~reset & ~passive, CLOSE_FIN_ACTIVE, fin_ns, close_ns)
         transitions(closing & reset, CLOSE_RESET, close_ns, close_ns)
+        # An accept row per accepted connection, just after its handshake, as
+        # the capture writes one: the analyzers hand the handshake's rows to it.
+        accepted = np.flatnonzero(passive & ~failed)
+        rows.append(dict(conn=accepted, kind=KINDS.index("accept"), t=est_ns[accepted] + 20_000))
 
         # Data calls on established connections, inside their lifetime.
         used = sum(len(r["conn"]) for r in rows)

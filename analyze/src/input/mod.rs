@@ -106,6 +106,18 @@ impl Trace {
     pub fn events(&self, columns: &[&str]) -> PolarsResult<LazyFrame> {
         events_of(&self.segments, columns)
     }
+
+    /// Whether the segments may hold rows of `kind`: false only when every
+    /// footer counts its rows by kind and none counts one of these.
+    pub fn may_have(&self, kind: &str) -> bool {
+        self.segments.iter().any(|s| s.events_by_kind.is_empty() || s.events_by_kind.get(kind).is_some_and(|n| *n > 0))
+    }
+
+    /// Whether every segment is of one capture on one host: a socket id
+    /// alone then names a connection.
+    pub fn one_capture(&self) -> bool {
+        self.segments.windows(2).all(|w| (&w[0].host, &w[0].capture_id) == (&w[1].host, &w[1].capture_id))
+    }
 }
 
 /// [`Trace::events`] of some of its segments.

@@ -42,7 +42,7 @@ pub fn samples(ctx: &Ctx) -> anyhow::Result<LazyFrame> {
     let no_probe = || lit(Null {}).cast(DataType::String);
 
     let events = ctx.events(&connections::scan_columns(ctx))?;
-    let conns = connections::plan(connections::state_rows(events, ctx), ctx.by);
+    let conns = connections::plan(connections::state_rows(events, ctx), ctx);
     let connect = setup_samples(conns.clone(), ctx, "connect", "syn_sent_ns", "active_est_ns");
     let handshake = setup_samples(conns, ctx, "handshake", "syn_recv_ns", "passive_est_ns");
 
