@@ -126,7 +126,7 @@ fn lifetimes(mut counts: Vec<LazyFrame>, still_open: u64) -> anyhow::Result<Lazy
         // took 0.15 s of churn's 2 s at 50 M events).
         counts.remove(0)
     } else {
-        let all = concat(counts, UnionArgs { rechunk: false, parallel: false, ..Default::default() })?;
+        let all = super::union(counts)?;
         distribution::value_counts(all, &["metric"])
     };
     let summary = distribution::summarize(counts, &["metric"]);
@@ -144,7 +144,7 @@ fn merged(ctx: &Ctx, mut parts: Vec<LazyFrame>) -> anyhow::Result<LazyFrame> {
         // One host: per_interval's rows are already one per key and in order.
         return Ok(parts.remove(0));
     }
-    let all = concat(parts, UnionArgs { rechunk: false, parallel: false, ..Default::default() })?;
+    let all = super::union(parts)?;
     let shown = ctx.by.shown();
     let mut order: Vec<Expr> = vec![col(TIME)];
     order.extend(shown.iter().map(|c| col(*c)));

@@ -96,7 +96,6 @@ fn in_order(ctx: &Ctx, summaries: LazyFrame) -> LazyFrame {
 /// summaries read them more than once.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let keys = key_columns(ctx);
-    let one_pass = UnionArgs { rechunk: false, parallel: false, ..Default::default() };
     let mut done = Vec::new();
     let mut sum: Option<DataFrame> = None;
     for host in ctx.host_by_host() {
@@ -106,14 +105,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             continue;
         }
         sum = Some(match sum {
-            Some(sum) => collect(distribution::value_counts(concat([sum.lazy(), counts.lazy()], one_pass)?, &keys))?,
+            Some(sum) => collect(distribution::value_counts(super::union(vec![sum.lazy(), counts.lazy()])?, &keys))?,
             None => counts,
         });
     }
     if let Some(sum) = sum {
         done.push(distribution::summarize(sum.lazy(), &keys));
     }
-    let all = in_order(ctx, concat(done, one_pass)?);
+    let all = in_order(ctx, super::union(done)?);
     Ok(Report {
         frames: vec![Frame::new(format!("Latency by {} (microseconds)", ctx.by_label()), all)],
         ..Default::default()

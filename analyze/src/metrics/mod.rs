@@ -9,7 +9,9 @@ pub mod info;
 pub mod latency;
 pub mod netio;
 
-use polars::prelude::{col, lit, DataType, Expr, JoinArgs, JoinCoalesce, JoinType, LazyFrame, TimeUnit};
+use polars::prelude::{
+    col, concat, lit, DataType, Expr, JoinArgs, JoinCoalesce, JoinType, LazyFrame, PolarsResult, TimeUnit, UnionArgs,
+};
 
 use crate::input::Trace;
 use crate::output::TIME;
@@ -26,6 +28,13 @@ pub fn join(left: LazyFrame, right: LazyFrame, on: &[&str], how: JoinType) -> La
     let on: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
     let args = JoinArgs { nulls_equal: true, ..JoinArgs::new(how) }.with_coalesce(JoinCoalesce::CoalesceColumns);
     left.join(right, on.clone(), on, args)
+}
+
+/// Collected partial results (a host's, a pass's) as one frame, one after
+/// another: they are in memory already, so neither copied together nor
+/// read in parallel.
+pub fn union(parts: Vec<LazyFrame>) -> PolarsResult<LazyFrame> {
+    concat(parts, UnionArgs { rechunk: false, parallel: false, ..Default::default() })
 }
 
 /// The `time` column as the timestamp it is (UTC), for output.

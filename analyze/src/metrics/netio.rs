@@ -52,7 +52,6 @@ pub fn per_interval(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<DataFrame> {
     let cols = ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "protocol"]));
     let keys = ctx.by.keys();
     let within_host: Vec<&str> = keys.iter().copied().filter(|k| *k != "host").collect();
-    let union = |parts| concat(parts, UnionArgs { rechunk: false, parallel: false, ..Default::default() });
     let merge = || [col("sent_bytes").sum(), col("recv_bytes").sum()];
     let mut hosts = Vec::new();
     for host in ctx.host_by_host() {
@@ -63,11 +62,11 @@ pub fn per_interval(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<DataFrame> {
             passes.push(collect(sums)?.lazy());
         }
         // An interval that straddles two passes is in both: merge the partial sums.
-        let sums = aggregate(union(passes)?, ctx, &within_host, merge());
+        let sums = aggregate(super::union(passes)?, ctx, &within_host, merge());
         hosts.push(collect(sums.with_column(lit(name).alias("host")))?.lazy());
     }
     let one_each = hosts.len() == 1 || ctx.keyed_by_host();
-    let all = union(hosts)?;
+    let all = super::union(hosts)?;
     Ok(collect(if one_each { all } else { aggregate(all, ctx, &keys, merge()) })?)
 }
 
