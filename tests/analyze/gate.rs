@@ -157,6 +157,9 @@ fn diff_latency_test_matches_scipy() {
         ("tiny", vec![100, 110, 120, 130, 140], vec![1000, 1100, 1200, 1300, 1400]),
         // small without ties (the normal approximation still, as scipy's method="asymptotic")
         ("small", vec![3000, 3100, 3200, 3300, 3400, 3500], vec![3600, 3700, 3800, 3900, 4000, 4100, 4200]),
+        // a wide distribution moved by a fifth of its p50: significant over
+        // 2,000 samples, but most pairs still overlap (a12 = 0.60)
+        ("wide", spread(2000, 100, 2800, 6), spread(2000, 400, 2800, 7)),
     ];
     let (mut base, mut cand) = (Vec::new(), Vec::new());
     for (probe, a, b) in &cases {
@@ -167,7 +170,8 @@ fn diff_latency_test_matches_scipy() {
     let (_, rows) = diff_json(&[&b, &c, "--by", "probe", "--min-samples", "6"]);
     let got = compared(&rows, "probe");
 
-    let script = "import json, sys\nfrom scipy.stats import mannwhitneyu\nfor name, a, b in json.load(sys.stdin):\n    print(name, repr(float(mannwhitneyu(a, b, alternative='two-sided', method='asymptotic').pvalue)))\n";
+    // scipy's U of its first sample, the candidate's, over all pairs: a12.
+    let script = "import json, sys\nfrom scipy.stats import mannwhitneyu\nfor name, a, b in json.load(sys.stdin):\n    r = mannwhitneyu(b, a, alternative='two-sided', method='asymptotic')\n    print(name, repr(float(r.pvalue)), repr(float(r.statistic) / (len(a) * len(b))))\n";
     let input = serde_json::to_string(&cases).unwrap();
     let mut py = std::process::Command::new("python3")
         .args(["-c", script])
@@ -179,11 +183,14 @@ fn diff_latency_test_matches_scipy() {
     let out = py.wait_with_output().unwrap();
     assert!(out.status.success(), "scipy: {}", String::from_utf8_lossy(&out.stderr));
     for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let (name, p) = line.split_once(' ').unwrap();
-        let want: f64 = p.parse().unwrap();
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (name, want, want_a12): (&str, f64, f64) =
+            (fields[0], fields[1].parse().unwrap(), fields[2].parse().unwrap());
         let row = &got[&(name.to_string(), "call".to_string())];
         let p = row["p_value"].as_f64().unwrap_or(f64::NAN);
         assert!((p - want).abs() <= 1e-9 * want.max(1e-12) + 1e-12, "{name}: netrec p = {p}, scipy p = {want}");
+        let a12 = row["a12"].as_f64().unwrap_or(f64::NAN);
+        assert!((a12 - want_a12).abs() <= 1e-12, "{name}: netrec a12 = {a12}, scipy U / (n m) = {want_a12}");
     }
     let verdict = |probe: &str| got[&(probe.to_string(), "call".to_string())]["verdict"].as_str().unwrap().to_string();
     assert_eq!(verdict("same"), "unchanged");
@@ -191,6 +198,11 @@ fn diff_latency_test_matches_scipy() {
     assert_eq!(verdict("redrawn"), "unchanged");
     assert_eq!(verdict("tiny"), "too few samples");
     assert_eq!(verdict("small"), "regressed", "6 and 7 samples, every candidate slower");
+    let wide = &got[&("wide".to_string(), "call".to_string())];
+    assert!(wide["p_value"].as_f64().unwrap() < 1e-6 && wide["change_pct"].as_f64().unwrap() > 10.0, "{wide}");
+    assert_eq!(wide["verdict"], "within noise", "a12 {} below --min-effect 0.64", wide["a12"]);
+    let (_, rows) = diff_json(&[&b, &c, "--by", "probe", "--min-samples", "6", "--min-effect", "0.55"]);
+    assert_eq!(compared(&rows, "probe")[&("wide".to_string(), "call".to_string())]["verdict"], "regressed");
     // Percentiles side by side: the tied case's p50 is 200 on both sides.
     let ties = &got[&("ties".to_string(), "call".to_string())];
     assert_eq!((ties["base"].as_f64(), ties["candidate"].as_f64()), (Some(200.0), Some(200.0)));

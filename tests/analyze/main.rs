@@ -404,6 +404,10 @@ fn bad_inputs_get_one_line_naming_the_file_or_flag() {
         (vec!["netio".into(), s(&good).into(), "--from".into(), "yesterday".into()], "--from".into()),
         (vec!["churn".into(), s(&good).into(), "--short".into(), "0s".into()], "--short".into()),
         (
+            vec!["diff".into(), s(&good).into(), s(&good).into(), "--min-effect".into(), "0.3".into()],
+            "--min-effect".into(),
+        ),
+        (
             vec!["netio".into(), s(&good).into(), "--host".into(), "nope".into()],
             "--host nope: no segment was recorded on that host (hosts in the trace: db1)".into(),
         ),

@@ -26,15 +26,21 @@ What is compared, per key (--by; comm by default, as pids differ from run to run
   calls:<probe>                               application calls
   <any of those> per <probe>                  with --per PROBE: per unit of work
   connect, handshake, rtt, call:<probe>       latency: p50 (base, candidate), p90,
-                                              p99, and a Mann-Whitney U test
+                                              p99, a Mann-Whitney U test (p_value)
+                                              and its effect size (a12: the chance
+                                              a candidate sample is slower than a
+                                              base one; 0.5 no shift, 1 all slower)
 
 Verdicts:
-  regressed / improved   changed by more than the threshold (latency: its p50, and
-                         the U test's p-value below --alpha)
+  regressed / improved   changed by more than the threshold (latency: its p50, the
+                         U test's p-value below --alpha and a12 at least
+                         --min-effect, or at most 1 - it)
   unchanged              within the threshold
   within noise           past the threshold, but not significant: latency with
-                         p >= --alpha; counts of events within 3 standard deviations
-                         of a Poisson count (|cand - base| <= 3 sqrt(base + cand))
+                         p >= --alpha or a12 nearer 0.5 than --min-effect (the
+                         shift two runs on one machine show); counts of events
+                         within 3 standard deviations of a Poisson count
+                         (|cand - base| <= 3 sqrt(base + cand))
   too few samples        fewer than --min-samples events or latency samples on a
                          side, or fewer than --min-bytes bytes: never 'regressed'
   new / gone             the key or metric is in one trace only
@@ -80,6 +86,10 @@ pub struct DiffArgs {
     /// Significance level of the Mann-Whitney U test
     #[arg(long, value_name = "P", default_value_t = 0.01)]
     pub alpha: f64,
+    /// Smallest effect size a12 (0.5-1) a latency regression needs: the
+    /// chance that a candidate sample is slower than a base one
+    #[arg(long, value_name = "A", default_value_t = 0.64, value_parser = parse_effect)]
+    pub min_effect: f64,
     /// A connection closed within this long of its open is short-lived
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     pub short: std::time::Duration,
@@ -89,6 +99,13 @@ pub struct DiffArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+fn parse_effect(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|a| (0.5..=1.0).contains(a))
+        .ok_or_else(|| format!("{s:?} is not an effect size between 0.5 and 1 (example: 0.64)"))
 }
 
 /// One trace's totals (with --per ratios) and latency value counts.

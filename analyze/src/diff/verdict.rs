@@ -145,8 +145,8 @@ fn summarized(counts: &DataFrame, keys: &[&str], prefix: &str) -> PolarsResult<L
     Ok(crate::metrics::join(stats, lists, &group, JoinType::Inner).select(select))
 }
 
-/// Per row of `df`, the U test's p-value of its base and candidate samples.
-fn p_values(df: &DataFrame) -> PolarsResult<Vec<Option<f64>>> {
+/// Per row of `df`, the U test of its base and candidate samples: p-value and A.
+fn tests(df: &DataFrame) -> PolarsResult<(Vec<Option<f64>>, Vec<Option<f64>>)> {
     let side = |name: &str| -> PolarsResult<Vec<Option<Vec<u64>>>> {
         let values = df.column(&format!("{name}_values"))?.list()?.clone();
         let weights = df.column(&format!("{name}_weights"))?.list()?.clone();
@@ -166,14 +166,14 @@ fn p_values(df: &DataFrame) -> PolarsResult<Vec<Option<f64>>> {
         .iter()
         .zip(&cand)
         .map(|(b, c)| match (b, c) {
-            (Some(b), Some(c)) => stats::p_value(b, c),
-            _ => None,
+            (Some(b), Some(c)) => stats::test(b, c).map_or((None, None), |t| (Some(t.p_value), Some(t.a12))),
+            _ => (None, None),
         })
-        .collect())
+        .unzip())
 }
 
 /// Latency compared: keys, metric, verdict, base and candidate p50, change,
-/// p_value, samples and p90/p99 of each side.
+/// p_value, a12, samples and p90/p99 of each side.
 pub fn latency(base: &DataFrame, cand: &DataFrame, keys: &[&str], args: &DiffArgs) -> PolarsResult<LazyFrame> {
     let mut on: Vec<&str> = keys.to_vec();
     on.push("metric");
@@ -184,9 +184,10 @@ pub fn latency(base: &DataFrame, cand: &DataFrame, keys: &[&str], args: &DiffArg
         JoinType::Full,
     );
     let mut df = collect(joined)?;
-    let p = p_values(&df)?;
+    let (p, a12) = tests(&df)?;
     let share = shares(df.column("metric")?.str()?, &args.thresholds);
     df.with_column(Column::new("p_value".into(), p))?;
+    df.with_column(Column::new("a12".into(), a12))?;
     df.with_column(Column::new("threshold".into(), share))?;
 
     let f = |c: &str| col(c).cast(DataType::Float64);
@@ -197,7 +198,10 @@ pub fn latency(base: &DataFrame, cand: &DataFrame, keys: &[&str], args: &DiffArg
     let allowed =
         when((col("threshold") * b.clone()).gt(floor.clone())).then(col("threshold") * b.clone()).otherwise(floor);
     let unchanged = abs(c.clone() - b.clone()).lt_eq(allowed);
-    let noise = col("p_value").is_null().or(col("p_value").gt_eq(lit(args.alpha)));
+    // Not significant, or significant but too small a shift of the whole
+    // distribution to tell from two runs' difference (A within min_effect of 1/2).
+    let small = abs(col("a12") - lit(0.5)).lt(lit(args.min_effect - 0.5));
+    let noise = col("p_value").is_null().or(col("p_value").gt_eq(lit(args.alpha))).or(small);
     let verdict = verdict_of(
         col("base_n").is_null(),
         col("candidate_n").is_null(),
@@ -207,7 +211,14 @@ pub fn latency(base: &DataFrame, cand: &DataFrame, keys: &[&str], args: &DiffArg
         c.clone().gt(b.clone()),
     );
     let mut select: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
-    select.extend([verdict, b.clone().alias("base"), c.clone().alias("candidate"), change(b, c), col("p_value")]);
+    select.extend([
+        verdict,
+        b.clone().alias("base"),
+        c.clone().alias("candidate"),
+        change(b, c),
+        col("p_value"),
+        col("a12"),
+    ]);
     for name in ["n", "p90_us", "p99_us"] {
         select.extend([col(format!("base_{name}")), col(format!("candidate_{name}"))]);
     }
