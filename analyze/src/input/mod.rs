@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use netrec_schema::ColumnType;
 use polars::prelude::*;
 
-pub use segment::SegmentInfo;
+pub use segment::{row_group_times, SegmentInfo};
 
 /// A column as this segment holds it, or typed nulls if its version predates it.
 fn column_of(seg: &SegmentInfo, name: &str) -> Expr {

@@ -12,6 +12,32 @@ use serde::Deserialize;
 
 use super::InputError;
 
+/// Each row group's rows and its events' `ts` range (ns since the epoch,
+/// inclusive) from the footer's statistics; None where they are missing
+/// (netrec-capture always writes them).
+pub fn row_group_times(path: &Path) -> anyhow::Result<Vec<(usize, Option<(i64, i64)>)>> {
+    use anyhow::Context;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::statistics::Statistics;
+
+    let file = File::open(path).with_context(|| path.display().to_string())?;
+    let reader = SerializedFileReader::new(file).with_context(|| format!("{}: footer", path.display()))?;
+    let meta = reader.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    let ts = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "ts");
+    Ok(meta
+        .row_groups()
+        .iter()
+        .map(|rg| {
+            let range = ts.and_then(|c| match rg.column(c).statistics() {
+                Some(Statistics::Int64(s)) => Some((*s.min_opt()?, *s.max_opt()?)),
+                _ => None,
+            });
+            (rg.num_rows().max(0) as usize, range)
+        })
+        .collect())
+}
+
 /// The newest event schema version this build understands.
 pub fn supported_version() -> u32 {
     netrec_schema::version()

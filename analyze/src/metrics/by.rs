@@ -72,8 +72,13 @@ impl By {
 
     /// Aggregations that carry the descriptive columns through a group_by.
     pub fn descriptions(self) -> Vec<Expr> {
+        self.description_columns().into_iter().map(|c| col(c).first_non_null().alias(c)).collect()
+    }
+
+    /// The columns shown that are no key.
+    pub fn description_columns(self) -> Vec<&'static str> {
         let keys = self.keys();
-        self.shown().into_iter().filter(|c| !keys.contains(c)).map(|c| col(c).first_non_null().alias(c)).collect()
+        self.shown().into_iter().filter(|c| !keys.contains(c)).collect()
     }
 
     /// `base` plus the columns this key needs from the files (host and

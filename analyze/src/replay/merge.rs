@@ -10,12 +10,9 @@
 //! a chunk at a time, once every unit that could hold an earlier one has
 //! been read.
 
-use std::fs::File;
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::file::statistics::Statistics;
+use anyhow::Result;
 use polars::prelude::*;
 
 use crate::input::SegmentInfo;
@@ -35,23 +32,15 @@ pub struct Unit {
 /// (not written by netrec-capture), the whole segment is one unit spanning
 /// all time: correct, but read at once.
 pub fn units_of(seg_index: usize, path: &Path) -> Result<Vec<Unit>> {
-    let file = File::open(path).with_context(|| path.display().to_string())?;
-    let reader = SerializedFileReader::new(file).with_context(|| format!("{}: footer", path.display()))?;
-    let meta = reader.metadata();
-    let schema = meta.file_metadata().schema_descr();
-    let ts = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "ts");
+    let groups = crate::input::row_group_times(path)?;
+    if groups.iter().any(|(_, range)| range.is_none()) {
+        let rows = groups.iter().map(|(rows, _)| rows).sum();
+        return Ok(vec![Unit { seg: seg_index, offset: 0, rows, min_ts: i64::MIN, max_ts: i64::MAX }]);
+    }
     let mut units = Vec::new();
     let mut offset = 0;
-    for rg in meta.row_groups() {
-        let rows = rg.num_rows().max(0) as usize;
-        let range = ts.and_then(|c| match rg.column(c).statistics() {
-            Some(Statistics::Int64(s)) => Some((*s.min_opt()?, *s.max_opt()?)),
-            _ => None,
-        });
-        let Some((min_ts, max_ts)) = range else {
-            let rows = meta.file_metadata().num_rows().max(0) as usize;
-            return Ok(vec![Unit { seg: seg_index, offset: 0, rows, min_ts: i64::MIN, max_ts: i64::MAX }]);
-        };
+    for (rows, range) in groups {
+        let (min_ts, max_ts) = range.unwrap_or((i64::MIN, i64::MAX));
         if rows > 0 {
             units.push(Unit { seg: seg_index, offset, rows, min_ts, max_ts });
         }
