@@ -29,7 +29,7 @@ fn plan(events: LazyFrame, ctx: &Ctx, keys: &[&str], interval_ns: i64, packed: O
     // instead of two string comparisons per row; the sums still ask the kind.
     let filtered = ctx.filters.apply(events.filter(col("bytes").is_not_null()));
     match packed {
-        Some(p) => p.aggregate(filtered, ctx, interval_ns, aggs),
+        Some(p) => p.aggregate(filtered, ctx, keys, interval_ns, aggs),
         None => aggregate(filtered.with_column(super::interval_start(interval_ns)), ctx, keys, aggs),
     }
 }
@@ -37,9 +37,11 @@ fn plan(events: LazyFrame, ctx: &Ctx, keys: &[&str], interval_ns: i64, packed: O
 /// (interval, pid, protocol) as one u64, for a pass whose intervals, from
 /// its footers' `ts` statistics, span fewer than 2^29: bits 35-63 the
 /// interval after the pass's first, bit 34 set for a null pid, bits 2-33
-/// the pid, bits 0-1 the protocol (null, tcp, udp: the schema's values). One
-/// integer key is hashed as it is; three were row-encoded first, and the
-/// packed pass took 0.89 of their time (50 M events, 7 alternating runs).
+/// the pid (0 when pid is no key), bits 0-1 the protocol (null, tcp, udp:
+/// the schema's values). Other keys (comm, ports) are grouped beside it.
+/// One integer key is hashed as it is; three were row-encoded first, and
+/// by pid the packed pass took 0.92 of their time (50 M events, 7
+/// alternating runs).
 #[derive(Debug, Clone, Copy)]
 struct Packed {
     first_interval: i64,
@@ -48,11 +50,8 @@ struct Packed {
 impl Packed {
     const INTERVAL_BITS: u32 = 29;
 
-    /// Whether a pass over `segments` can pack its keys by `keys`.
-    fn of(segments: &[crate::input::SegmentInfo], keys: &[&str], interval_ns: i64) -> anyhow::Result<Option<Packed>> {
-        if keys != ["pid"] {
-            return Ok(None);
-        }
+    /// Whether a pass over `segments` can pack its intervals: all have `ts` statistics.
+    fn of(segments: &[crate::input::SegmentInfo], interval_ns: i64) -> anyhow::Result<Option<Packed>> {
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
         for s in segments {
             for (_, range) in crate::input::row_group_times(&s.path)? {
@@ -65,40 +64,50 @@ impl Packed {
         Ok(fits.then_some(Packed { first_interval }))
     }
 
-    fn aggregate(self, rows: LazyFrame, ctx: &Ctx, interval_ns: i64, sums: [Expr; 2]) -> LazyFrame {
+    fn aggregate(self, rows: LazyFrame, ctx: &Ctx, keys: &[&str], interval_ns: i64, sums: [Expr; 2]) -> LazyFrame {
         let u = |e: Expr| e.cast(DataType::UInt64);
+        let by_pid = keys.contains(&"pid");
         let interval = u(col("ts_ns") / lit(interval_ns) - lit(self.first_interval));
-        let pid = when(col("pid").is_null()).then(lit(1u64 << 32)).otherwise(u(col("pid")));
         let protocol = when(col("protocol").is_null())
             .then(lit(0u64))
             .when(col("protocol").eq(lit("tcp")))
             .then(lit(1u64))
             .otherwise(lit(2u64));
-        let packed = (interval * lit(1u64 << 35) + pid * lit(4u64) + protocol).alias("key");
+        let mut packed = interval * lit(1u64 << 35) + protocol;
+        if by_pid {
+            packed = packed + when(col("pid").is_null()).then(lit(1u64 << 34)).otherwise(u(col("pid")) * lit(4u64));
+        }
+        let mut group = vec![packed.alias("key")];
+        group.extend(keys.iter().filter(|k| **k != "pid").map(|k| col(*k)));
         let mut aggs = sums.to_vec();
         aggs.extend(ctx.by.descriptions());
-        // The columns of the unpacked plan's, in its order.
-        let mut columns = vec![col(TIME), col("pid"), col("protocol"), col("sent_bytes"), col("recv_bytes")];
-        columns.extend(ctx.by.description_columns().into_iter().map(col));
+
         let key = || col("key");
-        let pid = (key() / lit(4u64)) % lit(1u64 << 33);
-        rows.group_by([packed])
-            .agg(aggs)
-            .with_columns([
-                (((key() / lit(1u64 << 35)).cast(DataType::Int64) + lit(self.first_interval)) * lit(interval_ns))
-                    .alias(TIME),
+        let mut unpacked = vec![
+            (((key() / lit(1u64 << 35)).cast(DataType::Int64) + lit(self.first_interval)) * lit(interval_ns))
+                .alias(TIME),
+            when((key() % lit(4u64)).eq(lit(0u64)))
+                .then(lit(Null {}).cast(DataType::String))
+                .when((key() % lit(4u64)).eq(lit(1u64)))
+                .then(lit("tcp"))
+                .otherwise(lit("udp"))
+                .alias("protocol"),
+        ];
+        if by_pid {
+            let pid = (key() / lit(4u64)) % lit(1u64 << 33);
+            unpacked.push(
                 when(pid.clone().gt_eq(lit(1u64 << 32)))
                     .then(lit(Null {}).cast(DataType::UInt32))
                     .otherwise(pid.cast(DataType::UInt32))
                     .alias("pid"),
-                when((key() % lit(4u64)).eq(lit(0u64)))
-                    .then(lit(Null {}).cast(DataType::String))
-                    .when((key() % lit(4u64)).eq(lit(1u64)))
-                    .then(lit("tcp"))
-                    .otherwise(lit("udp"))
-                    .alias("protocol"),
-            ])
-            .select(columns)
+            );
+        }
+        // The columns of the unpacked plan, in its order.
+        let mut columns = vec![col(TIME)];
+        columns.extend(keys.iter().map(|k| col(*k)));
+        columns.extend(["protocol", "sent_bytes", "recv_bytes"].map(col));
+        columns.extend(ctx.by.description_columns().into_iter().map(col));
+        rows.group_by(group).agg(aggs).with_columns(unpacked).select(columns)
     }
 }
 
@@ -129,7 +138,7 @@ pub fn per_interval(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<DataFrame> {
         let name = host.trace.segments.first().map(|s| s.host.clone()).unwrap_or_default();
         let mut passes = Vec::new();
         for segments in host.trace.segments.chunks(SEGMENTS_PER_PASS) {
-            let packed = Packed::of(segments, &within_host, interval_ns)?;
+            let packed = Packed::of(segments, interval_ns)?;
             let sums = plan(crate::input::events_of(segments, &cols)?, ctx, &within_host, interval_ns, packed);
             passes.push(collect(sums)?.lazy());
         }
