@@ -129,7 +129,7 @@ fn aggregate(rows: LazyFrame, ctx: &Ctx, keys: &[&str], sums: [Expr; 2]) -> Lazy
 /// it), and hosts' sums are merged only where a key spans hosts (merging
 /// the fleet's passes in one took 700 MiB, host by host 500 MiB).
 pub fn per_interval(ctx: &Ctx, interval_ns: i64) -> anyhow::Result<DataFrame> {
-    let cols = ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "bytes", "pid", "comm", "protocol"]));
+    let cols = ctx.columns(&ctx.by.scan_columns(&["ts", "kind", "bytes", "protocol"]));
     let keys = ctx.by.keys();
     let within_host: Vec<&str> = keys.iter().copied().filter(|k| *k != "host").collect();
     let merge = || [col("sent_bytes").sum(), col("recv_bytes").sum()];
