@@ -619,13 +619,17 @@ fn kill_9_loses_at_most_the_open_segment() {
     assert_eq!(status.code(), None, "killed by a signal");
     let names: Vec<String> =
         std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    // One segment open, or none when the kill lands between closing one and
+    // opening the next (seen in CI under load: three finished, none open).
     let unfinished: Vec<&String> = names.iter().filter(|n| n.ends_with(".parquet.inprogress")).collect();
-    assert_eq!(unfinished.len(), 1, "{names:?}");
+    assert!(unfinished.len() <= 1, "{names:?}");
     assert!(names.iter().filter(|n| n.ends_with(".parquet")).count() >= 2, "{names:?}");
     let r = analyze(&["netio", out.to_str().unwrap(), "--format", "json"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let stderr = String::from_utf8_lossy(&r.stderr);
-    assert!(stderr.contains(unfinished[0].as_str()) && stderr.contains("unfinished"), "{stderr}");
+    if let Some(open) = unfinished.first() {
+        assert!(stderr.contains(open.as_str()) && stderr.contains("unfinished"), "{stderr}");
+    }
 }
 
 /// Once attached, the capture holds no capability in any set and cannot
