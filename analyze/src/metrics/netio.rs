@@ -39,9 +39,10 @@ fn plan(events: LazyFrame, ctx: &Ctx, keys: &[&str], interval_ns: i64, packed: O
 /// interval after the pass's first, bit 34 set for a null pid, bits 2-33
 /// the pid (0 when pid is no key), bits 0-1 the protocol (null, tcp, udp:
 /// the schema's values). Other keys (comm, ports) are grouped beside it.
-/// One integer key is hashed as it is; three were row-encoded first, and
-/// by pid the packed pass took 0.92 of their time (50 M events, 7
-/// alternating runs).
+/// One integer key is hashed as it is; three were row-encoded first. By
+/// pid at 50 M events (7 alternating runs): the packed key alone 0.95 of
+/// the time, with the null test on bytes 0.89; the build kept, 0.92 of
+/// the one before it.
 #[derive(Debug, Clone, Copy)]
 struct Packed {
     first_interval: i64,
