@@ -20,6 +20,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -166,6 +169,25 @@ static int local_port(int fd)
 	if (getsockname(fd, (struct sockaddr *)&a, &len))
 		die("getsockname");
 	return ntohs(a.sin_port);
+}
+
+/* Waits, up to 10 s, until the 32-bit field at `offset` of fd's tcp_info is
+ * non-zero. */
+static void wait_tcp_info(int fd, size_t offset, const char *what)
+{
+	for (int i = 0; i < 1000; i++) {
+		struct tcp_info info;
+		socklen_t len = sizeof(info);
+		uint32_t v;
+
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len))
+			die("TCP_INFO");
+		memcpy(&v, (char *)&info + offset, sizeof(v));
+		if (v)
+			return;
+		usleep(10000);
+	}
+	die("waited 10 s for %s", what);
 }
 
 static void serve_one(int conn, int port, struct counts *c)
@@ -343,7 +365,10 @@ static int client(int port, int other_port)
 	}
 
 	/* A SYN nobody answers, retransmitted after the initial 1 s RTO: this
-	 * process's own listener has a full accept queue, so it drops the SYN. */
+	 * process's own listener has a full accept queue, so it drops the SYN.
+	 * Both facts are waited for, not slept on: under load the handshake's
+	 * last ACK may still sit in ksoftirqd when connect() returns, and then
+	 * the queue is not yet full and the second SYN would be answered. */
 	int retransmit_port;
 	{
 		struct sockaddr_in a = { .sin_family = AF_INET };
@@ -354,11 +379,13 @@ static int client(int port, int other_port)
 			die("listen with backlog 0");
 		retransmit_port = local_port(l);
 		queued = connect_to(retransmit_port);
+		/* A listener's tcpi_unacked is its accept queue's length. */
+		wait_tcp_info(l, offsetof(struct tcp_info, tcpi_unacked), "the backlog-0 listener's queue to fill");
 		a.sin_port = htons(retransmit_port);
 		dropped = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 		if (dropped < 0 || (connect(dropped, (struct sockaddr *)&a, sizeof(a)) && errno != EINPROGRESS))
 			die("connect to the full listener");
-		usleep(1500000);
+		wait_tcp_info(dropped, offsetof(struct tcp_info, tcpi_total_retrans), "the dropped SYN's retransmit");
 		close(dropped);
 		close(queued);
 		close(l);
