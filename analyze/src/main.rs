@@ -144,9 +144,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Polars allocates and frees each morsel's column buffers (MiBs each).
 /// glibc serves them with mmap and trims the heap on free, so every
-/// morsel page-faults its buffers in again: 1.1-1.9 M faults and a
-/// quarter of the CPU time in the kernel for netio over the bench fleet.
-/// Keeping them in the heap cut that run 0.66x (BENCHMARKS.md).
+/// morsel page-faults its buffers in again: netio --by host over the
+/// bench fleet took 2.0 M faults and spent 3.3 of its 9.6 CPU seconds in
+/// the kernel. Kept in the heap: 52 k faults, 0.73x the time (BENCHMARKS.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_malloc() {
     // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
