@@ -58,7 +58,11 @@ pub fn state_rows(events: LazyFrame, ctx: &Ctx) -> LazyFrame {
             .map(|c| when(before_accept.clone()).then(col(format!("accept_{c}"))).otherwise(col(*c)).alias(*c))
             .collect::<Vec<_>>(),
     );
-    ctx.filters.without_time().apply(owned)
+    // Churn holds these rows (churn::state): the join's columns and the
+    // kind, the same on every row, are left behind.
+    let mut spent = vec!["kind".to_string(), "accept_ns".to_string()];
+    spent.extend(owner.iter().map(|c| format!("accept_{c}")));
+    ctx.filters.without_time().apply(owned).drop(by_name(spent, true, false))
 }
 
 /// The time of the rows where `cond` holds, others null: min/max of it are
