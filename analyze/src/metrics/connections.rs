@@ -32,12 +32,23 @@ pub fn key(ctx: &Ctx) -> Vec<Expr> {
 /// take the accepting process of the connection's `accept` row, before the
 /// filters, so `--pid WORKER` selects what that worker accepted.
 pub fn state_rows(events: LazyFrame, ctx: &Ctx) -> LazyFrame {
-    let kind = |k: &str| col("kind").eq(lit(k));
-    if !ctx.trace.may_have("accept") {
+    let (rows, mut spent) = if ctx.trace.may_have("accept") {
+        owned_by_acceptor(events, ctx)
+    } else {
         // Nothing to hand over (a client's trace): the join with an empty
         // side still took 0.14–0.24 s at 50 M events (polars, measured alone).
-        return ctx.filters.without_time().apply(events.filter(kind("state").and(col("sock_id").is_not_null())));
-    }
+        (events.filter(col("kind").eq(lit("state")).and(col("sock_id").is_not_null())), Vec::new())
+    };
+    // Churn holds these rows (churn::state): the kind, the same on every
+    // row, and the join's columns are left behind.
+    spent.push("kind".to_string());
+    ctx.filters.without_time().apply(rows).drop(by_name(spent, true, false))
+}
+
+/// The state rows with the owner of each connection's `accept` row on the
+/// rows up to it, and the join's helper columns, to drop once used.
+fn owned_by_acceptor(events: LazyFrame, ctx: &Ctx) -> (LazyFrame, Vec<String>) {
+    let kind = |k: &str| col("kind").eq(lit(k));
     let conn = key(ctx);
     let mut events = events;
     let owner: Vec<&str> = match events.collect_schema() {
@@ -58,11 +69,9 @@ pub fn state_rows(events: LazyFrame, ctx: &Ctx) -> LazyFrame {
             .map(|c| when(before_accept.clone()).then(col(format!("accept_{c}"))).otherwise(col(*c)).alias(*c))
             .collect::<Vec<_>>(),
     );
-    // Churn holds these rows (churn::state): the join's columns and the
-    // kind, the same on every row, are left behind.
-    let mut spent = vec!["kind".to_string(), "accept_ns".to_string()];
-    spent.extend(owner.iter().map(|c| format!("accept_{c}")));
-    ctx.filters.without_time().apply(owned).drop(by_name(spent, true, false))
+    let mut helpers = vec!["accept_ns".to_string()];
+    helpers.extend(owner.iter().map(|c| format!("accept_{c}")));
+    (owned, helpers)
 }
 
 /// The time of the rows where `cond` holds, others null: min/max of it are
